@@ -1,0 +1,80 @@
+"""vidline: find when things happen in long videos by asking vision-language models."""
+
+from __future__ import annotations
+
+from vidline.errors import (
+    AnswerParseError,
+    AuthenticationError,
+    BackendError,
+    ConfigError,
+    DecodeError,
+    NoVideoStreamError,
+    VidlineError,
+    VideoError,
+    VideoOpenError,
+)
+from vidline.log import logger
+from vidline.types import Event, Frame, Usage, VideoInfo, Window
+
+__version__ = "0.1.0"
+
+# Public API that lives in heavier modules, imported on first use (PEP 562) so that
+# ``import vidline`` stays cheap and the CLI starts fast.
+_LAZY: dict[str, str] = {
+    "probe": "vidline.media.probe",
+    "plan_sampling": "vidline.media.plan",
+    "SamplingBudget": "vidline.media.plan",
+    "SamplingPlan": "vidline.media.plan",
+    "smart_resize": "vidline.media.plan",
+    "estimate_video_tokens": "vidline.media.plan",
+    "estimate_image_tokens": "vidline.media.plan",
+    "plan_windows": "vidline.media.windows",
+    "sample": "vidline.media.sampler",
+    "sample_windows": "vidline.media.sampler",
+    "ModelConfig": "vidline.models.config",
+    "Timeout": "vidline.models.config",
+    "RetryPolicy": "vidline.models.config",
+    "resolve_model_config": "vidline.models.config",
+    "parse_answer": "vidline.parse",
+    "merge_events": "vidline.merge",
+    "Timeline": "vidline.timeline",
+    "analyze": "vidline.pipeline",
+    "EventIndex": "vidline.index",
+    "search": "vidline.index",
+    "extract_clip": "vidline.clips",
+    "ask": "vidline.understand",
+    "describe": "vidline.understand",
+    "chapters": "vidline.understand",
+}
+
+
+def __getattr__(name: str) -> object:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'vidline' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "AnswerParseError",
+    "AuthenticationError",
+    "BackendError",
+    "ConfigError",
+    "DecodeError",
+    "Event",
+    "Frame",
+    "NoVideoStreamError",
+    "Usage",
+    "VideoError",
+    "VideoInfo",
+    "VideoOpenError",
+    "VidlineError",
+    "Window",
+    "__version__",
+    "logger",
+    *_LAZY,
+]

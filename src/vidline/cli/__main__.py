@@ -1,0 +1,5 @@
+import sys
+
+from vidline.cli import main
+
+sys.exit(main())

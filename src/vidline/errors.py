@@ -1,0 +1,100 @@
+"""The vidline exception tree. Every error the library raises on purpose derives from VidlineError.
+
+    VidlineError
+    ├── ConfigError              bad options or missing configuration (no model, bad flag values)
+    ├── VideoError               anything about an input file
+    │   ├── VideoOpenError       cannot open: missing path, directory, 0-byte, not a media file
+    │   │   └── NoVideoStreamError   a media file without a video stream (audio-only)
+    │   └── DecodeError          decoding failed past the point of recovery
+    ├── BackendError             talking to a model server (attributes: status, retryable)
+    │   ├── ServerUnreachableError   connection refused / DNS / timeout after retries
+    │   ├── AuthenticationError  401 / 403: fails fast, never retried
+    │   ├── RateLimitError       429 after retries
+    │   ├── PayloadTooLargeError 413 or context-length answers
+    │   └── ServerError          5xx after retries, other unexpected statuses
+    ├── AnswerParseError         a model answer that cannot be parsed into events
+    └── CacheError               cache directory unusable
+
+Errors are translated at the boundary (``raise ... from exc``) and their ``str()`` is a single line
+suitable for a CLI message. API keys never appear in messages.
+"""
+
+from __future__ import annotations
+
+
+class VidlineError(Exception):
+    """Base class of every error vidline raises on purpose."""
+
+    exit_code: int = 1
+
+    def __str__(self) -> str:
+        # Always one line: the CLI prints str(exc) as its only output on error.
+        return " ".join(super().__str__().split())
+
+
+class ConfigError(VidlineError):
+    exit_code = 2
+
+
+class VideoError(VidlineError):
+    def __init__(self, path: object, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class VideoOpenError(VideoError):
+    pass
+
+
+class NoVideoStreamError(VideoOpenError):
+    pass
+
+
+class DecodeError(VideoError):
+    pass
+
+
+class BackendError(VidlineError):
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+        self.status = status
+        self.retryable = retryable
+        super().__init__(message)
+
+
+class ServerUnreachableError(BackendError):
+    pass
+
+
+class AuthenticationError(BackendError):
+    pass
+
+
+class RateLimitError(BackendError):
+    pass
+
+
+class PayloadTooLargeError(BackendError):
+    pass
+
+
+class ServerError(BackendError):
+    pass
+
+
+class AnswerParseError(VidlineError):
+    def __init__(self, message: str, *, raw: str = "") -> None:
+        self.raw = raw
+        super().__init__(message)
+
+
+class CacheError(VidlineError):
+    pass
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """Replace every occurrence of each non-empty secret in ``text`` with ``***``."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text

@@ -1,0 +1,113 @@
+"""Settings objects for talking to a model server (pure data, no I/O)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from vidline.errors import ConfigError
+
+BackendName = Literal["openai", "dashscope"]
+PayloadMode = Literal["video", "frames"]
+ServerFlavour = Literal["auto", "vllm", "dashscope-compat", "generic"]
+
+DASHSCOPE_DATA_URI_LIMIT = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Timeout:
+    """Per-request timeouts in seconds."""
+
+    connect: float = 10.0
+    read: float = 180.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries with exponential backoff and jitter; ``Retry-After`` wins when the server sends it."""
+
+    max_retries: int = 4
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    jitter: float = 0.25  # fraction of the delay added at random
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to reach one model. ``api_key`` is never logged or serialised."""
+
+    backend: BackendName
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    model: str | None = None
+    mode: PayloadMode | None = None  # None: the backend's default (see README's matrix)
+    server: ServerFlavour = "auto"  # how an OpenAI-compatible server wants frame lists
+    burn_timestamps: bool = False
+    timeout: Timeout = field(default_factory=Timeout)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    concurrency: int = 4
+    max_tokens: int = 1024
+    temperature: float = 0.0
+    seed: int = 1234
+    send_media_io_fps: bool = True  # vLLM: extra_body media_io_kwargs.video.fps (falls back on 400)
+    max_data_uri_bytes: int = DASHSCOPE_DATA_URI_LIMIT
+    system_prompt: str | None = None
+    language: str | None = None
+
+    def with_(self, **changes: object) -> ModelConfig:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def identity(self) -> dict[str, object]:
+        """What distinguishes answers of this model (for cache keys); excludes secrets and timeouts."""
+        return {
+            "backend": self.backend,
+            "base_url": self.base_url,
+            "model": self.model,
+            "mode": self.mode,
+            "server": self.server,
+            "burn_timestamps": self.burn_timestamps,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "seed": self.seed,
+            "system_prompt": self.system_prompt,
+            "language": self.language,
+        }
+
+
+def resolve_model_config(
+    backend: str = "auto",
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    model: str | None = None,
+    env: Mapping[str, str] | None = None,
+    **options: object,
+) -> ModelConfig | None:
+    """Pick the model backend from flags, falling back to the SDKs' own env vars.
+
+    Returns ``None`` when ``backend`` is ``"auto"`` and no model is configured (the caller then uses
+    the offline ``motion`` backend), or when ``backend`` is ``"motion"``.
+    """
+    env = os.environ if env is None else env
+    if backend == "motion":
+        return None
+    if backend not in ("auto", "openai", "dashscope"):
+        raise ConfigError(f"unknown backend {backend!r}: choose auto, openai, dashscope or motion")
+    if backend == "auto":
+        if base_url or api_key or model:
+            backend = "dashscope" if (base_url and "/api/v1" in base_url and "compatible" not in base_url) else "openai"
+        elif env.get("OPENAI_BASE_URL") or env.get("OPENAI_API_KEY"):
+            backend = "openai"
+        elif env.get("DASHSCOPE_API_KEY") or env.get("DASHSCOPE_HTTP_BASE_URL"):
+            backend = "dashscope"
+        else:
+            return None
+    if backend == "openai":
+        base_url = base_url or env.get("OPENAI_BASE_URL")
+        api_key = api_key or env.get("OPENAI_API_KEY")
+    else:
+        base_url = base_url or env.get("DASHSCOPE_HTTP_BASE_URL")
+        api_key = api_key or env.get("DASHSCOPE_API_KEY")
+    return ModelConfig(backend=backend, base_url=base_url, api_key=api_key, model=model, **options)  # type: ignore[arg-type]

@@ -1,0 +1,211 @@
+"""Deterministic synthetic videos with visible, machine-detectable events.
+
+Used by the tests (ground truth), the committed samples, the benchmarks and the notebook. Each
+``Marker`` draws a saturated coloured shape on a plain background during ``[start, end)``; the
+colour alone identifies the marker, so a detector can find it after JPEG or H.264 compression.
+
+Nothing here touches the network. Videos are written with PyAV.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+# label -> (shape, RGB). Colours are far apart in RGB so compression never confuses them.
+MARKER_STYLES: dict[str, tuple[str, tuple[int, int, int]]] = {
+    "red square": ("square", (220, 30, 30)),
+    "green circle": ("circle", (30, 200, 40)),
+    "blue triangle": ("triangle", (30, 50, 220)),
+    "yellow square": ("square", (235, 220, 30)),
+    "magenta circle": ("circle", (220, 40, 220)),
+    "cyan triangle": ("triangle", (30, 210, 220)),
+}
+
+BACKGROUND = (96, 96, 96)
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A coloured shape visible during ``[start, end)`` seconds of display time."""
+
+    label: str
+    start: float
+    end: float
+    x: float = 0.5  # centre, as a fraction of the width
+    y: float = 0.5
+    size: float = 0.25  # side / diameter as a fraction of the smaller side
+    dx: float = 0.0  # horizontal motion, fraction of width per second (wraps)
+
+    @property
+    def color(self) -> tuple[int, int, int]:
+        return MARKER_STYLES[self.label][1]
+
+    @property
+    def shape(self) -> str:
+        return MARKER_STYLES[self.label][0]
+
+
+def render_frame(t: float, width: int, height: int, markers: Sequence[Marker] = ()) -> np.ndarray:
+    """The RGB frame shown at time ``t`` (seconds): background plus every active marker."""
+    img = np.empty((height, width, 3), dtype=np.uint8)
+    img[:] = BACKGROUND
+    # a faint static texture so encoders have something to chew on, identical in every frame
+    img[:: max(1, height // 12), :, :] = 80
+    img[:, :: max(1, width // 16), :] = 80
+    yy, xx = np.mgrid[0:height, 0:width]
+    for m in markers:
+        if not (m.start <= t < m.end):
+            continue
+        side = max(4.0, m.size * min(width, height))
+        cx = ((m.x + m.dx * (t - m.start)) % 1.0) * width
+        cy = m.y * height
+        half = side / 2
+        if m.shape == "square":
+            mask = (abs(xx - cx) <= half) & (abs(yy - cy) <= half)
+        elif m.shape == "circle":
+            mask = (xx - cx) ** 2 + (yy - cy) ** 2 <= half**2
+        else:  # triangle, apex up
+            rel_y = (yy - (cy - half)) / side  # 0 at apex, 1 at base
+            mask = (rel_y >= 0) & (rel_y <= 1) & (abs(xx - cx) <= rel_y * half)
+        img[mask] = m.color
+    return img
+
+
+def frame_times(duration: float, fps: float | Sequence[tuple[float, float, float]]) -> list[Fraction]:
+    """Presentation times of every frame. ``fps`` is a number (CFR) or ``(start, end, fps)`` segments (VFR)."""
+    if isinstance(fps, (int, float)):
+        segments: Sequence[tuple[float, float, float]] = [(0.0, duration, float(fps))]
+    else:
+        segments = fps
+    times: list[Fraction] = []
+    for seg_start, seg_end, seg_fps in segments:
+        step = Fraction(1) / Fraction(seg_fps).limit_denominator(1001)
+        t = Fraction(seg_start).limit_denominator(1000)
+        end = Fraction(min(seg_end, duration)).limit_denominator(1000)
+        while t < end:
+            times.append(t)
+            t += step
+    return times
+
+
+def make_video(
+    path: str | Path,
+    *,
+    duration: float,
+    fps: float | Sequence[tuple[float, float, float]] = 10,
+    size: tuple[int, int] = (320, 240),
+    markers: Sequence[Marker] = (),
+    codec: str = "libx264",
+    gop: int | None = None,
+    start_time: float = 0.0,
+    rotation: int = 0,
+    audio: bool = False,
+    crf: int = 28,
+) -> Path:
+    """Write a synthetic video and return its path.
+
+    ``start_time`` shifts every PTS (the first frame is still display time 0). ``rotation`` stores
+    display-matrix rotation metadata (degrees a player rotates clockwise); the pixels are stored
+    un-rotated, i.e. ``render_frame`` rotated back, so an upright decode shows the markers upright.
+    """
+    path = Path(path)
+    width, height = size
+    times = frame_times(duration, fps)
+    tb = Fraction(1, 90000)
+    with av.open(str(path), "w") as out:
+        nominal = fps if isinstance(fps, (int, float)) else max(s[2] for s in fps)
+        coded_w, coded_h = (height, width) if rotation in (90, 270) else (width, height)
+        stream = out.add_stream(codec, rate=Fraction(nominal).limit_denominator(1001))
+        stream.width = coded_w
+        stream.height = coded_h
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = tb
+        stream.codec_context.time_base = tb
+        opts = {"crf": str(crf), "preset": "ultrafast"} if codec == "libx264" else {}
+        if gop is not None:
+            stream.codec_context.gop_size = gop
+            if codec == "libx264":
+                opts["x264-params"] = f"keyint={gop}:min-keyint={gop}:scenecut=0"
+        stream.options = opts
+        if rotation:
+            _set_rotation(stream, rotation)
+        astream = None
+        if audio:
+            astream = out.add_stream("aac", rate=16000)
+        offset = Fraction(start_time).limit_denominator(90000)
+        for t in times:
+            img = render_frame(float(t), width, height, markers)
+            if rotation:
+                # store pixels so that rotating them by `rotation` clockwise gives `img`
+                img = np.ascontiguousarray(np.rot90(img, k=rotation // 90))
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = int((t + offset) / tb)
+            frame.time_base = tb
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+        if astream is not None:
+            _write_tone(out, astream, duration)
+    return path
+
+
+def _set_rotation(stream: av.video.stream.VideoStream, rotation: int) -> None:
+    # ffmpeg's mp4 muxer writes a display matrix from the legacy "rotate" tag; the tag counts
+    # degrees counter-clockwise in the matrix, so a player's clockwise rotation is 360 - tag.
+    stream.metadata["rotate"] = str((360 - rotation) % 360)
+
+
+def _write_tone(out: av.container.OutputContainer, astream: av.audio.stream.AudioStream, duration: float) -> None:
+    rate = 16000
+    n = int(duration * rate)
+    samples = (0.2 * np.sin(2 * np.pi * 440 * np.arange(n) / rate)).astype(np.float32)
+    chunk = 1024
+    for i in range(0, n, chunk):
+        block = samples[i : i + chunk]
+        frame = av.AudioFrame.from_ndarray(block.reshape(1, -1), format="fltp", layout="mono")
+        frame.sample_rate = rate
+        frame.pts = i
+        for packet in astream.encode(frame):
+            out.mux(packet)
+    for packet in astream.encode():
+        out.mux(packet)
+
+
+def make_audio_only(path: str | Path, *, duration: float = 2.0) -> Path:
+    """An .m4a/.mp4 file with an AAC track and no video stream."""
+    path = Path(path)
+    with av.open(str(path), "w") as out:
+        astream = out.add_stream("aac", rate=16000)
+        _write_tone(out, astream, duration)
+    return path
+
+
+def active_labels(markers: Sequence[Marker], t: float) -> list[str]:
+    """Ground truth: the labels visible at time ``t``."""
+    return [m.label for m in markers if m.start <= t < m.end]
+
+
+def detect_markers(image: np.ndarray, min_fraction: float = 0.002) -> list[str]:
+    """Which marker colours are visible in an RGB image (robust to JPEG/H.264 compression)."""
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError("expected an H x W x 3 RGB image")
+    img = image.astype(np.int16)
+    total = img.shape[0] * img.shape[1]
+    found = []
+    for label, (_shape, color) in MARKER_STYLES.items():
+        dist = np.abs(img - np.array(color, dtype=np.int16)).max(axis=2)
+        if (dist < 60).sum() >= max(4, min_fraction * total):
+            found.append(label)
+    return found
+
+
+def iter_intervals(markers: Sequence[Marker]) -> Iterator[tuple[str, float, float]]:
+    for m in markers:
+        yield m.label, m.start, m.end

@@ -1,0 +1,115 @@
+"""Core data types shared by every layer. Pure data: no I/O here.
+
+Time convention everywhere in vidline: ``float`` seconds from the first frame a player displays
+(so a stream whose first PTS is 7.5 s starts at 0.0). Exact source time is kept as ``pts`` +
+``time_base`` (a Fraction) where it matters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What ``vidline.probe`` reports about a video file."""
+
+    path: str
+    container: str
+    codec: str
+    width: int  # coded size
+    height: int
+    display_width: int  # after rotation metadata is applied
+    display_height: int
+    rotation: int  # degrees clockwise a player applies: 0, 90, 180, 270
+    duration: float  # seconds, measured from the first displayed frame
+    fps: float  # average frame rate
+    is_vfr: bool
+    frame_count: int  # estimated
+    keyframe_interval: float | None  # seconds, when it can be found cheaply
+    start_time: float  # stream start offset (first PTS) in seconds
+    time_base: Fraction
+    has_audio: bool
+    size_bytes: int
+    truncated: bool = False  # decoding stopped early; duration is what decodes
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["time_base"] = str(self.time_base)
+        return d
+
+
+@dataclass
+class Frame:
+    """One sampled frame: ``t`` seconds from the first displayed frame, an upright RGB uint8 array."""
+
+    t: float
+    image: np.ndarray  # H x W x 3, uint8, RGB, rotation applied, resized to the plan's size
+    pts: int | None = None  # source PTS in ``time_base`` units
+    time_base: Fraction | None = None
+
+
+@dataclass(frozen=True)
+class Window:
+    """A time range ``[start, end)`` of the video sent to the model as one request."""
+
+    index: int
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+
+    def to_dict(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+
+
+@dataclass
+class Event:
+    """One event on a timeline, in absolute seconds."""
+
+    start: float
+    end: float
+    label: str
+    description: str | None = None
+    confidence: float | None = None
+    windows: list[int] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "label": self.label,
+            "description": self.description,
+            "confidence": self.confidence,
+            "windows": list(self.windows),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Event:
+        return cls(
+            start=float(d["start"]),
+            end=float(d["end"]),
+            label=str(d.get("label", "")),
+            description=d.get("description"),
+            confidence=d.get("confidence"),
+            windows=[int(i) for i in d.get("windows", [])],
+        )
