@@ -113,3 +113,43 @@ class Event:
             confidence=d.get("confidence"),
             windows=[int(i) for i in d.get("windows", [])],
         )
+
+
+@dataclass
+class WindowRecord:
+    """What happened to one window of a run (the ``windows`` entries of a timeline's JSON)."""
+
+    index: int
+    start: float
+    end: float
+    frames: int
+    status: str  # "ok" | "failed" | "cached"
+    error: str | None = None
+    estimated_tokens: int | None = None
+    usage: Usage | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "frames": self.frames,
+            "status": self.status,
+            "error": self.error,
+            "estimated_tokens": self.estimated_tokens,
+            "usage": self.usage.to_dict() if self.usage else None,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> WindowRecord:
+        u = d.get("usage")
+        return cls(
+            index=int(d["index"]),
+            start=float(d["start"]),
+            end=float(d["end"]),
+            frames=int(d.get("frames", 0)),
+            status=str(d.get("status", "ok")),
+            error=d.get("error"),
+            estimated_tokens=d.get("estimated_tokens"),
+            usage=Usage(int(u.get("prompt_tokens", 0)), int(u.get("completion_tokens", 0))) if u else None,
+        )
