@@ -107,18 +107,22 @@ def make_video(
     rotation: int = 0,
     audio: bool = False,
     crf: int = 28,
+    faststart: bool = False,
 ) -> Path:
     """Write a synthetic video and return its path.
 
     ``start_time`` shifts every PTS (the first frame is still display time 0). ``rotation`` stores
     display-matrix rotation metadata (degrees a player rotates clockwise); the pixels are stored
     un-rotated, i.e. ``render_frame`` rotated back, so an upright decode shows the markers upright.
+    ``faststart`` puts the mp4 index (moov) before the media data, like a streaming-friendly file; a
+    truncated copy of such a file still opens and decodes up to the cut.
     """
     path = Path(path)
     width, height = size
     times = frame_times(duration, fps)
     tb = Fraction(1, 90000)
-    with av.open(str(path), "w") as out:
+    container_options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", options=container_options) as out:
         nominal = fps if isinstance(fps, (int, float)) else max(s[2] for s in fps)
         coded_w, coded_h = (height, width) if rotation in (90, 270) else (width, height)
         stream = out.add_stream(codec, rate=Fraction(nominal).limit_denominator(1001))
@@ -157,9 +161,11 @@ def make_video(
 
 
 def _set_rotation(stream: av.video.stream.VideoStream, rotation: int) -> None:
-    # ffmpeg's mp4 muxer writes a display matrix from the legacy "rotate" tag; the tag counts
-    # degrees counter-clockwise in the matrix, so a player's clockwise rotation is 360 - tag.
-    stream.metadata["rotate"] = str((360 - rotation) % 360)
+    # PyAV writes a display matrix as stream coded side data (the mp4 muxer turns it into the
+    # tkhd matrix). ``set_display_rotation`` takes counter-clockwise degrees; a player's clockwise
+    # rotation of ``rotation`` degrees is therefore ``-rotation``. (The legacy "rotate" metadata tag
+    # is ignored by ffmpeg >= 7.)
+    stream.set_display_rotation(-float(rotation))
 
 
 def _write_tone(out: av.container.OutputContainer, astream: av.audio.stream.AudioStream, duration: float) -> None:

@@ -1,0 +1,201 @@
+"""Benchmark of `vidline timeline` end to end against the reference server.
+
+A generated video (default 60 min, 320x240, 10 fps) with known marker events, a static stretch and
+events that cross window boundaries. For each latency L the CLI runs in a subprocess (so its peak RSS
+is its own) against the reference server (in this process) answering after L seconds.
+
+Targets (issue 4):
+  wall time <= 1.1 x max(decode floor, n_windows x L / concurrency)
+  peak RSS  <= 300 MB
+  every known event found with IoU >= 0.5, none twice, nothing in the static stretch.
+
+The decode floor is the time of the same streaming decode (media.sample_windows over the same
+windows and budget) with no requests, measured in a subprocess too.
+
+    .venv/bin/python bench/pipeline.py --minutes 60 --latency 0.2 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "src"))
+
+DATA = ROOT / "bench" / "data"
+
+# (label, start, end) in seconds for a 60-minute video; scaled for other lengths.
+EVENTS_60 = [
+    ("red square", 30, 75),
+    ("green circle", 95, 150),  # across the first window boundary
+    ("blue triangle", 300, 330),
+    ("red square", 600, 660),  # same label again, far away: must stay a separate event
+    ("yellow square", 1000, 1130),  # longer than a window's stride: reported by 2+ windows
+    ("magenta circle", 1500, 1530),
+    ("cyan triangle", 1800, 1900),
+    ("green circle", 2000, 2040),
+    ("blue triangle", 2150, 2250),
+    # 2400-3300: static stretch, nothing happens
+    ("red square", 3400, 3450),
+    ("magenta circle", 3500, 3590),
+]
+STATIC_60 = (2400.0, 3300.0)
+
+
+def scaled(minutes: float) -> tuple[list[tuple[str, float, float]], tuple[float, float]]:
+    k = minutes / 60.0
+    return [(lab, s * k, e * k) for lab, s, e in EVENTS_60], (STATIC_60[0] * k, STATIC_60[1] * k)
+
+
+def ensure_video(minutes: float, fps: float, size: tuple[int, int]) -> Path:
+    from vidline.synth import Marker, make_video
+
+    DATA.mkdir(parents=True, exist_ok=True)
+    path = DATA / f"bench_{minutes:g}min_{size[0]}x{size[1]}_{fps:g}fps.mp4"
+    if path.exists():
+        return path
+    events, _ = scaled(minutes)
+    markers = [Marker(lab, s, e, x=0.3 + 0.4 * (i % 2), y=0.5) for i, (lab, s, e) in enumerate(events)]
+    t0 = time.monotonic()
+    tmp = path.with_suffix(".tmp.mp4")
+    make_video(tmp, duration=minutes * 60.0, fps=fps, size=size, markers=markers, gop=int(fps * 4))
+    os.replace(tmp, path)
+    print(f"generated {path.name} in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    return path
+
+
+def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int, str, str]:
+    """(wall s, peak RSS MB, exit code, stdout, stderr) of one subprocess, RSS from wait4."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return wall, usage.ru_maxrss / 1024.0, proc.returncode, out.read().decode(), err.read().decode()
+
+
+DECODE_SNIPPET = """
+import sys, time
+from vidline.media.probe import probe
+from vidline.media.sampler import sample_windows
+from vidline.models.config import ModelConfig
+from vidline.pipeline import RunOptions, make_budget, plan_windows_for
+path, window, overlap, fps, backend = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
+opts = RunOptions(window=window, overlap=overlap, fps=fps if fps == "auto" else float(fps))
+info = probe(path)
+cfg = ModelConfig(backend)
+windows = plan_windows_for(info, cfg, opts)
+n = 0
+for wf in sample_windows(path, windows, make_budget(opts, backend), info=info):
+    n += len(wf.frames)
+print(len(windows), n)
+"""
+
+
+def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = max(a[1], b[1]) - min(a[0], b[0])
+    return inter / union if union > 0 else 0.0
+
+
+def check_events(doc: dict[str, Any], truth: list[tuple[str, float, float]],
+                 static: tuple[float, float]) -> dict[str, Any]:
+    events = [(e["label"], e["start"], e["end"]) for e in doc["events"]]
+    matched: dict[int, list[tuple[str, float, float]]] = {i: [] for i in range(len(truth))}
+    spurious = []
+    for ev in events:
+        best = max(range(len(truth)), key=lambda i: iou(ev[1:], truth[i][1:]) if truth[i][0] == ev[0] else -1)
+        if truth[best][0] == ev[0] and iou(ev[1:], truth[best][1:]) > 0:
+            matched[best].append(ev)
+        else:
+            spurious.append(ev)
+    ious = [max((iou(ev[1:], truth[i][1:]) for ev in matched[i]), default=0.0) for i in range(len(truth))]
+    dups = sum(max(0, len(m) - 1) for m in matched.values())
+    in_static = [ev for ev in events if ev[1] < static[1] and ev[2] > static[0]]
+    return {"min_iou": round(min(ious), 3), "ious": [round(x, 3) for x in ious], "duplicates": dups,
+            "spurious": len(spurious), "static_events": len(in_static), "n_events": len(events),
+            "failed_windows": sum(1 for w in doc["windows"] if w["status"] == "failed")}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=60.0)
+    ap.add_argument("--latency", type=float, nargs="+", default=[0.2, 3.0])
+    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--window", type=float, default=125.0)
+    ap.add_argument("--overlap", type=float, default=10.0)
+    ap.add_argument("--fps", default="1", help="sampling fps per window (default 1)")
+    ap.add_argument("--mode", choices=["video", "frames"], default="video")
+    ap.add_argument("--video-fps", type=float, default=10.0)
+    ap.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = ap.parse_args()
+
+    from tests.refserver import RefServer
+
+    video = ensure_video(args.minutes, args.video_fps, (320, 240))
+    truth, static = scaled(args.minutes)
+    py = sys.executable
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "DASHSCOPE_"))}
+    env["PYTHONPATH"] = str(ROOT / "src")
+
+    wall, rss, code, out, err = run_measured(
+        [py, "-c", DECODE_SNIPPET, str(video), str(args.window), str(args.overlap), args.fps, "openai"], env)
+    if code != 0:
+        print(err, file=sys.stderr)
+        return 1
+    n_windows, n_frames = (int(x) for x in out.split())
+    decode_floor = wall
+    print(f"decode floor: {decode_floor:.1f} s for {n_windows} windows / {n_frames} frames, peak RSS {rss:.0f} MB",
+          file=sys.stderr)
+
+    results: list[dict[str, Any]] = []
+    for latency in args.latency:
+        with RefServer(latency=latency) as server, tempfile.TemporaryDirectory() as tmp:
+            out_path = Path(tmp) / "timeline.json"
+            cmd = [py, "-m", "vidline", "timeline", str(video), "--base-url", server.openai_base_url,
+                   "--api-key", "sk-test", "--model", "qwen2.5-vl-ref", "--mode", args.mode,
+                   "--window", str(args.window), "--overlap", str(args.overlap), "--fps", args.fps,
+                   "--concurrency", str(args.concurrency), "--no-cache", "--quiet", "-o", str(out_path)]
+            wall, rss, code, _out, err = run_measured(cmd, env)
+            if code not in (0, 3):
+                print(err, file=sys.stderr)
+                return 1
+            doc = json.loads(out_path.read_text())
+            target = 1.1 * max(decode_floor, n_windows * latency / args.concurrency)
+            check = check_events(doc, truth, static)
+            row = {"latency": latency, "wall": round(wall, 1), "target": round(target, 1),
+                   "wall_ok": wall <= target, "peak_rss_mb": round(rss), "rss_ok": rss <= 300,
+                   "requests": len(server.generation_requests), "decode_floor": round(decode_floor, 1),
+                   "n_windows": n_windows, **check}
+            row["events_ok"] = check["min_iou"] >= 0.5 and not check["duplicates"] and not check["static_events"]
+            results.append(row)
+            print(f"L={latency:g}s: wall {wall:.1f} s (target {target:.1f}), peak RSS {rss:.0f} MB, "
+                  f"min IoU {check['min_iou']}, duplicates {check['duplicates']}, static {check['static_events']}, "
+                  f"spurious {check['spurious']}, failed windows {check['failed_windows']}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print("| L (s) | windows | decode floor (s) | wall (s) | target (s) | peak RSS (MB) | min IoU | dup | static | ok |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for r in results:
+            ok = r["wall_ok"] and r["rss_ok"] and r["events_ok"]
+            print(f"| {r['latency']:g} | {r['n_windows']} | {r['decode_floor']} | {r['wall']} | {r['target']} | "
+                  f"{r['peak_rss_mb']} | {r['min_iou']} | {r['duplicates']} | {r['static_events']} | "
+                  f"{'yes' if ok else 'NO'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""On-disk cache of per-window model answers, so re-runs re-send nothing and killed runs resume.
+
+One JSON file per window answer, named by a SHA-256 key over everything that decides the answer:
+
+* the video fingerprint (size + SHA-256 of the first and last MiB + duration; no full read),
+* the window (start, end),
+* the sampling (fps, frame size, frame count),
+* the payload mode,
+* the model identity (``WindowAnalyzer.identity()``: backend, base URL, model, prompt, ...),
+* the prompt / query.
+
+Writes are atomic (temporary file in the same directory + ``os.replace``), so a run interrupted at
+any moment leaves either the old entry, the new entry or none; never a half-written file. Only
+answers that parsed are stored: failed windows are retried on the next run.
+
+Location: ``cache=`` path, else ``$VIDLINE_CACHE_DIR``, else ``platformdirs.user_cache_dir("vidline")``
+(``~/.cache/vidline`` on Linux), under a ``windows/`` sub-directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vidline.errors import CacheError
+from vidline.log import logger
+from vidline.types import Usage
+
+CACHE_VERSION = 1
+_CHUNK = 1024 * 1024
+
+
+def default_cache_dir() -> Path:
+    """``$VIDLINE_CACHE_DIR`` or the platform's user cache directory for vidline."""
+    env = os.environ.get("VIDLINE_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("vidline"))
+
+
+def resolve_cache_dir(cache: bool | str | os.PathLike[str] | None) -> Path | None:
+    """``True`` -> default directory, ``False``/``None`` -> no cache, a path -> that directory."""
+    if cache is None or cache is False:
+        return None
+    if cache is True:
+        return default_cache_dir()
+    return Path(cache).expanduser()
+
+
+def video_fingerprint(path: str | os.PathLike[str], duration: float | None = None) -> str:
+    """A cheap content fingerprint: size + hash of the first and last MiB (+ duration when known).
+
+    Survives renames and copies (mtime is deliberately not used); changes when the file's content
+    changes at either end or its length changes.
+    """
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        h = hashlib.sha256()
+        with p.open("rb") as f:
+            h.update(f.read(_CHUNK))
+            if size > _CHUNK:
+                f.seek(max(_CHUNK, size - _CHUNK))
+                h.update(f.read(_CHUNK))
+    except OSError as exc:
+        raise CacheError(f"{p}: cannot fingerprint video: {exc.strerror or exc}") from exc
+    dur = "" if duration is None else f"{duration:.3f}"
+    return f"{size}:{h.hexdigest()[:32]}:{dur}"
+
+
+def cache_key(
+    *,
+    fingerprint: str,
+    start: float,
+    end: float,
+    fps: float,
+    width: int,
+    height: int,
+    n_frames: int,
+    mode: str | None,
+    identity: dict[str, Any],
+    prompt: str | None,
+) -> str:
+    """SHA-256 hex key of the JSON of everything that decides a window's answer (pure)."""
+    doc = {
+        "v": CACHE_VERSION,
+        "video": fingerprint,
+        "window": [round(start, 3), round(end, 3)],
+        "sampling": {"fps": round(float(fps), 4), "size": [width, height], "n_frames": n_frames},
+        "mode": mode,
+        "model": identity,
+        "prompt": prompt,
+    }
+    blob = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class CachedAnswer:
+    """What is stored per window: the raw answer text, the usage and the time scale."""
+
+    text: str
+    usage: Usage | None = None
+    time_scale: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": CACHE_VERSION,
+            "text": self.text,
+            "usage": self.usage.to_dict() if self.usage else None,
+            "time_scale": self.time_scale,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CachedAnswer:
+        u = d.get("usage")
+        usage = Usage(int(u.get("prompt_tokens", 0)), int(u.get("completion_tokens", 0))) if u else None
+        return cls(text=str(d["text"]), usage=usage, time_scale=float(d.get("time_scale", 1.0)))
+
+
+class WindowCache:
+    """A directory of ``<key[:2]>/<key>.json`` answer files. Thread-safe (atomic file operations)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root) / "windows"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CacheError(f"cache directory {self.root} is unusable: {exc.strerror or exc}") from exc
+        if not os.access(self.root, os.W_OK):
+            raise CacheError(f"cache directory {self.root} is not writable")
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> CachedAnswer | None:
+        """The stored answer, or None when missing or unreadable (a corrupt entry is a miss)."""
+        path = self._path(key)
+        try:
+            with path.open("r", encoding="utf-8") as f:
+                data = json.load(f)
+            if data.get("v") != CACHE_VERSION:
+                return None
+            return CachedAnswer.from_dict(data)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            logger.debug("ignoring unreadable cache entry %s: %s", path, exc)
+            return None
+
+    def put(self, key: str, answer: CachedAnswer) -> None:
+        """Store atomically: write a temporary file beside the target, fsync, then ``os.replace``."""
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    json.dump(answer.to_dict(), f)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except OSError as exc:
+            # A cache that cannot be written must not fail the run: the answer is still used.
+            logger.warning("could not write cache entry %s: %s", path, exc.strerror or exc)
+
+    def __contains__(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def keys(self) -> list[str]:
+        return sorted(p.stem for p in self.root.glob("*/*.json"))

@@ -1,0 +1,184 @@
+"""``vidline timeline VIDEO...``: one merged event timeline per video (a thin layer over vidline.analyze).
+
+Exit codes: 0 ok; 1 error (one line on stderr); 2 bad options / no model for --query;
+3 partial (some windows failed: listed on stderr, the timeline of the rest is still written);
+130 interrupted (answers already received stay in the cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vidline.cli.common import add_model_arguments, config_from_args
+from vidline.errors import ConfigError
+
+if TYPE_CHECKING:
+    from vidline.timeline import Timeline
+
+EXIT_PARTIAL = 3
+FORMATS = ("json", "csv", "srt", "vtt", "html")
+
+
+def _fps(value: str) -> float | str:
+    if value == "auto":
+        return "auto"
+    try:
+        f = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {value!r}") from None
+    if f <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return f
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "timeline",
+        help="find when things happen: one merged event timeline per video",
+        description="Find events in a video (matching --query) with a vision-language model, or activity "
+        "segments with the offline motion detector when no model is configured.",
+    )
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video file(s)")
+    p.add_argument("--query", "-q", help="what to look for (needs a model); default: all notable events")
+    add_model_arguments(p, allow_motion=True)
+    g = p.add_argument_group("windows and sampling")
+    g.add_argument("--window", type=float, metavar="SEC", help="window length in seconds (default 120)")
+    g.add_argument("--overlap", type=float, metavar="SEC", help="overlap between windows (default 10)")
+    g.add_argument("--fps", type=_fps, default="auto", metavar="auto|F", help="sampling fps (default auto)")
+    g.add_argument("--max-frames", type=int, metavar="N", help="max frames per window")
+    g.add_argument("--concurrency", type=int, default=4, metavar="N", help="requests in flight (default 4)")
+    o = p.add_argument_group("output")
+    o.add_argument("--format", choices=FORMATS, help="output format (default: from -o's suffix, else json)")
+    o.add_argument("-o", "--output", metavar="PATH", help="write here instead of stdout")
+    o.add_argument("--dry-run", action="store_true", help="print the plan and cost estimate; contact no server")
+    o.add_argument("--price-per-1k", type=float, metavar="PRICE", help="price per 1000 tokens for --dry-run")
+    o.add_argument("--no-cache", action="store_true", help="neither read nor write the answer cache")
+    o.add_argument("--cache-dir", metavar="DIR", help="answer cache directory (default: VIDLINE_CACHE_DIR "
+                   "or the user cache dir)")
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    m = p.add_argument_group("motion backend (offline)")
+    m.add_argument("--threshold", type=float, help="fraction of changed pixels that is motion (default 0.01)")
+    m.add_argument("--min-event", type=float, metavar="SEC", help="shortest motion kept (default 1.0)")
+    m.add_argument("--merge-gap", type=float, metavar="SEC", help="join motion this close (default 2.0)")
+    m.add_argument("--pre", type=float, metavar="SEC", help="padding before each event (default 0.5)")
+    m.add_argument("--post", type=float, metavar="SEC", help="padding after each event (default 0.5)")
+    p.set_defaults(func=run)
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "backend": args.backend,
+        "window": args.window,
+        "overlap": args.overlap,
+        "fps": args.fps,
+        "max_frames": args.max_frames,
+        "threshold": args.threshold,
+        "min_event": args.min_event,
+        "merge_gap": args.merge_gap,
+        "pre": args.pre,
+        "post": args.post,
+    }
+
+
+def _format_for(args: argparse.Namespace, output: Path | None) -> str:
+    if args.format:
+        return str(args.format)
+    if output is not None and output.suffix.lower().lstrip(".") in FORMATS:
+        return output.suffix.lower().lstrip(".")
+    return "json"
+
+
+def _render(timeline: Timeline, fmt: str) -> str:
+    renderers = {"json": timeline.to_json, "csv": timeline.to_csv, "srt": timeline.to_srt,
+                 "vtt": timeline.to_vtt, "html": timeline.to_html}
+    text = renderers[fmt]()
+    return text if text.endswith("\n") else text + "\n"
+
+
+def _output_path(args: argparse.Namespace, video: str, fmt: str) -> Path | None:
+    """-o PATH for one video; with several videos -o is a directory holding <stem>.<fmt> files."""
+    if not args.output:
+        return None
+    out = Path(args.output)
+    if len(args.videos) == 1:
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    return out / f"{Path(video).stem}.{fmt}"
+
+
+def _report_failures(timeline: Timeline, video: str) -> None:
+    failed = timeline.failed_windows
+    print(f"vidline: {video}: {len(failed)} of {len(timeline.windows)} windows failed (partial timeline):",
+          file=sys.stderr)
+    for w in failed:
+        print(f"vidline:   window {w.index} [{w.start:.1f}-{w.end:.1f} s]: {w.error}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vidline.pipeline import analyze, dry_run
+    from vidline.progress import Progress
+
+    if args.output and len(args.videos) > 1 and Path(args.output).is_file():
+        raise ConfigError("with several videos, -o must be a directory")
+    config = config_from_args(args)
+    if args.dry_run:
+        return _run_dry(args, config, dry_run)
+    cache: bool | str = False if args.no_cache else (args.cache_dir or True)
+    partial = 0
+    stdout_docs: list[str] = []
+    progress = Progress(enabled=not args.quiet)
+    try:
+        for video in args.videos:
+            timeline = analyze(video, args.query, config=config, concurrency=args.concurrency, cache=cache,
+                               progress=progress, **_options(args))
+            progress.set_description("windows")
+            partial += _emit(args, video, timeline, stdout_docs)
+    finally:
+        progress.close()
+    _flush_stdout(args, stdout_docs)
+    return EXIT_PARTIAL if partial else 0
+
+
+def _emit(args: argparse.Namespace, video: str, timeline: Timeline, stdout_docs: list[str]) -> int:
+    """Write one timeline; returns 1 when it is partial (after listing its failed windows)."""
+    fmt = _format_for(args, Path(args.output) if args.output and len(args.videos) == 1 else None)
+    out = _output_path(args, video, fmt)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(_render(timeline, fmt), encoding="utf-8")
+    else:
+        stdout_docs.append(timeline.to_json() if fmt == "json" else _render(timeline, fmt))
+    if timeline.partial:
+        _report_failures(timeline, video)
+        return 1
+    return 0
+
+
+def _flush_stdout(args: argparse.Namespace, docs: list[str]) -> None:
+    if not docs:
+        return
+    fmt = _format_for(args, None)
+    if fmt == "json" and len(docs) > 1:
+        sys.stdout.write("[\n" + ",\n".join(docs) + "\n]\n")
+    else:
+        sys.stdout.write("".join(d if d.endswith("\n") else d + "\n" for d in docs))
+    sys.stdout.flush()
+
+
+def _run_dry(args: argparse.Namespace, config: Any, dry_run: Any) -> int:
+    reports = [dry_run(video, args.query, config=config, price_per_1k=args.price_per_1k, **_options(args))
+               for video in args.videos]
+    if args.format == "json":
+        docs = [r.to_dict() for r in reports]
+        text = json.dumps(docs[0] if len(docs) == 1 else docs, indent=2)
+    else:
+        text = "\n\n".join(r.to_text() for r in reports)
+    if args.output:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
+    return 0

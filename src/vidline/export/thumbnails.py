@@ -1,0 +1,107 @@
+"""Small JPEG thumbnails at given times, decoded with PyAV (seek to the keyframe before, decode forward).
+
+Times are seconds from the first displayed frame (the vidline convention), so the stream's start
+offset is added before seeking. Display rotation metadata is applied, so thumbnails are upright.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from collections.abc import Sequence
+from fractions import Fraction
+
+import av
+import numpy as np
+from PIL import Image
+
+from vidline.errors import DecodeError, NoVideoStreamError, VideoOpenError
+from vidline.log import logger
+
+DEFAULT_WIDTH = 160
+
+
+def _upright(frame: av.VideoFrame) -> np.ndarray:
+    rgb: np.ndarray = frame.to_ndarray(format="rgb24")
+    rotation = int(getattr(frame, "rotation", 0) or 0) % 360
+    # PyAV reports the display matrix angle counter-clockwise; a player rotates clockwise by -angle.
+    k = (rotation // 90) % 4
+    if k:
+        rgb = np.ascontiguousarray(np.rot90(rgb, k=k))
+    return rgb
+
+
+def _to_jpeg(rgb: np.ndarray, width: int, quality: int) -> bytes:
+    img = Image.fromarray(rgb)
+    if img.width > width:
+        height = max(1, round(img.height * width / img.width))
+        img = img.resize((width, height), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def extract_thumbnails(
+    path: str | os.PathLike[str],
+    times: Sequence[float],
+    *,
+    width: int = DEFAULT_WIDTH,
+    quality: int = 75,
+) -> list[bytes | None]:
+    """One JPEG per requested time (same order): the first frame displayed at or after ``t``
+    (the last frame when ``t`` is past the end). ``None`` where nothing could be decoded.
+
+    Raises VideoOpenError / NoVideoStreamError when the file cannot be opened as a video.
+    """
+    if not os.path.isfile(path):
+        raise VideoOpenError(path, "no such file")
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise VideoOpenError(path, f"cannot open: {exc}") from exc
+    results: list[bytes | None] = [None] * len(times)
+    with container:
+        if not container.streams.video:
+            raise NoVideoStreamError(path, "no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        tb: Fraction = stream.time_base or Fraction(1, 1000)
+        origin = float(stream.start_time * tb) if stream.start_time is not None else 0.0
+        for i in sorted(range(len(times)), key=lambda k: times[k]):
+            try:
+                rgb = _frame_at(container, stream, origin + max(0.0, float(times[i])), tb)
+            except av.error.FFmpegError as exc:
+                logger.debug("thumbnail at %.3f s failed: %s", times[i], exc)
+                rgb = None
+            if rgb is not None:
+                results[i] = _to_jpeg(rgb, width, quality)
+    return results
+
+
+def _frame_at(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, target: float, tb: Fraction
+) -> np.ndarray | None:
+    container.seek(int(target / tb), stream=stream, backward=True, any_frame=False)
+    last: av.VideoFrame | None = None
+    half_frame = 0.5 / float(stream.average_rate or 25)
+    for frame in container.decode(stream):
+        if frame.pts is None:
+            continue
+        last = frame
+        if float(frame.pts * tb) >= target - half_frame:
+            break
+    return _upright(last) if last is not None else None
+
+
+def thumbnail(path: str | os.PathLike[str], t: float, *, width: int = DEFAULT_WIDTH) -> bytes:
+    """One JPEG at time ``t``; raises DecodeError when no frame can be decoded."""
+    (jpeg,) = extract_thumbnails(path, [t], width=width)
+    if jpeg is None:
+        raise DecodeError(path, f"no frame decodable at {t:.3f} s")
+    return jpeg
+
+
+def data_uri(jpeg: bytes) -> str:
+    """``data:image/jpeg;base64,...`` for inline <img> tags."""
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")

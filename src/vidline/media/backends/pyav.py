@@ -1,0 +1,206 @@
+"""PyAV FrameSource (the default backend).
+
+Decoding strategy, chosen per video and per target as decoding goes:
+
+* sequential: decode forward and keep the frame nearest each target (cost = one full decode);
+* keyframe-aware seeking: before moving on to the next target, seek only when a keyframe lies
+  between the current decode position and that target (from the container index when there is one,
+  otherwise from the probed keyframe interval). With targets denser than keyframes this never seeks
+  and degrades to the sequential pass; with sparse targets it skips whole GOPs.
+* keyframes only (``keyframes()``): ``codec_context.skip_frame = "NONKEY"``.
+
+Frames are converted with ``VideoFrame.reformat`` (libswscale) straight to the output size, so no
+full-resolution RGB array is ever made; only the current and previous decoded frames are held.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterator, Sequence
+from fractions import Fraction
+from typing import Any
+
+import av
+import numpy as np
+
+from vidline.log import logger
+from vidline.media.probe import open_container
+from vidline.media.source import FrameSource, Target, check_sorted
+from vidline.types import Frame, VideoInfo
+
+STRATEGIES = ("auto", "sequential", "seek")
+
+
+class PyAVSource(FrameSource):
+    name = "pyav"
+
+    def __init__(self, path: Any, info: VideoInfo, *, strategy: str = "auto") -> None:
+        super().__init__(path, info)
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}")
+        self.strategy = strategy
+        self.stats: dict[str, int] = {"seeks": 0, "decoded": 0, "errors": 0}
+        self._warned = False
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _open(self) -> tuple[Any, Any, Fraction, int]:
+        container = open_container(self.path)
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        tb: Fraction = stream.time_base or self.info.time_base
+        first = round(Fraction(self.info.start_time).limit_denominator(10**9) / tb)
+        return container, stream, tb, first
+
+    def _decode(self, container: Any, stream: Any) -> Iterator[Any]:
+        """Decoded frames in presentation order; damaged packets are skipped, EOF errors end it."""
+        try:
+            for packet in container.demux(stream):
+                try:
+                    frames = stream.decode(packet)
+                except av.error.FFmpegError as exc:
+                    self.stats["errors"] += 1
+                    logger.debug("%s: skipping undecodable packet at pts %s: %s", self.path, packet.pts, exc)
+                    continue
+                for f in frames:
+                    self.stats["decoded"] += 1
+                    yield f
+        except av.error.FFmpegError as exc:  # demuxer gave up (e.g. data missing)
+            logger.debug("%s: demuxing stopped: %s", self.path, exc)
+
+    def _keyframe_times(self, stream: Any, tb: Fraction, first: int) -> list[float] | None:
+        entries = stream.index_entries
+        if len(entries) < 2:
+            return None
+        return [float((e.timestamp - first) * tb) for e in entries if e.is_keyframe]
+
+    def _should_seek(self, pos: float, target: float, keys: list[float] | None) -> bool:
+        if self.strategy == "sequential":
+            return False
+        if self.strategy == "seek":
+            return target > pos
+        margin = 2.0 / self.info.fps if self.info.fps else 0.1
+        if keys is not None:
+            k = bisect.bisect_right(keys, target - margin) - 1
+            return k >= 0 and keys[k] > pos + 1e-6
+        interval = self.info.keyframe_interval
+        if interval:
+            return target - pos > 2.0 * interval
+        return target - pos > 30.0
+
+    def _convert(self, f: Any, size: tuple[int, int], gray: bool) -> np.ndarray:
+        w, h = size
+        rot = self.info.rotation
+        cw, ch = (h, w) if rot in (90, 270) else (w, h)
+        arr: np.ndarray = f.reformat(width=cw, height=ch, format="gray" if gray else "rgb24").to_ndarray()
+        if rot:
+            arr = np.ascontiguousarray(np.rot90(arr, k=-(rot // 90)))
+        return arr
+
+    def _warn_truncated(self, last_t: float | None) -> None:
+        at = last_t if last_t is not None else 0.0
+        self.truncated_at = at
+        if not self._warned:
+            self._warned = True
+            logger.warning("%s: decoding stopped at %.3f s (file truncated or damaged)", self.path, at)
+
+    # -- FrameSource ---------------------------------------------------------------------
+    def read(self, targets: Sequence[Target], *, gray: bool = False) -> Iterator[Frame]:
+        check_sorted(targets)
+        if not targets:
+            return
+        container, stream, tb, first = self._open()
+        try:
+            keys = self._keyframe_times(stream, tb, first) if self.strategy == "auto" else None
+            n = len(targets)
+            i = 0
+            pos = -math.inf
+            prev: tuple[Any, float] | None = None
+            cache: tuple[Any, tuple[int, int], np.ndarray] | None = None
+            frames = self._decode(container, stream)
+
+            def make(choice: tuple[Any, float], target: Target) -> Frame:
+                nonlocal cache
+                f, t = choice
+                size = self.output_size(target)
+                if cache is not None and cache[0] is f and cache[1] == size:
+                    img = cache[2]
+                else:
+                    img = self._convert(f, size, gray)
+                    cache = (f, size, img)
+                return Frame(t=t, image=img, pts=int(f.pts), time_base=tb)
+
+            while i < n:
+                if self._should_seek(pos, targets[i].t, keys):
+                    container.seek(
+                        first + int(targets[i].t / tb), stream=stream, backward=True, any_frame=False
+                    )
+                    self.stats["seeks"] += 1
+                    frames = self._decode(container, stream)
+                    prev = None
+                    pos = -math.inf
+                for f in frames:
+                    if f.pts is None:
+                        continue
+                    t = float((f.pts - first) * tb)
+                    if prev is not None and t <= prev[1]:
+                        continue
+                    pos = t
+                    if t < targets[i].t:
+                        prev = (f, t)
+                        continue
+                    while i < n and targets[i].t <= t:
+                        tt = targets[i].t
+                        choice = prev if prev is not None and tt - prev[1] <= t - tt else (f, t)
+                        yield make(choice, targets[i])
+                        i += 1
+                    prev = (f, t)
+                    break
+                else:  # decoder exhausted
+                    yield from self._finish(targets[i:], prev, make)
+                    break
+        finally:
+            container.close()
+
+    def _finish(self, rest: Sequence[Target], prev: tuple[Any, float] | None, make: Any) -> Iterator[Frame]:
+        """Targets after the last decoded frame: the last frame if the file ended normally."""
+        if prev is None:
+            self._warn_truncated(None)
+            return
+        last_t = prev[1]
+        frame_dur = 1.0 / self.info.fps if self.info.fps else 0.1
+        complete = last_t + 1.5 * frame_dur + 0.05 >= self.info.duration
+        for target in rest:
+            if complete or target.t <= last_t + frame_dur:
+                yield make(prev, target)
+            else:
+                self._warn_truncated(last_t)
+                return
+        if not complete or self.info.truncated:
+            self._warn_truncated(last_t)
+
+    def keyframes(
+        self,
+        start: float = 0.0,
+        end: float | None = None,
+        *,
+        size: tuple[int, int] | None = None,
+        gray: bool = False,
+    ) -> Iterator[Frame]:
+        container, stream, tb, first = self._open()
+        try:
+            stream.codec_context.skip_frame = "NONKEY"
+            if start > 0:
+                container.seek(first + int(start / tb), stream=stream, backward=True, any_frame=False)
+            out = size or (self.info.display_width, self.info.display_height)
+            for f in self._decode(container, stream):
+                if f.pts is None:
+                    continue
+                t = float((f.pts - first) * tb)
+                if t < start - 1e-6:
+                    continue
+                if end is not None and t >= end:
+                    break
+                yield Frame(t=t, image=self._convert(f, out, gray), pts=int(f.pts), time_base=tb)
+        finally:
+            container.close()

@@ -1,0 +1,197 @@
+"""Streaming frame sampling: ``sample`` (one clip) and ``sample_windows`` (many windows, one decode pass).
+
+Both return generators that hold no list of full-resolution frames: frames are resized while they
+are converted from the decoder's YUV, and only frames of windows still in flight are kept.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from vidline.errors import ConfigError
+from vidline.log import logger
+from vidline.media.plan import SamplingBudget, SamplingPlan, plan_sampling
+from vidline.media.probe import probe
+from vidline.media.source import FrameSource, Target, open_source
+from vidline.types import Frame, VideoInfo, Window
+
+
+def clip_range(info: VideoInfo, start: float | None, end: float | None) -> tuple[float, float]:
+    """``[start, end)`` clamped to the video; ConfigError when empty."""
+    s = max(0.0, float(start or 0.0))
+    e = info.duration if end is None else min(float(end), info.duration)
+    if not e > s:
+        raise ConfigError(
+            f"{info.path}: empty time range [{s:.3f}, {e:.3f}) (video is {info.duration:.3f} s long)"
+        )
+    return s, e
+
+
+def plan_for(
+    info: VideoInfo,
+    budget: SamplingBudget | None = None,
+    *,
+    start: float | None = None,
+    end: float | None = None,
+) -> SamplingPlan:
+    """The sampling plan ``sample`` would follow for this video and range."""
+    s, e = clip_range(info, start, end)
+    return plan_sampling(
+        s,
+        e,
+        budget or SamplingBudget(),
+        src_width=info.display_width,
+        src_height=info.display_height,
+        src_fps=info.fps or None,
+    )
+
+
+def sample(
+    path: str | os.PathLike[str],
+    budget: SamplingBudget | None = None,
+    *,
+    start: float | None = None,
+    end: float | None = None,
+    backend: str = "pyav",
+    keyframes_only: bool = False,
+    size: tuple[int, int] | None = None,
+    gray: bool = False,
+    info: VideoInfo | None = None,
+) -> Iterator[Frame]:
+    """Frames of ``[start, end)`` following the budget's plan (see ``plan_sampling``).
+
+    ``Frame.t`` is the real presentation time (seconds from the first displayed frame) of the
+    decoded frame nearest each planned timestamp; images are upright RGB resized to the plan's
+    ``(width, height)`` or ``size``. With ``keyframes_only`` every keyframe in the range is yielded
+    (cheap coarse pass) instead. The file is probed immediately, so open errors raise here; the
+    decoding itself happens as the returned generator is consumed.
+    """
+    info = info or probe(path)
+    plan = plan_for(info, budget, start=start, end=end)
+    out = size or (plan.width, plan.height)
+    source = open_source(path, info, backend)
+    if keyframes_only:
+        return _closing(source, source.keyframes(plan.start, plan.end, size=out, gray=gray))
+    targets = [Target(t, out[0], out[1]) for t in plan.timestamps]
+    return _closing(source, source.read(targets, gray=gray))
+
+
+def _closing(source: FrameSource, frames: Iterator[Frame]) -> Iterator[Frame]:
+    try:
+        yield from frames
+        _warn_if_truncated(source)
+    finally:
+        source.close()
+
+
+def _warn_if_truncated(source: FrameSource) -> None:
+    """Probe saw a truncated index: warn once (unless the decoder already did) where the data ends."""
+    if source.info.truncated and source.truncated_at is None:
+        source.truncated_at = source.info.duration
+        logger.warning(
+            "%s: decoding stopped at %.3f s (file truncated: the rest of the data is missing)",
+            source.path,
+            source.info.duration,
+        )
+
+
+@dataclass
+class WindowFrames:
+    """The frames sampled for one window, following ``plan``."""
+
+    window: Window
+    plan: SamplingPlan
+    frames: list[Frame] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        """Sampling rate to tell the model (the plan's real frame spacing)."""
+        return self.plan.fps
+
+
+def plan_windows_sampling(
+    info: VideoInfo, windows: Sequence[Window], budget: SamplingBudget
+) -> list[SamplingPlan]:
+    """Each window's sampling plan (what ``sample_windows`` will decode)."""
+    return [
+        plan_sampling(
+            w.start,
+            min(w.end, info.duration) if info.duration > w.start else w.end,
+            budget,
+            src_width=info.display_width,
+            src_height=info.display_height,
+            src_fps=info.fps or None,
+        )
+        for w in windows
+    ]
+
+
+def sample_windows(
+    path: str | os.PathLike[str],
+    windows: Sequence[Window],
+    budget: SamplingBudget,
+    *,
+    backend: str = "pyav",
+    info: VideoInfo | None = None,
+) -> Iterator[WindowFrames]:
+    """Sample every window in ONE streaming decode pass; yield windows in order as they complete.
+
+    Overlapping windows share decoded frames; only frames of windows still in flight are held. If
+    the file ends early (truncated), unfinished windows are yielded with the frames that exist
+    (trimmed to an even count); windows with fewer than 2 frames are dropped with a warning.
+    """
+    info = info or probe(path)
+    windows = list(windows)
+    plans = plan_windows_sampling(info, windows, budget)
+    return _sample_windows(path, info, windows, plans, backend)
+
+
+def _sample_windows(
+    path: str | os.PathLike[str],
+    info: VideoInfo,
+    windows: list[Window],
+    plans: list[SamplingPlan],
+    backend: str,
+) -> Iterator[WindowFrames]:
+    entries: list[tuple[float, int, int]] = []  # (t, window index, frame index)
+    for wi, plan in enumerate(plans):
+        entries.extend((t, wi, fi) for fi, t in enumerate(plan.timestamps))
+    entries.sort()
+    targets = [Target(t, plans[wi].width, plans[wi].height) for t, wi, _ in entries]
+    pending: dict[int, list[Frame | None]] = {}
+    remaining = {wi: plan.n_frames for wi, plan in enumerate(plans)}
+    done: dict[int, WindowFrames] = {}
+    next_out = 0
+    source = open_source(path, info, backend)
+    try:
+        for (_, wi, fi), frame in zip(entries, source.read(targets), strict=False):
+            slots = pending.setdefault(wi, [None] * plans[wi].n_frames)
+            slots[fi] = frame
+            remaining[wi] -= 1
+            if remaining[wi] == 0:
+                done[wi] = WindowFrames(windows[wi], plans[wi], [f for f in pending.pop(wi) if f is not None])
+            while next_out in done:
+                yield done.pop(next_out)
+                next_out += 1
+        _warn_if_truncated(source)
+    finally:
+        source.close()
+    # Truncated input: whatever is left is incomplete.
+    for wi in range(next_out, len(windows)):
+        if wi in done:
+            yield done.pop(wi)
+            continue
+        frames = [f for f in pending.pop(wi, []) if f is not None]
+        frames = frames[: len(frames) - len(frames) % 2]
+        if len(frames) < 2:
+            logger.warning(
+                "%s: window %d [%.1f, %.1f) has no decodable frames; skipped",
+                path,
+                wi,
+                windows[wi].start,
+                windows[wi].end,
+            )
+            continue
+        yield WindowFrames(windows[wi], plans[wi], frames)

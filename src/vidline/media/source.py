@@ -1,0 +1,107 @@
+"""The ``FrameSource`` interface: turn sorted target times into decoded, resized, upright frames.
+
+Two implementations: ``pyav`` (default, backends/pyav.py) and ``decord`` (optional,
+backends/decord.py, imported lazily). Both obey the same contract, checked by one conformance
+table in tests/test_media_sampler.py:
+
+* ``read(targets)`` yields exactly one ``Frame`` per target, in target order (targets must be
+  sorted by time). Each frame is the source frame whose display time is *nearest* the target
+  (ties go to the earlier frame); ``Frame.t`` is that frame's real presentation time in seconds
+  from the first displayed frame, ``Frame.pts`` its source PTS. Targets past the last decodable
+  frame of a truncated file are dropped (with one warning naming the time where decoding stopped).
+* ``keyframes(start, end)`` yields the keyframes displayed in ``[start, end)``.
+* Images are RGB ``uint8`` H x W x 3 (or H x W with ``gray=True``), rotation metadata applied,
+  resized to the target's ``(width, height)`` (upright size) or the display size when ``None``.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+from vidline.errors import ConfigError
+from vidline.types import Frame, VideoInfo
+
+BACKENDS = ("pyav", "decord")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A wanted frame: time ``t`` (seconds from the first displayed frame) and output size."""
+
+    t: float
+    width: int | None = None
+    height: int | None = None
+
+
+class FrameSource(abc.ABC):
+    """Decodes frames of one video file. Use as a context manager or call ``close()``."""
+
+    name: str = "?"
+
+    def __init__(self, path: str | os.PathLike[str], info: VideoInfo) -> None:
+        self.path = str(path)
+        self.info = info
+        #: time (s) of the last decodable frame when decoding stopped before the end, else None
+        self.truncated_at: float | None = None
+
+    @abc.abstractmethod
+    def read(self, targets: Sequence[Target], *, gray: bool = False) -> Iterator[Frame]:
+        """One frame per target (nearest by display time), in order; targets sorted by ``t``."""
+
+    @abc.abstractmethod
+    def keyframes(
+        self,
+        start: float = 0.0,
+        end: float | None = None,
+        *,
+        size: tuple[int, int] | None = None,
+        gray: bool = False,
+    ) -> Iterator[Frame]:
+        """Keyframes displayed in ``[start, end)``, resized to ``size`` (w, h) when given."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release file handles (sources open lazily per call, so this is often a no-op)."""
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def output_size(self, target: Target) -> tuple[int, int]:
+        """Upright ``(width, height)`` for a target (display size when unspecified)."""
+        if target.width and target.height:
+            return int(target.width), int(target.height)
+        return self.info.display_width, self.info.display_height
+
+
+def check_sorted(targets: Sequence[Target]) -> None:
+    for a, b in zip(targets, targets[1:], strict=False):
+        if b.t < a.t:
+            raise ValueError("targets must be sorted by time")
+
+
+def open_source(path: str | os.PathLike[str], info: VideoInfo, backend: str = "pyav") -> FrameSource:
+    """The FrameSource for ``backend`` ("pyav" or "decord"). ConfigError for unknown/missing backends."""
+    if backend == "pyav":
+        from vidline.media.backends.pyav import PyAVSource
+
+        return PyAVSource(path, info)
+    if backend == "decord":
+        from vidline.media.backends.decord import DecordSource
+
+        return DecordSource(path, info)
+    raise ConfigError(f"unknown decoding backend {backend!r} (choose from {', '.join(BACKENDS)})")
+
+
+def available_backends() -> list[str]:
+    """Backends importable in this environment (pyav always)."""
+    import importlib.util
+
+    return [b for b in BACKENDS if b == "pyav" or importlib.util.find_spec(b) is not None]

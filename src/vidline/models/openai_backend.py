@@ -1,0 +1,282 @@
+"""OpenAI-compatible servers (vLLM, DashScope compatible mode, others) through the ``openai`` SDK.
+
+The SDK's own retries are off (``max_retries=0``): :mod:`vidline.models.retry` does them. The
+server flavour decides how frame lists are sent (:mod:`vidline.models.payload`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+
+from vidline.errors import BackendError, ConfigError, ServerError, ServerUnreachableError, redact
+from vidline.log import logger
+from vidline.models.base import Backend, ChatRequest, ChatResponse
+from vidline.models.config import ModelConfig, PayloadMode
+from vidline.models.payload import (
+    DEFAULT_MODES,
+    BuiltPayload,
+    EncodeOptions,
+    Flavour,
+    build_openai,
+    estimate_request_tokens,
+)
+from vidline.models.retry import (
+    MEDIA_IO_DISABLED,
+    call_with_retries,
+    connection_error,
+    error_for_status,
+    parse_retry_after,
+)
+from vidline.types import Usage
+
+_RESPONSE_FORMAT_REJECTED = ("response_format", "json_object", "guided", "structured output")
+
+
+class _MediaIoRejected(BackendError):
+    """vLLM without --trust-request-mm-kwargs refused extra_body media_io_kwargs (HTTP 400)."""
+
+
+class _ResponseFormatRejected(BackendError):
+    pass
+
+
+def flavour_from_url(base_url: str | None) -> Flavour | None:
+    """Flavour implied by the URL alone (no I/O): DashScope compatible mode, else unknown."""
+    if base_url and "dashscope" in base_url and "compatible-mode" in base_url:
+        return "dashscope-compat"
+    return None
+
+
+class OpenAIBackend(Backend):
+    name = "openai"
+
+    def __init__(self, config: ModelConfig, *, client: openai.OpenAI | None = None) -> None:
+        super().__init__(config)
+        kwargs: dict[str, Any] = {
+            "api_key": config.api_key or "EMPTY",
+            "max_retries": 0,
+            "timeout": openai.Timeout(config.timeout.read, connect=config.timeout.connect),
+        }
+        if config.base_url:
+            kwargs["base_url"] = config.base_url
+        try:
+            self._client = client or openai.OpenAI(**kwargs)
+        except openai.OpenAIError as exc:
+            raise ConfigError(redact(f"cannot create the OpenAI client: {exc}", config.api_key)) from exc
+        self._lock = threading.Lock()
+        self._model: str | None = config.model
+        self._flavour: Flavour | None = None if config.server == "auto" else config.server
+        if self._flavour is None:
+            self._flavour = flavour_from_url(config.base_url)
+        self._models_cache: list[Any] | None = None
+        self._media_io_ok = config.send_media_io_fps
+        self._response_format_ok = True
+        self.last_usage: Usage | None = None
+
+    # -- discovery ---------------------------------------------------------------------------
+
+    def _secrets(self) -> tuple[str | None, ...]:
+        return (self.config.api_key,)
+
+    def _translate(self, exc: Exception) -> BackendError:
+        where = "openai"
+        if isinstance(exc, openai.APIStatusError):
+            msg = _error_message(exc)
+            status = exc.status_code
+            if status == 400 and MEDIA_IO_DISABLED.search(msg):
+                return _MediaIoRejected(redact(msg, *self._secrets()), status=400)
+            if status == 400 and any(k in msg.lower() for k in _RESPONSE_FORMAT_REJECTED):
+                return _ResponseFormatRejected(redact(msg, *self._secrets()), status=400)
+            return error_for_status(status, msg, secrets=self._secrets(),
+                                    retry_after=parse_retry_after(exc.response.headers), where=where)
+        if isinstance(exc, openai.APITimeoutError):
+            return connection_error(exc, secrets=self._secrets(), where=where, timeout=True)
+        if isinstance(exc, openai.APIConnectionError):
+            return connection_error(exc, secrets=self._secrets(), where=where)
+        if isinstance(exc, BackendError):
+            return exc
+        return ServerError(redact(f"{where}: unexpected {type(exc).__name__}: {exc}", *self._secrets()))
+
+    def _call(self, fn: Any, what: str) -> Any:
+        def once() -> Any:
+            try:
+                return fn()
+            except (openai.OpenAIError, BackendError) as exc:
+                raise self._translate(exc) from exc
+        return call_with_retries(once, self.config.retry, what=what)
+
+    def _list_raw(self) -> list[Any]:
+        if self._models_cache is None:
+            page = self._call(lambda: self._client.models.list(), "GET /models")
+            self._models_cache = list(page.data if hasattr(page, "data") else page)
+        return self._models_cache
+
+    def list_models(self) -> list[str]:
+        return [str(m.id) for m in self._list_raw()]
+
+    @property
+    def model(self) -> str:
+        """The configured model, else the server's only model (GET /v1/models)."""
+        with self._lock:
+            if self._model is None:
+                names = self.list_models()
+                if len(names) != 1:
+                    listing = ", ".join(names) if names else "none"
+                    raise ConfigError(f"the server serves {len(names)} models ({listing}): choose one with --model")
+                self._model = names[0]
+                logger.info("using the server's only model %s", self._model)
+            return self._model
+
+    @property
+    def flavour(self) -> Flavour:
+        """vllm / dashscope-compat / generic: from config, the URL, or GET /v1/models owned_by."""
+        with self._lock:
+            if self._flavour is None:
+                try:
+                    owners = {str(getattr(m, "owned_by", "") or "").lower() for m in self._list_raw()}
+                except BackendError as exc:
+                    if isinstance(exc, ServerError) and exc.status in (404, 405):
+                        owners = set()
+                    else:
+                        raise
+                self._flavour = "vllm" if "vllm" in owners else "generic"
+                logger.info("server flavour: %s", self._flavour)
+            return self._flavour
+
+    @property
+    def default_mode(self) -> PayloadMode:
+        return DEFAULT_MODES[self._flavour or "vllm"]
+
+    def mode_for(self, request: ChatRequest) -> PayloadMode:
+        return request.mode or self.config.mode or DEFAULT_MODES[self.flavour]
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def encode_options(self, request: ChatRequest) -> EncodeOptions:
+        return EncodeOptions.for_shrink(
+            request.shrink,
+            max_data_uri_bytes=self.config.max_data_uri_bytes,
+            burn_timestamps=self.config.burn_timestamps,
+            media_io_fps=self._media_io_ok,
+        )
+
+    def build(self, request: ChatRequest) -> BuiltPayload:
+        return build_openai(request, self.flavour, self.mode_for(request), self.encode_options(request))
+
+    def _kwargs(self, request: ChatRequest, payload: BuiltPayload) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": payload.messages,
+            "max_tokens": request.max_tokens or self.config.max_tokens,
+            "temperature": self.config.temperature,
+            "seed": self.config.seed,
+        }
+        if request.json_mode and self._response_format_ok:
+            kwargs["response_format"] = {"type": "json_object"}
+        if payload.extra_body:
+            kwargs["extra_body"] = payload.extra_body
+        return kwargs
+
+    def _with_fallbacks(self, request: ChatRequest, send: Any) -> tuple[Any, BuiltPayload]:
+        """Build and send; on vLLM's media_io 400 or a response_format 400, adapt and resend."""
+        for _ in range(3):
+            payload = self.build(request)
+            try:
+                return send(self._kwargs(request, payload)), payload
+            except _MediaIoRejected:
+                if not self._media_io_ok:
+                    raise
+                logger.warning("server refuses per-request media_io_kwargs (start vLLM with "
+                               "--trust-request-mm-kwargs to send the real fps); falling back to its 2 fps "
+                               "default with retimed clips for the rest of this run")
+                self._media_io_ok = False
+            except _ResponseFormatRejected:
+                if not (request.json_mode and self._response_format_ok):
+                    raise
+                logger.warning("server refuses response_format json_object; asking for JSON in the prompt only")
+                self._response_format_ok = False
+        raise ServerError("openai: request kept being rejected")
+
+    def chat(self, request: ChatRequest) -> ChatResponse:
+        def send(kwargs: dict[str, Any]) -> Any:
+            return self._call(lambda: self._client.chat.completions.create(**kwargs), "chat request")
+
+        resp, payload = self._with_fallbacks(request, send)
+        text = ""
+        if resp.choices:
+            text = resp.choices[0].message.content or ""
+        usage = None
+        if resp.usage is not None:
+            usage = Usage(int(resp.usage.prompt_tokens or 0), int(resp.usage.completion_tokens or 0))
+        self.last_usage = usage
+        return ChatResponse(text=text, usage=usage, model=getattr(resp, "model", None) or self._model,
+                            time_scale=payload.time_scale, payload=payload.shape,
+                            extra={"media_bytes": payload.media_bytes, "estimated_visual_tokens": payload.visual_tokens})
+
+    def chat_stream(self, request: ChatRequest) -> Iterator[str]:
+        """Text deltas; opening the stream is retried, a drop mid-answer raises ServerUnreachableError."""
+
+        def send(kwargs: dict[str, Any]) -> Any:
+            kwargs = {**kwargs, "stream": True, "stream_options": {"include_usage": True}}
+            return self._call(lambda: self._client.chat.completions.create(**kwargs), "chat stream")
+
+        stream, _payload = self._with_fallbacks(request, send)
+        self.last_usage = None
+        finished = False
+        received = 0
+        try:
+            for chunk in stream:
+                if getattr(chunk, "usage", None) is not None:
+                    u = chunk.usage
+                    self.last_usage = Usage(int(u.prompt_tokens or 0), int(u.completion_tokens or 0))
+                for choice in chunk.choices or []:
+                    delta = choice.delta.content if choice.delta else None
+                    if delta:
+                        received += len(delta)
+                        yield delta
+                    if choice.finish_reason:
+                        finished = True
+        except (openai.OpenAIError, BackendError) as exc:
+            err = self._translate(exc)
+            raise type(err)(f"stream failed after {received} characters: {err}", status=err.status) from exc
+        except Exception as exc:  # httpx errors surface raw while iterating a stream
+            raise ServerUnreachableError(
+                redact(f"openai: stream dropped after {received} characters ({type(exc).__name__}: {exc})",
+                       *self._secrets())) from exc
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+        if not finished:
+            raise ServerUnreachableError(f"openai: stream ended without finishing after {received} characters")
+
+    def estimate_tokens(self, request: ChatRequest) -> int:
+        flavour: Flavour = self._flavour or "vllm"
+        mode = request.mode or self.config.mode or DEFAULT_MODES[flavour]
+        return estimate_request_tokens(request, flavour, mode, self.encode_options(request))
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _error_message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict):
+            msg = err.get("message") or err.get("msg")
+            if msg:
+                return str(msg)
+        elif isinstance(err, str):
+            return err
+        if "message" in body:
+            return str(body["message"])
+    try:
+        text = exc.response.text
+    except Exception:  # pragma: no cover - streamed bodies
+        text = ""
+    return text or str(exc.message)

@@ -1,0 +1,460 @@
+"""Request bodies for every server flavour and payload mode, and the time scale each one implies.
+
+Every server tells time differently (see /work/shared/protocols.md). For each video part we first
+decide the *server clock*: the clip-relative time the server will assign to each frame we send
+(``model_times``). Then the frames are encoded so that everything the model sees agrees with that
+clock (mp4 PTS, DashScope ``fps``, timestamps written beside frames, burned-in timestamps), and
+``time_scale`` maps the clock back to real seconds (least-squares fit through the window origin, so
+an exact 1.0 whenever the server is told the real times).
+
+| flavour          | ``video`` mode                                   | ``frames`` mode                                 |
+|------------------|--------------------------------------------------|-------------------------------------------------|
+| dashscope native | ``{"video": "data:video/mp4;base64,..", "fps"}`` | ``{"video": [jpeg data URIs], "fps": F}``        |
+| dashscope-compat | ``video_url`` mp4 data URI                       | ``{"type": "video", "video": [...]}`` (0.5 s)   |
+| vllm             | ``video_url`` mp4 + ``media_io_kwargs.video.fps``| one ``data:video/jpeg;base64,<f1>,<f2>`` URL    |
+|                  | (fallback: PTS retimed to 0.5 s, 2 fps default)  | (fps via media_io_kwargs, else vLLM's 1 fps)    |
+| generic          | ``video_url`` mp4 data URI                       | ``image_url`` parts, each after a text part     |
+|                  |                                                  | ``Frame at t=12.50s:``                          |
+
+Pure except for encoding (JPEG/mp4 in memory); no network.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+
+from vidline.encode import burn_timestamp, downscale, encode_jpeg, encode_mp4
+from vidline.log import logger
+from vidline.media.plan import (
+    estimate_image_tokens,
+    estimate_video_tokens,
+    image_size_for,
+    smart_resize,
+)
+from vidline.models.base import ChatRequest, ImagePart, TextPart, VideoPart
+from vidline.models.config import DASHSCOPE_DATA_URI_LIMIT, PayloadMode
+from vidline.types import Frame
+
+Flavour = Literal["dashscope", "dashscope-compat", "vllm", "generic"]
+
+PAYLOAD_VERSION = 1  # bump when the bytes sent for the same frames change (cache key part)
+
+DASHSCOPE_MIN_FRAMES = 4
+DASHSCOPE_MAX_FRAMES = 512
+DASHSCOPE_FPS_RANGE = (0.1, 10.0)
+COMPAT_FRAME_SPACING = 0.5  # DashScope compatible mode assumes 0.5 s between listed frames
+VLLM_DEFAULT_VIDEO_FPS = 2.0  # vLLM resamples an mp4 at 2 fps without media_io_kwargs
+VLLM_JPEG_LIST_DEFAULT_FPS = 1.0  # vLLM's jpeg_sequence loader: fps = media_io_kwargs fps or 1
+FRAME_TEXT_FORMAT = "Frame at t={t:.2f}s:"  # generic servers: the text part before each image
+
+DEFAULT_MODES: dict[str, PayloadMode] = {
+    "dashscope": "frames",
+    "dashscope-compat": "video",
+    "vllm": "video",
+    "generic": "frames",
+}
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    jpeg_quality: int = 85
+    crf: int = 23
+    scale: float = 1.0
+    max_data_uri_bytes: int = DASHSCOPE_DATA_URI_LIMIT
+    burn_timestamps: bool = False
+    media_io_fps: bool = True  # vLLM: send extra_body media_io_kwargs.video.fps
+
+    @classmethod
+    def for_shrink(cls, level: int, **kw: Any) -> EncodeOptions:
+        """Options after ``level`` payload shrinks (smaller frames, lower quality)."""
+        level = max(0, level)
+        return cls(jpeg_quality=max(40, 85 - 15 * level), crf=min(40, 23 + 5 * level),
+                   scale=0.75**level, **kw)
+
+
+@dataclass
+class BuiltPayload:
+    """A request body for one server flavour (OpenAI ``messages`` or DashScope native ``messages``)."""
+
+    messages: list[dict[str, Any]]
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    time_scale: float = 1.0
+    media_bytes: int = 0
+    shape: str = ""
+    visual_tokens: int = 0
+
+
+# ---------------------------------------------------------------------------------------------
+# time
+
+
+@dataclass(frozen=True)
+class Clock:
+    """How the server will time a video part: the clip time it gives each frame we send."""
+
+    model_times: tuple[float, ...]  # clip-relative seconds the server assigns, one per frame sent
+    real_times: tuple[float, ...]  # real seconds from the part's origin, one per frame sent
+    fps_told: float | None  # fps we state explicitly (DashScope fps / vLLM media_io fps), if any
+    retimed: bool = False  # the mp4 PTS are the model times, not the real ones
+
+    @property
+    def time_scale(self) -> float:
+        return fit_time_scale(self.model_times, self.real_times)
+
+
+def fit_time_scale(model_times: Sequence[float], real_times: Sequence[float]) -> float:
+    """Least-squares ``s`` in ``real = s * model`` (1.0 when the clock is the real time)."""
+    sxx = sum(x * x for x in model_times)
+    if sxx <= 0:
+        return 1.0
+    s = sum(x * y for x, y in zip(model_times, real_times, strict=False)) / sxx
+    if abs(s - 1.0) < 1e-6:
+        return 1.0
+    return s
+
+
+def clip_fps(part: VideoPart) -> float:
+    """The real frame rate of the part's frames (n / span, using the plan's fps when given)."""
+    if part.fps and part.fps > 0:
+        return float(part.fps)
+    n = len(part.frames)
+    if n < 2:
+        return 1.0
+    span = part.frames[-1].t - part.frames[0].t
+    return (n - 1) / span if span > 0 else 1.0
+
+
+def clock_for(part: VideoPart, flavour: Flavour, mode: PayloadMode, *, media_io_fps: bool = True) -> Clock:
+    """The server clock for ``part`` sent as ``mode`` to ``flavour`` (see the module table)."""
+    real = tuple(f.t - part.origin for f in part.frames)
+    n = len(real)
+    fps = clip_fps(part)
+    if mode == "video":
+        if flavour == "vllm" and not media_io_fps:
+            # vLLM samples at 2 fps: write the frames 0.5 s apart so it keeps every one of them.
+            return Clock(tuple(i / VLLM_DEFAULT_VIDEO_FPS for i in range(n)), real, None, retimed=True)
+        told = _clamp_fps(fps) if flavour in ("dashscope", "vllm") else None
+        return Clock(real, real, told)
+    # frames mode
+    if flavour == "dashscope":
+        told = _clamp_fps(fps)
+        return Clock(tuple(i / told for i in range(n)), real, told)
+    if flavour == "dashscope-compat":
+        return Clock(tuple(i * COMPAT_FRAME_SPACING for i in range(n)), real, None)
+    if flavour == "vllm":
+        told = round(fps, 6) if media_io_fps else None
+        spacing = 1.0 / (told or VLLM_JPEG_LIST_DEFAULT_FPS)
+        return Clock(tuple(i * spacing for i in range(n)), real, told)
+    return Clock(real, real, None)  # generic: real times written beside each frame
+
+
+def _clamp_fps(fps: float) -> float:
+    lo, hi = DASHSCOPE_FPS_RANGE
+    return round(min(hi, max(lo, fps)), 6)
+
+
+# ---------------------------------------------------------------------------------------------
+# frames helpers
+
+
+def limit_frames(frames: Sequence[Frame], flavour: Flavour, mode: PayloadMode) -> list[Frame]:
+    """Respect DashScope's 4-512 frames per list: subsample evenly above, repeat the last below."""
+    out = list(frames)
+    if flavour in ("dashscope", "dashscope-compat") and mode == "frames" and out:
+        if len(out) > DASHSCOPE_MAX_FRAMES:
+            idx = np.linspace(0, len(out) - 1, DASHSCOPE_MAX_FRAMES).round().astype(int)
+            out = [out[i] for i in idx]
+        while len(out) < DASHSCOPE_MIN_FRAMES:
+            out.append(out[-1])
+    return out
+
+
+def _prepare_images(frames: Sequence[Frame], model_times: Sequence[float], opts: EncodeOptions) -> list[np.ndarray]:
+    images = []
+    for f, mt in zip(frames, model_times, strict=False):
+        img = f.image if opts.scale >= 0.999 else downscale(f.image, opts.scale)
+        if opts.burn_timestamps:
+            img = burn_timestamp(img, mt)
+        images.append(img)
+    return images
+
+
+def data_uri(mime: str, data: bytes) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def b64_len(n_bytes: int) -> int:
+    return 4 * math.ceil(n_bytes / 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# encoded media
+
+
+@dataclass
+class EncodedVideo:
+    kind: Literal["mp4", "jpegs"]
+    data: list[bytes]  # one mp4, or one JPEG per frame
+    clock: Clock
+    width: int
+    height: int
+    n_frames: int  # frames sent
+
+    @property
+    def n_bytes(self) -> int:
+        return sum(len(d) for d in self.data)
+
+
+def encode_video_part(part: VideoPart, flavour: Flavour, mode: PayloadMode, opts: EncodeOptions,
+                      *, per_item_limit: bool) -> EncodedVideo:
+    """Encode a video part, lowering quality / size until it fits ``opts.max_data_uri_bytes``.
+
+    ``per_item_limit``: the limit applies to each JPEG (DashScope lists, image parts) rather than
+    to the one data URI that carries the whole clip.
+    """
+    frames = limit_frames(part.frames, flavour, mode)
+    part = VideoPart(frames=frames, fps=part.fps, origin=part.origin)
+    clock = clock_for(part, flavour, mode, media_io_fps=opts.media_io_fps)
+    crf, quality, scale = opts.crf, opts.jpeg_quality, opts.scale
+    prefix = len("data:video/mp4;base64,")
+    for _ in range(12):
+        o = EncodeOptions(jpeg_quality=quality, crf=crf, scale=scale, burn_timestamps=opts.burn_timestamps)
+        images = _prepare_images(frames, clock.model_times, o)
+        h, w = images[0].shape[:2]
+        if mode == "video":
+            shown = [Frame(t=f.t, image=img) for f, img in zip(frames, images, strict=False)]
+            times = clock.model_times if clock.retimed else None
+            data = [encode_mp4(shown, crf=crf, origin=part.origin, times=times)]
+            size = b64_len(len(data[0])) + prefix
+            h, w = h - h % 2, w - w % 2
+        else:
+            data = [encode_jpeg(img, quality) for img in images]
+            if per_item_limit:
+                size = max(b64_len(len(d)) for d in data) + prefix
+            else:
+                size = sum(b64_len(len(d)) + 1 for d in data) + prefix
+        if size <= opts.max_data_uri_bytes:
+            return EncodedVideo("mp4" if mode == "video" else "jpegs", data, clock, w, h, len(frames))
+        logger.debug("payload %d bytes > limit %d: lowering quality/size", size, opts.max_data_uri_bytes)
+        if mode == "video" and crf < 38:
+            crf += 5
+        elif mode == "frames" and quality > 45:
+            quality -= 15
+        else:
+            scale *= 0.7
+    return EncodedVideo("mp4" if mode == "video" else "jpegs", data, clock, w, h, len(frames))
+
+
+def encode_image_part(part: ImagePart, opts: EncodeOptions) -> tuple[str, int, int]:
+    """(data URI, height, width as sent) for an image; arrays are resized by Qwen's image rule."""
+    if isinstance(part.image, (bytes, bytearray)):
+        raw = bytes(part.image)
+        with Image.open(io.BytesIO(raw)) as im:
+            w, h = im.size
+            fmt = (im.format or "JPEG").lower()
+        mime = "image/png" if fmt == "png" else ("image/webp" if fmt == "webp" else "image/jpeg")
+        return data_uri(mime, raw), h, w
+    img = np.asarray(part.image)
+    h, w = img.shape[:2]
+    th, tw = image_size_for(h, w)
+    if opts.scale < 0.999:
+        th, tw = smart_resize(max(28, int(th * opts.scale)), max(28, int(tw * opts.scale)),
+                              min_pixels=4 * 28 * 28, max_pixels=th * tw)
+    if (th, tw) != (h, w):
+        img = np.asarray(Image.fromarray(np.ascontiguousarray(img[..., :3]).astype(np.uint8)).resize((tw, th), Image.Resampling.BICUBIC))
+    return data_uri("image/jpeg", encode_jpeg(img, opts.jpeg_quality)), th, tw
+
+
+# ---------------------------------------------------------------------------------------------
+# token estimates (Qwen2.5-VL rules; exact for what a vLLM Qwen2.5-VL server computes)
+
+
+def video_tokens_as_sent(n_frames: int, height: int, width: int) -> int:
+    h, w = smart_resize(height, width)
+    return estimate_video_tokens(n_frames, h, w)
+
+
+def image_tokens_as_sent(height: int, width: int) -> int:
+    return estimate_image_tokens(*image_size_for(height, width))
+
+
+def estimate_text_tokens(text: str) -> int:
+    """Approximate: ~4 characters per token for Latin text, 1 per CJK character; the real count depends
+    on the server's tokenizer."""
+    if not text:
+        return 0
+    cjk = sum(1 for c in text if "\u3000" <= c <= "\u9fff" or "\uac00" <= c <= "\ud7af")
+    return cjk + math.ceil((len(text) - cjk) / 4)
+
+
+def estimate_part_tokens(part: TextPart | ImagePart | VideoPart, flavour: Flavour, mode: PayloadMode,
+                         opts: EncodeOptions) -> int:
+    """Tokens of one part without encoding anything."""
+    if isinstance(part, TextPart):
+        return estimate_text_tokens(part.text)
+    if isinstance(part, ImagePart):
+        if isinstance(part.image, (bytes, bytearray)):
+            with Image.open(io.BytesIO(bytes(part.image))) as im:
+                w, h = im.size
+        else:
+            h, w = np.asarray(part.image).shape[:2]
+        return image_tokens_as_sent(h, w) + 2
+    frames = limit_frames(part.frames, flavour, mode)
+    if not frames:
+        return 0
+    h, w = frames[0].image.shape[:2]
+    return estimate_video_part_tokens(len(frames), h, w, flavour, mode, opts)
+
+
+def estimate_video_part_tokens(n: int, height: int, width: int, flavour: Flavour, mode: PayloadMode,
+                               opts: EncodeOptions) -> int:
+    """Tokens of ``n`` frames of ``height x width`` sent as ``mode`` to ``flavour`` (no encoding)."""
+    if n <= 0:
+        return 0
+    if flavour in ("dashscope", "dashscope-compat") and mode == "frames":
+        n = min(max(n, DASHSCOPE_MIN_FRAMES), DASHSCOPE_MAX_FRAMES)
+    h, w = height, width
+    if opts.scale < 0.999:
+        h, w = max(16, int(h * opts.scale)) // 2 * 2, max(16, int(w * opts.scale)) // 2 * 2
+    elif mode == "video":
+        h, w = h - h % 2, w - w % 2
+    if mode == "frames" and flavour == "generic":
+        per = image_tokens_as_sent(h, w) + 2
+        label = estimate_text_tokens(FRAME_TEXT_FORMAT.format(t=12.5))
+        return n * (per + label)
+    if mode == "video" and flavour == "vllm" and n >= 4:
+        n = n - n % 2  # vLLM's Qwen2 video loader floors the sampled count to even
+    return video_tokens_as_sent(n, h, w) + 2
+
+
+# ---------------------------------------------------------------------------------------------
+# request bodies
+
+
+def build_openai(request: ChatRequest, flavour: Flavour, mode: PayloadMode, opts: EncodeOptions) -> BuiltPayload:
+    """OpenAI chat-completions ``messages`` (+ ``extra_body``) for ``flavour``."""
+    content: list[dict[str, Any]] = []
+    extra: dict[str, Any] = {}
+    time_scale: float | None = None
+    media = 0
+    shape = ""
+    tokens = 0
+    for part in request.parts:
+        if isinstance(part, TextPart):
+            content.append({"type": "text", "text": part.text})
+        elif isinstance(part, ImagePart):
+            url, h, w = encode_image_part(part, opts)
+            content.append({"type": "image_url", "image_url": {"url": url}})
+            media += len(url)
+            tokens += image_tokens_as_sent(h, w)
+            shape = shape or "image_url"
+        else:
+            if flavour == "generic" and mode == "frames":
+                ev = encode_video_part(part, flavour, mode, opts, per_item_limit=True)
+                for d, rel in zip(ev.data, ev.clock.model_times, strict=False):
+                    url = data_uri("image/jpeg", d)
+                    content.append({"type": "text", "text": FRAME_TEXT_FORMAT.format(t=rel)})
+                    content.append({"type": "image_url", "image_url": {"url": url}})
+                    media += len(url)
+                    tokens += image_tokens_as_sent(ev.height, ev.width)
+                shape = "generic/image_url+text-times"
+            elif mode == "frames" and flavour == "dashscope-compat":
+                ev = encode_video_part(part, flavour, mode, opts, per_item_limit=True)
+                urls = [data_uri("image/jpeg", d) for d in ev.data]
+                content.append({"type": "video", "video": urls})
+                media += sum(len(u) for u in urls)
+                tokens += video_tokens_as_sent(ev.n_frames, ev.height, ev.width)
+                shape = "dashscope-compat/video-list"
+            elif mode == "frames":  # vllm (and anything that takes vLLM's jpeg sequence)
+                ev = encode_video_part(part, flavour, mode, opts, per_item_limit=False)
+                url = "data:video/jpeg;base64," + ",".join(base64.b64encode(d).decode("ascii") for d in ev.data)
+                content.append({"type": "video_url", "video_url": {"url": url}})
+                media += len(url)
+                tokens += video_tokens_as_sent(ev.n_frames, ev.height, ev.width)
+                if ev.clock.fps_told:
+                    extra = {"media_io_kwargs": {"video": {"fps": ev.clock.fps_told}}}
+                shape = f"{flavour}/video-jpeg-list" + ("+fps" if ev.clock.fps_told else "")
+            else:  # video mode: one mp4
+                ev = encode_video_part(part, flavour, mode, opts, per_item_limit=False)
+                url = data_uri("video/mp4", ev.data[0])
+                content.append({"type": "video_url", "video_url": {"url": url}})
+                media += len(url)
+                n = ev.n_frames - ev.n_frames % 2 if (flavour == "vllm" and ev.n_frames >= 4) else ev.n_frames
+                tokens += video_tokens_as_sent(n, ev.height, ev.width)
+                if flavour == "vllm" and ev.clock.fps_told:
+                    extra = {"media_io_kwargs": {"video": {"fps": ev.clock.fps_told}}}
+                shape = f"{flavour}/video-mp4" + ("+fps" if extra else ("-retimed" if ev.clock.retimed else ""))
+            if time_scale is None:
+                time_scale = ev.clock.time_scale
+    messages: list[dict[str, Any]] = []
+    if request.system:
+        messages.append({"role": "system", "content": request.system})
+    messages.append({"role": "user", "content": content})
+    return BuiltPayload(messages, extra, time_scale or 1.0, media, shape or "text", tokens)
+
+
+def build_dashscope(request: ChatRequest, mode: PayloadMode, opts: EncodeOptions) -> BuiltPayload:
+    """DashScope native ``messages`` (MultiModalConversation). Only data URIs: never file paths."""
+    content: list[dict[str, Any]] = []
+    time_scale: float | None = None
+    media = 0
+    shape = ""
+    tokens = 0
+    for part in request.parts:
+        if isinstance(part, TextPart):
+            content.append({"text": part.text})
+        elif isinstance(part, ImagePart):
+            url, h, w = encode_image_part(part, opts)
+            content.append({"image": url})
+            media += len(url)
+            tokens += image_tokens_as_sent(h, w)
+            shape = shape or "image"
+        else:
+            ev = encode_video_part(part, "dashscope", mode, opts, per_item_limit=(mode == "frames"))
+            item: dict[str, Any]
+            if mode == "frames":
+                urls = [data_uri("image/jpeg", d) for d in ev.data]
+                item = {"video": urls}
+                media += sum(len(u) for u in urls)
+                shape = "dashscope/video-list+fps"
+            else:
+                url = data_uri("video/mp4", ev.data[0])
+                item = {"video": url}
+                media += len(url)
+                shape = "dashscope/video-mp4+fps"
+            if ev.clock.fps_told:
+                item["fps"] = ev.clock.fps_told
+            content.append(item)
+            tokens += video_tokens_as_sent(ev.n_frames, ev.height, ev.width)
+            if time_scale is None:
+                time_scale = ev.clock.time_scale
+    messages: list[dict[str, Any]] = []
+    if request.system:
+        messages.append({"role": "system", "content": [{"text": request.system}]})
+    messages.append({"role": "user", "content": content})
+    return BuiltPayload(messages, {}, time_scale or 1.0, media, shape or "text", tokens)
+
+
+def estimate_request_tokens(request: ChatRequest, flavour: Flavour, mode: PayloadMode,
+                            opts: EncodeOptions | None = None) -> int:
+    """Visual tokens (exact under Qwen2.5-VL rules) plus approximate text tokens; no encoding."""
+    opts = opts or EncodeOptions()
+    total = sum(estimate_part_tokens(p, flavour, mode, opts) for p in request.parts)
+    if request.system:
+        total += estimate_text_tokens(request.system)
+    return total + 8  # chat template overhead (approximate)
+
+
+def estimate_payload_bytes(n_frames: int, height: int, width: int, mode: PayloadMode) -> int:
+    """Rough base64 payload size without encoding (for dry runs): JPEG ~0.1 byte/px at q85,
+    H.264 ~0.03 byte/px per frame for small clips."""
+    per_px = 0.1 if mode == "frames" else 0.03
+    return b64_len(int(n_frames * height * width * per_px)) + 64

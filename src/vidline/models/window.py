@@ -1,0 +1,121 @@
+"""Per-window work for the timeline: build the request, send it (shrinking once if too large), parse."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vidline.errors import PayloadTooLargeError
+from vidline.log import logger
+from vidline.models.base import Backend, ChatRequest, TextPart, VideoPart
+from vidline.models.config import PayloadMode
+from vidline.models.payload import (
+    DEFAULT_MODES,
+    PAYLOAD_VERSION,
+    EncodeOptions,
+    Flavour,
+    estimate_payload_bytes,
+    estimate_text_tokens,
+    estimate_video_part_tokens,
+)
+from vidline.models.prompts import PROMPT_VERSION, system_prompt_for, timeline_prompt
+from vidline.types import Event, Frame, Usage, Window
+
+if TYPE_CHECKING:
+    from vidline.media.plan import SamplingPlan
+    from vidline.media.sampler import WindowFrames
+
+
+def backend_flavour(backend: Backend) -> Flavour:
+    """The payload flavour a backend sends (no I/O: an undetected OpenAI server counts as vLLM)."""
+    if backend.name == "dashscope":
+        return "dashscope"
+    flavour = getattr(backend, "_flavour", None)
+    return flavour if flavour else "vllm"
+
+
+def backend_mode(backend: Backend) -> PayloadMode:
+    return backend.config.mode or DEFAULT_MODES[backend_flavour(backend)]
+
+
+def shrink_frames(frames: list[Frame]) -> list[Frame]:
+    """Every other frame, keeping an even count of at least 4 when there are that many."""
+    if len(frames) <= 4:
+        return list(frames)
+    kept = frames[::2]
+    if len(kept) % 2 and len(kept) > 4:
+        kept = kept[:-1]
+    while len(kept) < 4:
+        kept.append(frames[-1])
+    return kept
+
+
+class WindowAnalyzer:
+    """Turns one window's frames into raw answer text and then into absolute events."""
+
+    def __init__(self, backend: Backend, query: str | None) -> None:
+        self.backend = backend
+        self.query = query
+        cfg = backend.config
+        self.system = system_prompt_for(cfg.language, cfg.system_prompt)
+
+    def prompt(self, duration: float | None) -> str:
+        cfg = self.backend.config
+        return timeline_prompt(self.query, duration=duration, language=cfg.language,
+                               burned_timestamps=cfg.burn_timestamps)
+
+    def identity(self) -> dict[str, object]:
+        return {
+            **self.backend.config.identity(),
+            "query": self.query,
+            "prompt": self.prompt(None),
+            "system": self.system,
+            "prompt_version": PROMPT_VERSION,
+            "payload_version": PAYLOAD_VERSION,
+        }
+
+    def build_request(self, wf: WindowFrames) -> ChatRequest:
+        window = wf.window
+        video = VideoPart(frames=list(wf.frames), fps=float(wf.plan.fps), origin=window.start)
+        return ChatRequest(
+            parts=[video, TextPart(self.prompt(window.duration))],
+            system=self.system,
+            max_tokens=self.backend.config.max_tokens,
+            json_mode=True,
+        )
+
+    def estimate(self, wf_plan: SamplingPlan) -> tuple[int, int]:
+        """(estimated prompt tokens, payload bytes) of the window's request, without encoding."""
+        flavour = backend_flavour(self.backend)
+        mode = backend_mode(self.backend)
+        n, h, w = wf_plan.n_frames, wf_plan.height, wf_plan.width
+        tokens = estimate_video_part_tokens(n, h, w, flavour, mode, EncodeOptions())
+        tokens += estimate_text_tokens(self.prompt(wf_plan.end - wf_plan.start))
+        if self.system:
+            tokens += estimate_text_tokens(self.system)
+        return tokens + 8, estimate_payload_bytes(n, h, w, mode)
+
+    def analyze(self, wf: WindowFrames) -> tuple[str, Usage | None, float]:
+        """Send the window; on a too-large answer shrink the payload (half the frames, smaller and
+        lower-quality images) and retry once. Raises BackendError."""
+        request = self.build_request(wf)
+        try:
+            resp = self.backend.chat(request)
+        except PayloadTooLargeError as exc:
+            logger.warning("window %d: %s; retrying once with a smaller payload", wf.window.index, exc)
+            video = request.parts[0]
+            assert isinstance(video, VideoPart)
+            frames = shrink_frames(video.frames)
+            fps = video.fps * (len(frames) / max(1, len(video.frames)))
+            smaller = ChatRequest(
+                parts=[VideoPart(frames=frames, fps=fps, origin=video.origin), *request.parts[1:]],
+                system=request.system, max_tokens=request.max_tokens, json_mode=request.json_mode,
+                mode=request.mode, shrink=request.shrink + 1,
+            )
+            resp = self.backend.chat(smaller)
+        return resp.text, resp.usage, resp.time_scale
+
+    def to_events(self, text: str, window: Window, time_scale: float = 1.0) -> list[Event]:
+        from vidline.parse import parse_answer, to_absolute
+
+        raw = parse_answer(text, default_label=self.query or "")
+        return to_absolute(raw, window, time_scale=time_scale, window_index=window.index)

@@ -1,0 +1,173 @@
+"""The offline ``motion`` backend: activity segments from frame differences. No model, no network.
+
+Frames are decoded at a modest rate (default 4 fps) and downscaled (default 160 px wide). Each
+sampled frame gets a *score*: the fraction of pixels whose value changed by more than
+``pixel_delta`` (0-255) since the previous sampled frame. The difference is taken per colour
+channel (the largest of R, G, B), because a saturated colour can have almost the same luma as the
+background (pure greyscale would miss a red object on a grey wall). A sample is *active* when its
+score is >= ``threshold``. Active samples are turned into events exactly like DVR-Scan does:
+
+1. consecutive active samples form a run; a run covers [time of the frame before its first active
+   sample, time of its last active sample] (the change happened between those frames);
+2. runs separated by at most ``merge_gap`` seconds are joined;
+3. runs shorter than ``min_event`` seconds are dropped (a single flicker, a light switching);
+4. each survivor is padded by ``pre`` / ``post`` seconds, clamped to the video, and padded events
+   that now overlap are joined.
+
+Events are labelled ``motion``; ``confidence`` is the event's peak score normalised to [0, 1] as
+``peak / (peak + threshold)`` (0.5 right at the threshold, towards 1 for strong motion).
+
+The segmentation (:func:`segment_scores`) is pure and table-tested; decoding is separate.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from vidline.types import Event, Frame
+
+
+@dataclass(frozen=True)
+class MotionParams:
+    """DVR-Scan-like parameters of the motion detector (seconds unless noted)."""
+
+    threshold: float = 0.01  # fraction of changed pixels that counts as motion
+    min_event: float = 1.0  # shortest run of motion kept (before padding)
+    merge_gap: float = 2.0  # runs this close are one event
+    pre: float = 0.5  # padding before each event
+    post: float = 0.5  # padding after each event
+    fps: float = 4.0  # analysis frame rate
+    width: int = 160  # analysis frame width (height keeps the aspect ratio)
+    pixel_delta: int = 25  # per-pixel change (0-255) that counts as "changed"
+
+    def validate(self) -> None:
+        from vidline.errors import ConfigError
+
+        if not 0 < self.threshold <= 1:
+            raise ConfigError(f"--threshold must be in (0, 1], got {self.threshold}")
+        for name in ("min_event", "merge_gap", "pre", "post"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.fps <= 60:
+            raise ConfigError(f"motion fps must be in (0, 60], got {self.fps}")
+        if self.width < 16:
+            raise ConfigError(f"motion analysis width must be >= 16 px, got {self.width}")
+
+
+def frame_score(prev: np.ndarray, cur: np.ndarray, pixel_delta: int = 25) -> float:
+    """Fraction of pixels that changed by more than ``pixel_delta`` in any channel (pure)."""
+    diff = np.abs(cur.astype(np.int16) - prev.astype(np.int16))
+    if diff.ndim == 3:
+        diff = diff.max(axis=2)
+    return float((diff > pixel_delta).mean())
+
+
+def score_frames(frames: Iterable[Frame], pixel_delta: int = 25) -> tuple[list[float], list[float]]:
+    """(times, scores) for a stream of frames; the first frame scores 0 (nothing to compare)."""
+    times: list[float] = []
+    scores: list[float] = []
+    prev: np.ndarray | None = None
+    for fr in frames:
+        img = fr.image
+        times.append(fr.t)
+        scores.append(0.0 if prev is None or prev.shape != img.shape else frame_score(prev, img, pixel_delta))
+        prev = img
+    return times, scores
+
+
+def segment_scores(
+    times: Sequence[float], scores: Sequence[float], params: MotionParams, *, duration: float | None = None
+) -> list[Event]:
+    """Turn per-sample motion scores into padded, merged ``motion`` events (pure; see module doc)."""
+    if len(times) != len(scores):
+        raise ValueError("times and scores must have the same length")
+    end_of_video = duration if duration is not None else (times[-1] if times else 0.0)
+    runs = _active_runs(times, scores, params.threshold)
+    runs = _join_close(runs, params.merge_gap)
+    runs = [r for r in runs if r[1] - r[0] >= params.min_event - 1e-9]
+    padded = [(max(0.0, s - params.pre), min(end_of_video, e + params.post), peak) for s, e, peak in runs]
+    padded = _join_close(padded, 0.0)
+    return [
+        Event(start=s, end=e, label="motion", description=None,
+              confidence=round(peak / (peak + params.threshold), 3), windows=[])
+        for s, e, peak in padded
+        if e > s
+    ]
+
+
+def _active_runs(times: Sequence[float], scores: Sequence[float], threshold: float) -> list[tuple[float, float, float]]:
+    runs: list[tuple[float, float, float]] = []
+    start: float | None = None
+    peak = 0.0
+    last = 0.0
+    for i, (t, sc) in enumerate(zip(times, scores, strict=True)):
+        if sc >= threshold:
+            if start is None:
+                start = times[i - 1] if i > 0 else t
+                peak = 0.0
+            peak = max(peak, sc)
+            last = t
+        elif start is not None:
+            runs.append((start, last, peak))
+            start = None
+    if start is not None:
+        runs.append((start, last, peak))
+    return runs
+
+
+def _join_close(runs: list[tuple[float, float, float]], gap: float) -> list[tuple[float, float, float]]:
+    out: list[tuple[float, float, float]] = []
+    for s, e, p in sorted(runs):
+        if out and s - out[-1][1] <= gap + 1e-9:
+            ps, pe, pp = out[-1]
+            out[-1] = (ps, max(pe, e), max(pp, p))
+        else:
+            out.append((s, e, p))
+    return out
+
+
+def analysis_size(width: int, height: int, target_width: int) -> tuple[int, int]:
+    """(w, h) of the downscaled analysis frames: ``target_width`` wide (never upscaled), even sides."""
+    w = min(target_width, width)
+    h = max(2, round(height * w / max(1, width)))
+    return max(2, w - w % 2), h - h % 2
+
+
+def motion_scores(
+    path: str | os.PathLike[str], params: MotionParams, *, src_width: int, src_height: int, duration: float
+) -> tuple[list[float], list[float]]:
+    """Decode ``path`` at ``params.fps`` into small frames and score them (one streaming pass)."""
+    from vidline.media.plan import SamplingBudget
+    from vidline.media.sampler import sample
+
+    size = analysis_size(src_width, src_height, params.width)
+    n_max = int(duration * params.fps) + 8
+    budget = SamplingBudget(fps=params.fps, min_fps=params.fps, max_fps=params.fps, max_frames=max(4, n_max))
+    return score_frames(sample(path, budget, size=size), params.pixel_delta)
+
+
+def detect_motion(
+    path: str | os.PathLike[str],
+    *,
+    threshold: float = MotionParams.threshold,
+    min_event: float = MotionParams.min_event,
+    merge_gap: float = MotionParams.merge_gap,
+    pre: float = MotionParams.pre,
+    post: float = MotionParams.post,
+    fps: float = MotionParams.fps,
+    width: int = MotionParams.width,
+) -> list[Event]:
+    """Motion events of a video file (absolute seconds), no model needed."""
+    from vidline.media.probe import probe
+
+    params = MotionParams(threshold=threshold, min_event=min_event, merge_gap=merge_gap, pre=pre, post=post,
+                          fps=fps, width=width)
+    params.validate()
+    info = probe(path)
+    times, scores = motion_scores(path, params, src_width=info.display_width, src_height=info.display_height,
+                                  duration=info.duration)
+    return segment_scores(times, scores, params, duration=info.duration)

@@ -1,0 +1,622 @@
+"""The one orchestrator behind ``vidline timeline`` and ``vidline.analyze()``.
+
+Model path, in order:
+
+1. probe the video;
+2. plan the windows and each window's sampling (pure; no decoding yet);
+3. answer windows from the cache (no decoding, no request for those);
+4. decode the missing windows in ONE streaming pass (``media.sample_windows``);
+5. hand each decoded window to a thread pool of ``concurrency`` workers that encode its payload and
+   send it, while decoding continues; a semaphore bounds the windows in flight (``concurrency`` +
+   ``queue``), so decoding pauses when the server is slower than the decoder and memory stays bounded;
+6. parse each answer (``WindowAnalyzer.to_events``), store it in the cache (atomic write);
+7. merge the events of all windows (``merge.merge_events``) into a :class:`~vidline.timeline.Timeline`.
+
+A window that fails after the backend's retries (or whose answer cannot be parsed) is recorded with
+status ``failed`` and a one-line error; the others continue. An :class:`AuthenticationError` stops
+the run at once. Ctrl-C stops decoding; answers already received are in the cache.
+
+Without a model (``backend="motion"``, or ``"auto"`` with nothing configured) the offline motion
+detector (:mod:`vidline.motion`) makes the timeline.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vidline.cache import CachedAnswer, WindowCache, cache_key, resolve_cache_dir, video_fingerprint
+from vidline.errors import AnswerParseError, AuthenticationError, ConfigError, VidlineError
+from vidline.log import logger
+from vidline.models.config import ModelConfig, resolve_model_config
+from vidline.motion import MotionParams
+from vidline.progress import Progress
+from vidline.types import Event, Usage, VideoInfo, Window, WindowRecord
+
+if TYPE_CHECKING:
+    from vidline.media.plan import SamplingBudget, SamplingPlan
+    from vidline.media.sampler import WindowFrames
+    from vidline.models.window import WindowAnalyzer
+    from vidline.timeline import Timeline
+
+NO_MODEL_HELP = (
+    "no model is configured: pass --base-url URL (or set OPENAI_BASE_URL) for an OpenAI-compatible "
+    "server such as vLLM, or set DASHSCOPE_API_KEY for DashScope; add --model NAME if the server has several"
+)
+_MODEL_OPTIONS = ("base_url", "api_key", "model", "mode", "server", "burn_timestamps", "timeout", "retry",
+                  "max_tokens", "system_prompt", "language", "temperature", "seed")
+_MOTION_OPTIONS = ("threshold", "min_event", "merge_gap", "pre", "post", "motion_fps", "motion_width")
+
+
+# --------------------------------------------------------------------------------------------------
+# options and backend selection
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a model run plans and sends its windows."""
+
+    window: float | None = None  # None: media.plan_windows' default
+    overlap: float | None = None
+    fps: float | str = "auto"
+    max_frames: int | None = None
+    concurrency: int = 4
+    queue: int = 1  # decoded windows allowed to wait for a free worker
+    cache_dir: Path | None = None
+
+    def validate(self) -> None:
+        if self.concurrency < 1:
+            raise ConfigError(f"--concurrency must be >= 1, got {self.concurrency}")
+        if self.window is not None and self.window <= 0:
+            raise ConfigError(f"--window must be > 0, got {self.window}")
+        if self.overlap is not None and self.overlap < 0:
+            raise ConfigError(f"--overlap must be >= 0, got {self.overlap}")
+        if self.max_frames is not None and self.max_frames < 2:
+            raise ConfigError(f"--max-frames must be >= 2, got {self.max_frames}")
+        if isinstance(self.fps, str) and self.fps != "auto":
+            raise ConfigError(f"--fps must be 'auto' or a number, got {self.fps!r}")
+        if isinstance(self.fps, (int, float)) and self.fps <= 0:
+            raise ConfigError(f"--fps must be > 0, got {self.fps}")
+
+
+def select_model(config: ModelConfig | None, backend: str, query: str | None,
+                 model_options: dict[str, Any]) -> ModelConfig | None:
+    """The model to use, or None for the offline motion backend (see module doc)."""
+    if config is None:
+        config = resolve_model_config(backend, **model_options)
+    elif model_options:
+        config = config.with_(**{k: v for k, v in model_options.items() if v is not None})
+    if config is not None:
+        return config
+    if query:
+        if backend == "motion":
+            raise ConfigError("the motion backend cannot answer a --query; " + NO_MODEL_HELP)
+        raise ConfigError("--query needs a model; " + NO_MODEL_HELP)
+    if backend == "auto":
+        logger.warning("no model configured; using the offline motion backend (--backend motion). "
+                       "To use a model pass --base-url/--model or set OPENAI_BASE_URL or DASHSCOPE_API_KEY")
+    return None
+
+
+def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], MotionParams]:
+    unknown = set(options) - set(_MODEL_OPTIONS) - set(_MOTION_OPTIONS)
+    if unknown:
+        raise ConfigError(f"unknown option(s) for analyze(): {', '.join(sorted(unknown))}")
+    model_opts = {k: options[k] for k in _MODEL_OPTIONS if options.get(k) is not None}
+    motion_kw = {k: options[k] for k in ("threshold", "min_event", "merge_gap", "pre", "post")
+                 if options.get(k) is not None}
+    if options.get("motion_fps") is not None:
+        motion_kw["fps"] = options["motion_fps"]
+    if options.get("motion_width") is not None:
+        motion_kw["width"] = options["motion_width"]
+    params = MotionParams(**motion_kw)
+    params.validate()
+    return model_opts, params
+
+
+def _progress_for(progress: bool | Progress) -> tuple[Progress, bool]:
+    """(reporter, owned): a caller-supplied Progress is shared (e.g. one bar over several videos)."""
+    if isinstance(progress, Progress):
+        return progress, False
+    return Progress(enabled=bool(progress)), True
+
+
+# --------------------------------------------------------------------------------------------------
+# public API
+
+
+def analyze(
+    path: str | os.PathLike[str],
+    query: str | None = None,
+    *,
+    config: ModelConfig | None = None,
+    backend: str = "auto",
+    window: float | None = None,
+    overlap: float | None = None,
+    fps: float | str = "auto",
+    max_frames: int | None = None,
+    concurrency: int = 4,
+    cache: bool | str | Path = True,
+    progress: bool | Progress = False,
+    **options: Any,
+) -> Timeline:
+    """Find the events of a video (matching ``query`` when given) and return a merged Timeline.
+
+    ``options``: model settings (``base_url``, ``api_key``, ``model``, ``mode``, ...; used when
+    ``config`` is None, else they override it) and motion settings (``threshold``, ``min_event``,
+    ``merge_gap``, ``pre``, ``post``, ``motion_fps``, ``motion_width``).
+    Raises ConfigError, VideoError, AuthenticationError, CacheError; other window failures are
+    recorded in the Timeline (``timeline.partial``).
+    """
+    model_opts, motion_params = _split_options(options)
+    run_opts = RunOptions(window=window, overlap=overlap, fps=fps, max_frames=max_frames,
+                          concurrency=concurrency, cache_dir=resolve_cache_dir(cache))
+    run_opts.validate()
+    cfg = select_model(config, backend, query, model_opts)
+    reporter, owned = _progress_for(progress)
+    try:
+        if cfg is None:
+            return analyze_motion(path, motion_params, progress=reporter)
+        return ModelRun(path, query, cfg.with_(concurrency=concurrency), run_opts, reporter).execute()
+    finally:
+        if owned:
+            reporter.close()
+
+
+def analyze_motion(path: str | os.PathLike[str], params: MotionParams | None = None, *,
+                   progress: Progress | None = None) -> Timeline:
+    """The offline motion timeline (no model, no network)."""
+    from vidline.media.probe import probe
+    from vidline.motion import motion_scores, segment_scores
+    from vidline.timeline import Timeline
+
+    params = params or MotionParams()
+    params.validate()
+    info = probe(path)
+    if progress is not None:
+        progress.add_total(1)
+    times, scores = motion_scores(path, params, src_width=info.display_width, src_height=info.display_height,
+                                  duration=info.duration)
+    events = segment_scores(times, scores, params, duration=info.duration)
+    for ev in events:
+        ev.windows = [0]
+    record = WindowRecord(index=0, start=0.0, end=info.duration, frames=len(times), status="ok")
+    if progress is not None:
+        progress.advance()
+    return Timeline(video=_video_dict(path, info), query=None, backend="motion", model=None, mode=None,
+                    events=events, windows=[record], usage=Usage())
+
+
+def _video_dict(path: str | os.PathLike[str], info: VideoInfo) -> dict[str, Any]:
+    return {
+        "path": str(path),
+        "duration": round(info.duration, 3),
+        "width": info.display_width,
+        "height": info.display_height,
+        "fps": round(info.fps, 3),
+        "codec": info.codec,
+        "container": info.container,
+        "size_bytes": info.size_bytes,
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# the model run
+
+
+@dataclass
+class WindowJob:
+    """One planned window: its sampling plan, estimate and cache key."""
+
+    window: Window
+    plan: SamplingPlan
+    estimated_tokens: int
+    payload_bytes: int
+    key: str | None = None
+
+
+@dataclass
+class WindowResult:
+    record: WindowRecord
+    events: list[Event] = field(default_factory=list)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+class ModelRun:
+    """One video through one model: plan -> cache -> stream-decode + send -> parse -> merge."""
+
+    def __init__(self, path: str | os.PathLike[str], query: str | None, config: ModelConfig,
+                 options: RunOptions, progress: Progress, *, analyzer: WindowAnalyzer | None = None,
+                 decoder: Callable[..., Iterable[WindowFrames]] | None = None) -> None:
+        """``analyzer`` / ``decoder`` (``media.sample_windows``-like) can be injected for tests."""
+        self.path = path
+        self._analyzer = analyzer
+        self._decoder = decoder
+        self.query = query
+        self.config = config
+        self.options = options
+        self.progress = progress
+        self.results: dict[int, WindowResult] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._fatal: BaseException | None = None
+        self.cache: WindowCache | None = WindowCache(options.cache_dir) if options.cache_dir else None
+
+    # -- steps -------------------------------------------------------------------------------------
+
+    def execute(self) -> Timeline:
+        from vidline.media.probe import probe
+
+        info = probe(self.path)
+        if self._analyzer is None:
+            from vidline.models import make_backend
+            from vidline.models.window import WindowAnalyzer
+
+            self._analyzer = WindowAnalyzer(make_backend(self.config), self.query)
+        self.analyzer: WindowAnalyzer = self._analyzer
+        self.budget = make_budget(self.options, self.config.backend)
+        self.mode = payload_mode(self.config, getattr(self.analyzer, "backend", None))
+        jobs = plan_jobs(info, self.analyzer, self.config, self.options, self.budget)
+        self.progress.add_total(len(jobs))
+        if self.cache is not None:
+            fingerprint = video_fingerprint(self.path, info.duration)
+            identity = self.analyzer.identity()
+            for job in jobs:
+                job.key = job_key(job, fingerprint, self.mode, identity, self.query)
+        missing = [job for job in jobs if not self._answer_from_cache(job)]
+        if missing:
+            self._send(info, missing)
+        return self._timeline(info, jobs)
+
+    def _answer_from_cache(self, job: WindowJob) -> bool:
+        if self.cache is None or job.key is None:
+            return False
+        hit = self.cache.get(job.key)
+        if hit is None:
+            return False
+        try:
+            events = self._events(hit.text, job.window, hit.time_scale)
+        except AnswerParseError:
+            return False  # parser changed since; treat as a miss
+        record = WindowRecord(index=job.window.index, start=job.window.start, end=job.window.end,
+                              frames=job.plan.n_frames, status="cached", estimated_tokens=job.estimated_tokens,
+                              usage=hit.usage)
+        self.results[job.window.index] = WindowResult(record, events)
+        self.progress.advance(status="cached")
+        return True
+
+    def _send(self, info: VideoInfo, jobs: Sequence[WindowJob]) -> None:
+        """Stream-decode ``jobs``' windows and send them concurrently, decoding at most a few ahead."""
+        if self._decoder is None:
+            from vidline.media.sampler import sample_windows
+
+            self._decoder = sample_windows
+        by_index = {job.window.index: job for job in jobs}
+        gate = threading.BoundedSemaphore(self.options.concurrency + self.options.queue)
+        pool = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="vidline-window")
+        futures: list[Future[None]] = []
+        try:
+            decoded = self._decoder(self.path, [job.window for job in jobs], self.budget, info=info)
+            for wf in decoded:
+                gate.acquire()  # blocks decoding while too many windows are in flight
+                if self._stop.is_set():
+                    gate.release()
+                    break
+                holder = [wf]
+                del wf  # the worker owns the frames from now on, and drops them after sending
+                fut = pool.submit(self._work, by_index[holder[0].window.index], holder)
+                fut.add_done_callback(lambda _f: gate.release())
+                futures.append(fut)
+            for fut in futures:
+                fut.result()
+        except BaseException:
+            self._stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        if self._fatal is not None:
+            raise self._fatal
+
+    def _work(self, job: WindowJob, holder: list[WindowFrames]) -> None:
+        """Worker thread: send one window, parse, cache. Never raises (errors become records)."""
+        wf = holder.pop()
+        if self._stop.is_set():
+            return
+        n_frames = len(wf.frames)
+        try:
+            text, usage, time_scale = self.analyzer.analyze(wf)
+            del wf
+            events = self._events(text, job.window, time_scale)
+        except AuthenticationError as exc:
+            with self._lock:
+                if self._fatal is None:
+                    self._fatal = exc
+            self._stop.set()
+            self._record_failure(job, n_frames, exc)
+            return
+        except AnswerParseError as exc:
+            self._record_failure(job, n_frames, exc, prefix="unparseable answer: ")
+            return
+        except VidlineError as exc:
+            self._record_failure(job, n_frames, exc)
+            return
+        except Exception as exc:  # a bug must not lose the other windows
+            logger.debug("window %d crashed", job.window.index, exc_info=True)
+            self._record_failure(job, n_frames, exc, prefix=f"internal error ({type(exc).__name__}): ")
+            return
+        if self.cache is not None and job.key is not None:
+            self.cache.put(job.key, CachedAnswer(text=text, usage=usage, time_scale=time_scale))
+        record = WindowRecord(index=job.window.index, start=job.window.start, end=job.window.end, frames=n_frames,
+                              status="ok", estimated_tokens=job.estimated_tokens, usage=usage)
+        with self._lock:
+            self.results[job.window.index] = WindowResult(record, events)
+        tokens = (usage.prompt_tokens + usage.completion_tokens) if usage else 0
+        self.progress.advance(tokens=tokens)
+
+    def _record_failure(self, job: WindowJob, n_frames: int, exc: BaseException, prefix: str = "") -> None:
+        error = prefix + _one_line(exc)
+        logger.info("window %d [%.1f-%.1f s] failed: %s", job.window.index, job.window.start, job.window.end, error)
+        record = WindowRecord(index=job.window.index, start=job.window.start, end=job.window.end, frames=n_frames,
+                              status="failed", error=error, estimated_tokens=job.estimated_tokens)
+        with self._lock:
+            self.results[job.window.index] = WindowResult(record)
+        self.progress.advance(status="failed")
+
+    def _events(self, text: str, window: Window, time_scale: float) -> list[Event]:
+        events = self.analyzer.to_events(text, window, time_scale)
+        for ev in events:
+            if not ev.windows:
+                ev.windows = [window.index]
+        return events
+
+    def _timeline(self, info: VideoInfo, jobs: Sequence[WindowJob]) -> Timeline:
+        from vidline.merge import merge_events
+        from vidline.timeline import Timeline
+
+        records: list[WindowRecord] = []
+        events: list[Event] = []
+        for job in jobs:
+            result = self.results.get(job.window.index)
+            if result is None:  # never decoded (decoder stopped early)
+                result = WindowResult(WindowRecord(index=job.window.index, start=job.window.start,
+                                                   end=job.window.end, frames=0, status="failed",
+                                                   error="window was not decoded",
+                                                   estimated_tokens=job.estimated_tokens))
+            records.append(result.record)
+            events.extend(result.events)
+        usage = sum((r.usage for r in records if r.status == "ok" and r.usage), Usage())
+        merged = sorted(merge_events(events), key=lambda e: (e.start, e.end, e.label))
+        backend_cfg = getattr(self.analyzer, "backend", None)
+        model = getattr(getattr(backend_cfg, "config", None), "model", None) or self.config.model
+        return Timeline(video=_video_dict(self.path, info), query=self.query, backend=self.config.backend,
+                        model=model, mode=self.mode, events=merged, windows=records, usage=usage)
+
+
+# --------------------------------------------------------------------------------------------------
+# planning helpers (pure apart from the analyzer's estimate)
+
+
+def payload_mode(config: ModelConfig, backend: object | None = None) -> str:
+    """The payload mode the run uses (the backend's default when the config leaves it open)."""
+    if config.mode:
+        return config.mode
+    from vidline.models.base import Backend
+
+    if isinstance(backend, Backend):
+        from vidline.models.window import backend_mode
+
+        return backend_mode(backend)
+    mode = getattr(backend, "default_mode", None)
+    return mode if isinstance(mode, str) else "video"
+
+
+def make_budget(options: RunOptions, backend_name: str | None = None) -> SamplingBudget:
+    from vidline.media.plan import SamplingBudget
+    from vidline.media.windows import max_frames_for
+
+    kwargs: dict[str, Any] = {"fps": options.fps}
+    if backend_name is not None:
+        kwargs["max_frames"] = max_frames_for(backend_name)
+    if isinstance(options.fps, (int, float)):
+        kwargs["max_fps"] = max(2.0, float(options.fps))
+        kwargs["min_fps"] = min(0.1, float(options.fps))
+    if options.max_frames is not None:
+        kwargs["max_frames"] = options.max_frames
+    return SamplingBudget(**kwargs)
+
+
+def plan_windows_for(info: VideoInfo, config: ModelConfig | None, options: RunOptions,
+                     mode: str | None = None) -> list[Window]:
+    from vidline.media.windows import max_window_for, plan_windows
+
+    kwargs: dict[str, Any] = {}
+    if options.window is not None:
+        kwargs["window"] = options.window
+    if options.overlap is not None:
+        kwargs["overlap"] = options.overlap
+    if config is not None:
+        kwargs["max_window"] = max_window_for(mode or payload_mode(config), config.backend)
+    return plan_windows(info.duration, **kwargs)
+
+
+def plan_jobs(info: VideoInfo, analyzer: WindowAnalyzer | None, config: ModelConfig | None,
+              options: RunOptions, budget: SamplingBudget) -> list[WindowJob]:
+    from vidline.media.sampler import plan_windows_sampling
+
+    backend = getattr(analyzer, "backend", None)
+    mode = payload_mode(config, backend) if config is not None else None
+    windows = plan_windows_for(info, config, options, mode)
+    jobs: list[WindowJob] = []
+    for w, plan in zip(windows, plan_windows_sampling(info, windows, budget), strict=True):
+        if analyzer is not None:
+            tokens, nbytes = analyzer.estimate(plan)
+        else:
+            tokens, nbytes = plan.tokens, rough_payload_bytes(plan)
+        jobs.append(WindowJob(window=w, plan=plan, estimated_tokens=int(tokens), payload_bytes=int(nbytes)))
+    return jobs
+
+
+def rough_payload_bytes(plan: SamplingPlan) -> int:
+    """A model-independent payload estimate: ~0.08 byte per pixel per JPEG frame, base64-inflated."""
+    return int(plan.n_frames * plan.width * plan.height * 0.08 * 4 / 3)
+
+
+def job_key(job: WindowJob, fingerprint: str, mode: str, identity: dict[str, Any], query: str | None) -> str:
+    p = job.plan
+    return cache_key(fingerprint=fingerprint, start=job.window.start, end=job.window.end, fps=p.fps,
+                     width=p.width, height=p.height, n_frames=p.n_frames, mode=mode, identity=identity,
+                     prompt=query)
+
+
+# --------------------------------------------------------------------------------------------------
+# dry run
+
+
+@dataclass
+class DryRunWindow:
+    index: int
+    start: float
+    end: float
+    frames: int
+    width: int
+    height: int
+    fps: float
+    estimated_tokens: int
+    payload_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "start": round(self.start, 3), "end": round(self.end, 3),
+                "frames": self.frames, "fps": round(self.fps, 4), "width": self.width, "height": self.height,
+                "estimated_tokens": self.estimated_tokens, "payload_bytes": self.payload_bytes}
+
+
+@dataclass
+class DryRunReport:
+    """What a run would send, computed without contacting any server."""
+
+    video: dict[str, Any]
+    backend: str
+    model: str | None
+    mode: str | None
+    windows: list[DryRunWindow]
+    price_per_1k: float | None = None
+    note: str | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(w.estimated_tokens for w in self.windows)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(w.payload_bytes for w in self.windows)
+
+    @property
+    def total_frames(self) -> int:
+        return sum(w.frames for w in self.windows)
+
+    @property
+    def price(self) -> float | None:
+        return None if self.price_per_1k is None else round(self.total_tokens / 1000 * self.price_per_1k, 4)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"video": self.video, "backend": self.backend, "model": self.model, "mode": self.mode,
+                "windows": [w.to_dict() for w in self.windows], "total_frames": self.total_frames,
+                "total_estimated_tokens": self.total_tokens, "total_payload_bytes": self.total_bytes,
+                "price_per_1k": self.price_per_1k, "estimated_price": self.price, "note": self.note}
+
+    def to_text(self) -> str:
+        v = self.video
+        lines = [f"video: {v['path']}  {v['duration']:.1f} s  {v['width']}x{v['height']}  {v['fps']} fps",
+                 f"backend: {self.backend}  model: {self.model or '-'}  mode: {self.mode or '-'}"]
+        if self.note:
+            lines.append(f"note: {self.note}")
+        lines.append(f"{'window':>6} {'start':>9} {'end':>9} {'frames':>6} {'fps':>6} {'size':>9} "
+                     f"{'tokens':>8} {'payload':>10}")
+        for w in self.windows:
+            lines.append(f"{w.index:>6} {w.start:>9.1f} {w.end:>9.1f} {w.frames:>6} {w.fps:>6.2f} "
+                         f"{f'{w.width}x{w.height}':>9} {w.estimated_tokens:>8} {_human_bytes(w.payload_bytes):>10}")
+        lines.append(f"total: {len(self.windows)} windows, {self.total_frames} frames, "
+                     f"{self.total_tokens} estimated tokens, {_human_bytes(self.total_bytes)} payload")
+        if self.price is not None:
+            lines.append(f"estimated price: {self.price:.4f} (at {self.price_per_1k} per 1k tokens)")
+        return "\n".join(lines)
+
+
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def dry_run(
+    path: str | os.PathLike[str],
+    query: str | None = None,
+    *,
+    config: ModelConfig | None = None,
+    backend: str = "auto",
+    window: float | None = None,
+    overlap: float | None = None,
+    fps: float | str = "auto",
+    max_frames: int | None = None,
+    price_per_1k: float | None = None,
+    **options: Any,
+) -> DryRunReport:
+    """Plan a run (windows, frames, sizes, payload bytes, tokens, price) without contacting a server."""
+    from vidline.media.probe import probe
+
+    model_opts, motion_params = _split_options(options)
+    if price_per_1k is not None and price_per_1k < 0:
+        raise ConfigError(f"--price-per-1k must be >= 0, got {price_per_1k}")
+    run_opts = RunOptions(window=window, overlap=overlap, fps=fps, max_frames=max_frames)
+    run_opts.validate()
+    cfg = select_model(config, backend, query, model_opts)
+    info = probe(path)
+    if cfg is None:
+        return _motion_dry_run(path, info, motion_params, price_per_1k)
+    analyzer = _offline_analyzer(cfg, query)
+    jobs = plan_jobs(info, analyzer, cfg, run_opts, make_budget(run_opts, cfg.backend))
+    rows = [DryRunWindow(j.window.index, j.window.start, j.window.end, j.plan.n_frames, j.plan.width,
+                         j.plan.height, j.plan.fps, j.estimated_tokens, j.payload_bytes) for j in jobs]
+    return DryRunReport(video=_video_dict(path, info), backend=cfg.backend, model=cfg.model,
+                        mode=payload_mode(cfg, getattr(analyzer, "backend", None)), windows=rows,
+                        price_per_1k=price_per_1k)
+
+
+def _offline_analyzer(cfg: ModelConfig, query: str | None) -> WindowAnalyzer | None:
+    """A WindowAnalyzer for estimates only; None (model-independent estimate) if it cannot be built."""
+    try:
+        from vidline.models import make_backend
+        from vidline.models.window import WindowAnalyzer
+
+        return WindowAnalyzer(make_backend(cfg), query)
+    except (ImportError, VidlineError) as exc:
+        logger.debug("dry run uses the model-independent estimate: %s", exc)
+        return None
+
+
+def _motion_dry_run(path: str | os.PathLike[str], info: VideoInfo, params: MotionParams,
+                    price_per_1k: float | None) -> DryRunReport:
+    from vidline.motion import analysis_size
+
+    w, h = analysis_size(info.display_width, info.display_height, params.width)
+    n = int(info.duration * params.fps)
+    row = DryRunWindow(0, 0.0, info.duration, n, w, h, params.fps, 0, 0)
+    return DryRunReport(video=_video_dict(path, info), backend="motion", model=None, mode=None, windows=[row],
+                        price_per_1k=price_per_1k, note="offline motion detector: no server, no tokens")
+
+
+def iter_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """The video paths of a command line, in order (folders are a later extension)."""
+    return [str(p) for p in paths]

@@ -1,0 +1,676 @@
+"""``vidline.ask`` / ``describe`` / ``chapters``: free-form questions about videos and images.
+
+The flow (see docs/understand.md):
+
+1. probe every input (videos via ``vidline.media.probe``, images via Pillow);
+2. :func:`~vidline.understand.plan.plan_ask` decides *single request* vs *map-reduce*;
+3. single: sample each video once (``sample_windows`` over one whole-video window), send videos and
+   images with the question in one request;
+4. map-reduce: caption every window (clip-relative timestamps) concurrently, through the same window
+   cache as ``vidline timeline`` (``vidline.cache.WindowCache``), then rewrite each caption's times to
+   absolute ones (:func:`~vidline.understand.times.rewrite_caption_times`) and send one text request
+   answering the question from the captions;
+5. the final request is streamed (:class:`~vidline.understand.stream.AnswerStream`) or sent whole.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from vidline.errors import (
+    AuthenticationError,
+    BackendError,
+    ConfigError,
+    NoVideoStreamError,
+    VideoOpenError,
+    VidlineError,
+)
+from vidline.log import logger
+from vidline.models.config import ModelConfig, resolve_model_config
+from vidline.types import Usage, VideoInfo, Window
+from vidline.understand.chapters import Chapter, normalize_chapters, parse_chapters
+from vidline.understand.plan import AskLimits, AskPlan, InputPlan, MediaInput, Strategy, plan_ask
+from vidline.understand.stream import AnswerStream
+from vidline.understand.times import find_time_references, format_clock, rewrite_caption_times
+
+if TYPE_CHECKING:  # keeps ``import vidline.understand`` light
+    from vidline.cache import WindowCache
+    from vidline.models.base import Backend, ChatRequest
+    from vidline.progress import Progress
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+CAPTION_MAX_TOKENS = 512
+CAPTION_TASK_VERSION = 1  # bump when the caption request changes (it is part of the cache key)
+
+TIME_INSTRUCTION = (
+    "Whenever you say when something happens, give the time as MM:SS (or a range MM:SS-MM:SS) "
+    "measured from the start of the video."
+)
+DESCRIBE_QUESTION = (
+    "Describe the content of the whole video in chronological order. Start each part with its time "
+    "range (MM:SS-MM:SS) from the start of the video, then say what is seen and what happens."
+)
+CHAPTERS_QUESTION = (
+    "Divide the video into chapters, like YouTube chapters: consecutive parts that each show one scene "
+    "or topic, with a short title each. Answer with a JSON list only, in this shape: "
+    '[{"start": "MM:SS", "title": "short title"}]. The first chapter starts at 00:00.'
+)
+
+Source = str | os.PathLike[str]
+
+
+# --------------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass
+class Caption:
+    """One map-step window caption. ``text`` is the model's raw (clip-relative) caption."""
+
+    input: str
+    window: Window
+    text: str
+    time_scale: float = 1.0
+    usage: Usage | None = None
+    status: str = "ok"  # ok | cached | failed
+    error: str | None = None
+
+    @property
+    def absolute_text(self) -> str:
+        """The caption with every time rewritten to seconds of the whole video."""
+        return rewrite_caption_times(self.text, self.window.start, scale=self.time_scale)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"input": self.input, "window": self.window.index, "start": round(self.window.start, 3),
+                "end": round(self.window.end, 3), "status": self.status, "error": self.error,
+                "caption": self.absolute_text if self.status != "failed" else None,
+                "usage": self.usage.to_dict() if self.usage else None}
+
+
+class Answer(str):
+    """The answer text (a ``str``) with how it was produced; renders clickable times in notebooks."""
+
+    question: str
+    path: str
+    inputs: list[str]
+    usage: Usage | None
+    plan: AskPlan | None
+    captions: list[Caption]
+    complete: bool
+
+    def __new__(cls, text: str, *, question: str = "", path: str = "single", inputs: Sequence[str] = (),
+                usage: Usage | None = None, plan: AskPlan | None = None,
+                captions: Sequence[Caption] = (), complete: bool = True) -> Answer:
+        obj = super().__new__(cls, text)
+        obj.question = question
+        obj.path = path
+        obj.inputs = list(inputs)
+        obj.usage = usage
+        obj.plan = plan
+        obj.captions = list(captions)
+        obj.complete = complete
+        return obj
+
+    @property
+    def text(self) -> str:
+        return str.__str__(self)
+
+    @property
+    def citations(self) -> list[float]:
+        """Every time (seconds) the answer mentions, in order of appearance."""
+        return [t for _s, _e, t in find_time_references(self.text)]
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "answer": self.text,
+            "question": self.question,
+            "usage": self.usage.to_dict() if self.usage else None,
+            "path": self.path,
+            "inputs": self.inputs,
+            "complete": self.complete,
+            "citations": [round(t, 3) for t in self.citations],
+        }
+        if self.plan is not None:
+            d["estimated_tokens"] = self.plan.estimated_tokens
+            d["reason"] = self.plan.reason
+        if self.captions:
+            d["captions"] = [c.to_dict() for c in self.captions]
+        return d
+
+    def to_html(self) -> str:
+        video = next((p for p in self.inputs if Path(p).suffix.lower() not in IMAGE_EXTENSIONS), None)
+        duration = None
+        if self.plan is not None:
+            duration = max((ip.input.duration for ip in self.plan.inputs), default=None) or None
+        body = linkify(self.text, video, max_time=duration)
+        q = f"<p><b>Q:</b> {html.escape(self.question)}</p>" if self.question else ""
+        note = "" if self.complete else "<p><b>(incomplete answer)</b></p>"
+        return f'<div class="vidline-answer">{q}<div style="white-space: pre-wrap">{body}</div>{note}</div>'
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+
+def linkify(text: str, video: str | None = None, *, max_time: float | None = None) -> str:
+    """HTML-escaped ``text`` with each time reference as an ``<a href="VIDEO#t=SECONDS">`` link.
+
+    Uses ``vidline.export.html.linkify_times`` when the export module provides it (the same links as
+    the timeline report); otherwise a built-in equivalent.
+    """
+    try:
+        from vidline.export.html import linkify_times, video_href_for
+    except ImportError:
+        href = Path(video).resolve().as_uri() if video else None
+    else:
+        return linkify_times(text, video_href_for(video), max_time=max_time)
+    out: list[str] = []
+    pos = 0
+    for start, end, seconds in find_time_references(text):
+        if max_time is not None and seconds > max_time + 1e-6:
+            continue
+        t = f"{seconds:.3f}".rstrip("0").rstrip(".")
+        label = html.escape(text[start:end])
+        out.append(html.escape(text[pos:start]))
+        out.append(f'<a class="t" href="{html.escape(href, quote=True)}#t={t}" data-t="{t}">{label}</a>'
+                   if href else f'<span class="t" data-t="{t}">{label}</span>')
+        pos = end
+    out.append(html.escape(text[pos:]))
+    return "".join(out).replace("\n", "<br>\n")
+
+
+# --------------------------------------------------------------------------------------------------
+# inputs
+
+
+@dataclass
+class LoadedInput:
+    media: MediaInput
+    info: VideoInfo | None = None
+
+
+def probe_input(path: Source) -> LoadedInput:
+    """Classify ``path`` as an image (by extension, else by Pillow) or a video (``vidline.probe``)."""
+    p = Path(path)
+    if not p.exists():
+        raise VideoOpenError(p, "no such file")
+    if p.is_dir():
+        raise VideoOpenError(p, "is a directory")
+    if p.suffix.lower() in IMAGE_EXTENSIONS:
+        return LoadedInput(_image_input(p))
+    from vidline.media.probe import probe
+
+    try:
+        info = probe(p)
+    except NoVideoStreamError:
+        raise
+    except VideoOpenError as exc:
+        try:
+            return LoadedInput(_image_input(p))
+        except VideoOpenError:
+            raise exc from None
+    media = MediaInput(str(p), "video", info.display_width, info.display_height, info.duration, info.fps or None)
+    return LoadedInput(media, info)
+
+
+def _image_input(p: Path) -> MediaInput:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(p) as im:
+            w, h = im.size
+            if _exif_rotated(im):
+                w, h = h, w
+    except (UnidentifiedImageError, OSError) as exc:
+        raise VideoOpenError(p, "not a video or image file") from exc
+    return MediaInput(str(p), "image", w, h)
+
+
+def _exif_rotated(im: Any) -> bool:
+    try:
+        return int(im.getexif().get(0x0112, 1)) in (5, 6, 7, 8)
+    except Exception:  # noqa: BLE001 - broken EXIF: treat as upright
+        return False
+
+
+def load_image(path: str) -> np.ndarray:
+    """An upright RGB array of the image, resized by Qwen's image rule."""
+    from PIL import Image, ImageOps
+
+    from vidline.media.plan import image_size_for
+
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im).convert("RGB")
+        h, w = image_size_for(im.height, im.width)
+        if (w, h) != im.size:
+            im = im.resize((w, h), Image.Resampling.BICUBIC)
+        return np.asarray(im)
+
+
+def _as_list(inputs: Source | Iterable[Source]) -> list[Source]:
+    if isinstance(inputs, (str, os.PathLike)):
+        return [inputs]
+    return list(inputs)
+
+
+# --------------------------------------------------------------------------------------------------
+# options
+
+
+@dataclass
+class AskOptions:
+    strategy: Strategy = "auto"
+    window: float | None = None
+    useful_fps: float | None = None
+    caption_fps: float | None = None
+    max_visual_tokens: int | None = None
+    max_frames: int | None = None
+    concurrency: int | None = None
+    cache: bool | str | os.PathLike[str] = True
+    progress: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _resolve_config(config: ModelConfig | None, *, max_tokens: int | None, system_prompt: str | None,
+                    lang: str | None, concurrency: int | None) -> ModelConfig:
+    if config is None:
+        config = resolve_model_config("auto")
+        if config is None:
+            raise ConfigError(
+                "no model configured: pass config=ModelConfig(...) or set OPENAI_BASE_URL/OPENAI_API_KEY "
+                "(vLLM, DashScope compatible mode) or DASHSCOPE_API_KEY")
+    changes: dict[str, object] = {}
+    if max_tokens is not None:
+        changes["max_tokens"] = int(max_tokens)
+    if system_prompt is not None:
+        changes["system_prompt"] = system_prompt
+    if lang is not None:
+        changes["language"] = lang
+    if concurrency is not None:
+        if concurrency < 1:
+            raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
+        changes["concurrency"] = int(concurrency)
+    return config.with_(**changes) if changes else config
+
+
+def _payload_mode(config: ModelConfig, backend: Backend | None = None) -> str:
+    if config.mode:
+        return config.mode
+    if backend is not None:
+        return str(backend.default_mode)
+    try:
+        from vidline.pipeline import payload_mode
+
+        return payload_mode(config)
+    except ImportError:
+        return "video"
+
+
+def _limits(config: ModelConfig | None, opts: AskOptions, mode: str | None) -> AskLimits:
+    return AskLimits.for_backend(
+        config.backend if config else None, mode,
+        window=opts.window, useful_fps=opts.useful_fps, caption_fps=opts.caption_fps,
+        max_visual_tokens=opts.max_visual_tokens, max_frames=opts.max_frames,
+    )
+
+
+def _question_text(question: str, plan: AskPlan, *, lang: str | None) -> str:
+    lines = [question.strip()]
+    if any(ip.input.kind == "video" for ip in plan.inputs):
+        lines.append(TIME_INSTRUCTION)
+    if len(plan.inputs) > 1:
+        lines.append("Refer to the inputs by their numbers (Video 1, Image 2, ...).")
+    from vidline.models.prompts import language_name
+
+    name = language_name(lang)
+    if name:
+        lines.append(f"Answer in {name}.")
+    return "\n".join(lines)
+
+
+def _system(config: ModelConfig) -> str | None:
+    from vidline.models.prompts import system_prompt_for
+
+    return system_prompt_for(config.language, config.system_prompt)
+
+
+# --------------------------------------------------------------------------------------------------
+# dry run
+
+
+def dry_run(
+    inputs: Source | Iterable[Source],
+    question: str = "",
+    *,
+    config: ModelConfig | None = None,
+    strategy: Strategy = "auto",
+    window: float | None = None,
+    useful_fps: float | None = None,
+    caption_fps: float | None = None,
+    max_visual_tokens: int | None = None,
+    max_frames: int | None = None,
+) -> AskPlan:
+    """The plan :func:`ask` would follow (path, requests, token estimate); contacts no server."""
+    if config is None:
+        config = resolve_model_config("auto")
+    opts = AskOptions(strategy=strategy, window=window, useful_fps=useful_fps, caption_fps=caption_fps,
+                      max_visual_tokens=max_visual_tokens, max_frames=max_frames)
+    loaded = [probe_input(p) for p in _as_list(inputs)]
+    mode = _payload_mode(config) if config else None
+    return plan_ask([x.media for x in loaded], _limits(config, opts, mode), strategy=strategy, text=question)
+
+
+# --------------------------------------------------------------------------------------------------
+# the engine
+
+
+class _Run:
+    def __init__(self, loaded: list[LoadedInput], question: str, config: ModelConfig, opts: AskOptions,
+                 backend: Backend | None = None) -> None:
+        from vidline.models import make_backend
+
+        self.loaded = loaded
+        self.question = question
+        self.config = config
+        self.opts = opts
+        self.backend: Backend = backend if backend is not None else make_backend(config)
+        self.mode = _payload_mode(config, self.backend)
+        self.plan = plan_ask([x.media for x in loaded], _limits(config, opts, self.mode),
+                             strategy=opts.strategy, text=question)
+        self.captions: list[Caption] = []
+        self.map_usage = Usage()
+
+    # -- single --------------------------------------------------------------------------------
+    def single_request(self) -> ChatRequest:
+        from vidline.media.sampler import sample_windows
+        from vidline.models.base import ChatRequest, ImagePart, TextPart, VideoPart
+
+        parts: list[TextPart | ImagePart | VideoPart] = []
+        many = len(self.plan.inputs) > 1
+        for k, (ip, item) in enumerate(zip(self.plan.inputs, self.loaded, strict=True), 1):
+            name = Path(ip.input.path).name
+            if ip.input.kind == "image":
+                if many:
+                    parts.append(TextPart(f"Image {k} ({name}):"))
+                parts.append(ImagePart(load_image(ip.input.path)))
+                continue
+            assert ip.budget is not None and item.info is not None
+            if many:
+                parts.append(TextPart(f"Video {k} ({name}, {format_clock(ip.input.duration)} long):"))
+            whole = Window(0, 0.0, ip.input.duration)
+            wf = next(iter(sample_windows(ip.input.path, [whole], ip.budget, info=item.info)))
+            parts.append(VideoPart(frames=list(wf.frames), fps=wf.fps, origin=0.0))
+        parts.append(TextPart(_question_text(self.question, self.plan, lang=self.config.language)))
+        return ChatRequest(parts=parts, system=_system(self.config), max_tokens=self.config.max_tokens)
+
+    # -- map -----------------------------------------------------------------------------------
+    def run_map(self, progress: Progress) -> None:
+        # captions do not depend on the user's system prompt, language or answer budget, so they are
+        # shared between questions (and the cache key says so)
+        caption_config = self.config.with_(system_prompt=None, language=None, max_tokens=CAPTION_MAX_TOKENS)
+        cap_backend = self.backend
+        cache = self._cache()
+        for ip, item in zip(self.plan.inputs, self.loaded, strict=True):
+            if ip.windows:
+                progress.add_total(len(ip.windows))
+                self.captions += self._caption_video(ip, item, cap_backend, caption_config, cache, progress)
+        failed = [c for c in self.captions if c.status == "failed"]
+        if failed:
+            first = failed[0]
+            raise MapStepError(
+                f"{len(failed)} of {len(self.captions)} caption windows failed (first: window {first.window.index} "
+                f"[{format_clock(first.window.start)}-{format_clock(first.window.end)}]: {first.error}); "
+                "the captions that worked are cached: re-run to retry only the failed windows",
+                failed=failed)
+        self.map_usage = sum((c.usage for c in self.captions if c.usage and c.status == "ok"), Usage())
+
+    def _cache(self) -> WindowCache | None:
+        from vidline.cache import WindowCache, resolve_cache_dir
+
+        root = resolve_cache_dir(self.opts.cache)
+        return WindowCache(root) if root is not None else None
+
+    def _caption_video(self, ip: InputPlan, item: LoadedInput, backend: Backend, cfg: ModelConfig,
+                       cache: WindowCache | None, progress: Progress) -> list[Caption]:
+        from vidline.cache import CachedAnswer, cache_key, video_fingerprint
+        from vidline.media.sampler import sample_windows
+        from vidline.models.base import ChatRequest, TextPart, VideoPart
+        from vidline.models.prompts import PROMPT_VERSION, caption_prompt
+
+        assert item.info is not None and ip.budget is not None
+        path = ip.input.path
+        results: dict[int, Caption] = {}
+        prompts = {w.index: caption_prompt(duration=w.duration) for w in ip.windows}
+        identity = {**cfg.identity(), "task": "caption", "task_version": CAPTION_TASK_VERSION,
+                    "prompt_version": PROMPT_VERSION}
+        keys: dict[int, str] = {}
+        if cache is not None:
+            fp = video_fingerprint(path, item.info.duration)
+            for w, p in zip(ip.windows, ip.window_plans, strict=True):
+                keys[w.index] = cache_key(fingerprint=fp, start=w.start, end=w.end, fps=p.fps, width=p.width,
+                                          height=p.height, n_frames=p.n_frames, mode=self.mode,
+                                          identity=identity, prompt=prompts[w.index])
+                hit = cache.get(keys[w.index])
+                if hit is not None:
+                    results[w.index] = Caption(path, w, hit.text, hit.time_scale, hit.usage, status="cached")
+                    progress.advance(status="cached")
+        missing = [w for w in ip.windows if w.index not in results]
+        if missing:
+            logger.info("%s: captioning %d of %d windows", path, len(missing), len(ip.windows))
+            concurrency = max(1, cfg.concurrency)
+            gate = threading.BoundedSemaphore(concurrency + 2)
+            stop = threading.Event()
+            fatal: list[BaseException] = []
+            lock = threading.Lock()
+
+            def work(wf: Any) -> None:
+                w: Window = wf.window
+                try:
+                    if stop.is_set():
+                        return
+                    req = ChatRequest(parts=[VideoPart(frames=list(wf.frames), fps=wf.fps, origin=w.start),
+                                             TextPart(prompts[w.index])], max_tokens=CAPTION_MAX_TOKENS)
+                    del wf
+                    resp = backend.chat(req)
+                except AuthenticationError as exc:
+                    with lock:
+                        fatal.append(exc)
+                    stop.set()
+                    return
+                except VidlineError as exc:
+                    cap = Caption(path, w, "", status="failed", error=str(exc))
+                    with lock:
+                        results[w.index] = cap
+                    progress.advance(status="failed")
+                    return
+                if cache is not None:
+                    cache.put(keys[w.index], CachedAnswer(text=resp.text, usage=resp.usage,
+                                                          time_scale=resp.time_scale))
+                with lock:
+                    results[w.index] = Caption(path, w, resp.text, resp.time_scale, resp.usage)
+                u = resp.usage
+                progress.advance(tokens=(u.prompt_tokens + u.completion_tokens) if u else 0)
+
+            pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="vidline-caption")
+            futures: list[Future[None]] = []
+            try:
+                for wf in sample_windows(path, missing, ip.budget, info=item.info):
+                    gate.acquire()
+                    if stop.is_set():
+                        gate.release()
+                        break
+                    fut = pool.submit(work, wf)
+                    fut.add_done_callback(lambda _f: gate.release())
+                    futures.append(fut)
+                    del wf
+                for fut in futures:
+                    fut.result()
+            except BaseException:
+                stop.set()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown(wait=True)
+            if fatal:
+                raise fatal[0]
+        out = []
+        for w in ip.windows:
+            out.append(results.get(w.index) or Caption(path, w, "", status="failed", error="window was not decoded"))
+        return out
+
+    # -- reduce --------------------------------------------------------------------------------
+    def reduce_request(self) -> ChatRequest:
+        from vidline.models.base import ChatRequest, ImagePart, TextPart, VideoPart
+
+        parts: list[TextPart | ImagePart | VideoPart] = []
+        many = len(self.plan.inputs) > 1
+        intro = ("Below are timestamped captions of consecutive parts of the video"
+                 + ("s" if sum(ip.input.kind == "video" for ip in self.plan.inputs) > 1 else "")
+                 + ", written by someone who watched them. All times are MM:SS from the start of the video.")
+        parts.append(TextPart(intro))
+        for k, ip in enumerate(self.plan.inputs, 1):
+            name = Path(ip.input.path).name
+            if ip.input.kind == "image":
+                parts.append(TextPart(f"Image {k} ({name}):"))
+                parts.append(ImagePart(load_image(ip.input.path)))
+                continue
+            label = f"Video {k} ({name}" if many else f"Video ({name}"
+            lines = [f"{label}, {format_clock(ip.input.duration)} long):"]
+            for c in self.captions:
+                if c.input != ip.input.path:
+                    continue
+                lines.append(f"[{format_clock(c.window.start)}-{format_clock(c.window.end)}]")
+                lines.append(c.absolute_text.strip() or "(nothing notable)")
+            parts.append(TextPart("\n".join(lines)))
+        question = _question_text(self.question, self.plan, lang=self.config.language)
+        parts.append(TextPart("Question: " + question + "\nAnswer from the captions above."))
+        return ChatRequest(parts=parts, system=_system(self.config), max_tokens=self.config.max_tokens)
+
+    def inputs(self) -> list[str]:
+        return [ip.input.path for ip in self.plan.inputs]
+
+    def answer(self, text: str, usage: Usage | None, *, complete: bool = True) -> Answer:
+        total = self.map_usage + usage if usage else (self.map_usage if self.captions else None)
+        return Answer(text, question=self.question, path=self.plan.path, inputs=self.inputs(), usage=total,
+                      plan=self.plan, captions=self.captions, complete=complete)
+
+
+class MapStepError(BackendError):
+    """Some caption windows failed after their retries; the answer would be partial, so none is given."""
+
+    def __init__(self, message: str, *, failed: Sequence[Caption] = ()) -> None:
+        super().__init__(message, retryable=False)
+        self.failed = list(failed)
+
+
+class AskStream(AnswerStream):
+    """``ask(..., stream=True)``: iterate for text chunks; ``answer`` is the :class:`Answer` once complete."""
+
+    answer: Answer | None = None
+
+
+# --------------------------------------------------------------------------------------------------
+# public API
+
+
+def ask(
+    inputs: Source | Iterable[Source],
+    question: str,
+    *,
+    config: ModelConfig | None = None,
+    stream: bool = False,
+    max_tokens: int | None = None,
+    system_prompt: str | None = None,
+    lang: str | None = None,
+    strategy: Strategy = "auto",
+    window: float | None = None,
+    useful_fps: float | None = None,
+    caption_fps: float | None = None,
+    max_visual_tokens: int | None = None,
+    max_frames: int | None = None,
+    concurrency: int | None = None,
+    cache: bool | str | os.PathLike[str] = True,
+    progress: bool | Progress = False,
+    on_restart: Callable[[str], None] | None = None,
+    on_retry: Callable[[int, BaseException], None] | None = None,
+    backend: Backend | None = None,
+) -> Answer | AskStream:
+    """Answer ``question`` about one or more videos and/or images.
+
+    Returns an :class:`Answer` (a ``str`` with ``usage``, ``path``, ``captions``...), or with
+    ``stream=True`` an :class:`AskStream` yielding text chunks as the model writes them (its
+    ``answer`` attribute holds the :class:`Answer` once the stream completed). Long videos go through
+    map-reduce (captions per window, cached like timeline windows, then one final request); see
+    docs/understand.md for the rule. Raises :class:`~vidline.understand.stream.IncompleteAnswerError`
+    when a stream breaks and cannot be completed, and :class:`MapStepError` when caption windows fail.
+    """
+    if not question or not question.strip():
+        raise ConfigError("the question is empty")
+    config = _resolve_config(config, max_tokens=max_tokens, system_prompt=system_prompt, lang=lang,
+                             concurrency=concurrency)
+    opts = AskOptions(strategy=strategy, window=window, useful_fps=useful_fps, caption_fps=caption_fps,
+                      max_visual_tokens=max_visual_tokens, max_frames=max_frames, cache=cache)
+    loaded = [probe_input(p) for p in _as_list(inputs)]
+    if not loaded:
+        raise ConfigError("nothing to ask about: give at least one video or image")
+    run = _Run(loaded, question, config, opts, backend)
+    logger.info("ask: %s path (%s); ~%d tokens", run.plan.path, run.plan.reason, run.plan.estimated_tokens)
+    if run.plan.path == "map-reduce":
+        from vidline.progress import Progress
+
+        reporter = progress if isinstance(progress, Progress) else Progress(enabled=bool(progress), desc="captions")
+        try:
+            run.run_map(reporter)
+        finally:
+            if reporter is not progress:
+                reporter.close()
+        request = run.reduce_request()
+    else:
+        request = run.single_request()
+    if stream:
+        holder: list[AskStream] = []
+
+        def done(text: str) -> None:
+            usage = getattr(run.backend, "last_usage", None)
+            holder[0].answer = run.answer(text, usage if isinstance(usage, Usage) else None)
+
+        s = AskStream(lambda: run.backend.chat_stream(request), retry=config.retry, on_restart=on_restart,
+                      on_complete=done, on_retry=on_retry)
+        holder.append(s)
+        return s
+    resp = run.backend.chat(request)
+    text = resp.text
+    if run.plan.path == "single" and abs(resp.time_scale - 1.0) > 1e-6:
+        text = rewrite_caption_times(text, 0.0, scale=resp.time_scale)
+    return run.answer(text, resp.usage)
+
+
+def describe(path: Source, *, config: ModelConfig | None = None, stream: bool = False,
+             **options: Any) -> Answer | AskStream:
+    """A description of the whole video in chronological order, with MM:SS timestamps."""
+    return ask([path], DESCRIBE_QUESTION, config=config, stream=stream, **options)
+
+
+def chapters(path: Source, *, config: ModelConfig | None = None, min_length: float | None = None,
+             **options: Any) -> list[Chapter]:
+    """Chapter marks for the video: ordered, first at 0, each ending where the next starts."""
+    options.pop("stream", None)
+    answer = ask([path], CHAPTERS_QUESTION, config=config, stream=False, **options)
+    assert isinstance(answer, Answer)
+    duration = next((ip.input.duration for ip in answer.plan.inputs), 0.0) if answer.plan else 0.0
+    return chapters_from_text(answer.text, duration, min_length=min_length)
+
+
+def chapters_from_text(text: str, duration: float, *, min_length: float | None = None) -> list[Chapter]:
+    """Parse a model's chapter answer (JSON or ``00:00 Title`` lines) and normalise it."""
+    return normalize_chapters(parse_chapters(text), duration, min_length=min_length)
+
+
+PathKind = Literal["single", "map-reduce"]

@@ -1,0 +1,91 @@
+"""The answer cache: keys, atomic writes, misses on corruption."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from vidline.cache import CachedAnswer, WindowCache, cache_key, resolve_cache_dir, video_fingerprint
+from vidline.errors import CacheError
+from vidline.types import Usage
+
+BASE = dict(fingerprint="100:abc:10.000", start=0.0, end=60.0, fps=2.0, width=336, height=252, n_frames=120,
+            mode="video", identity={"backend": "openai", "model": "m", "prompt": "p"}, prompt="red car")
+
+
+@pytest.mark.parametrize("change", [
+    {"fingerprint": "101:abc:10.000"}, {"start": 50.0}, {"end": 61.0}, {"fps": 1.0}, {"width": 364},
+    {"n_frames": 118}, {"mode": "frames"}, {"identity": {"backend": "openai", "model": "m2", "prompt": "p"}},
+    {"prompt": "blue car"}, {"prompt": None},
+])
+def test_key_changes_with_every_part(change: dict[str, object]) -> None:
+    assert cache_key(**{**BASE, **change}) != cache_key(**BASE)  # type: ignore[arg-type]
+
+
+def test_key_is_stable_and_order_independent() -> None:
+    k1 = cache_key(**BASE)  # type: ignore[arg-type]
+    k2 = cache_key(**{**BASE, "identity": {"prompt": "p", "model": "m", "backend": "openai"}})  # type: ignore[arg-type]
+    assert k1 == k2 and len(k1) == 64
+
+
+def test_round_trip_and_miss(tmp_path: Path) -> None:
+    c = WindowCache(tmp_path)
+    assert c.get("ab" * 32) is None
+    c.put("ab" * 32, CachedAnswer("[]", Usage(10, 2), 0.5))
+    got = c.get("ab" * 32)
+    assert got == CachedAnswer("[]", Usage(10, 2), 0.5)
+    assert "ab" * 32 in c and c.keys() == ["ab" * 32]
+    # no temporary files left behind
+    assert [p.name for p in (tmp_path / "windows").rglob("*")] == ["ab", "ab" * 32 + ".json"]
+
+
+def test_corrupt_entry_is_a_miss(tmp_path: Path) -> None:
+    c = WindowCache(tmp_path)
+    c.put("cd" * 32, CachedAnswer("x"))
+    path = tmp_path / "windows" / "cd" / ("cd" * 32 + ".json")
+    path.write_text('{"v": 1, "te')  # a torn write (what os.replace prevents)
+    assert c.get("cd" * 32) is None
+
+
+def test_interrupted_put_leaves_old_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = WindowCache(tmp_path)
+    c.put("ef" * 32, CachedAnswer("old"))
+
+    def boom(*_a: object, **_k: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        c.put("ef" * 32, CachedAnswer("new"))
+    monkeypatch.undo()
+    assert c.get("ef" * 32) == CachedAnswer("old")
+    assert not [p for p in (tmp_path / "windows").rglob(".tmp-*")]
+
+
+def test_fingerprint_sees_content_not_name(tmp_path: Path) -> None:
+    a = tmp_path / "a.bin"
+    a.write_bytes(b"x" * 3_000_000)
+    b = tmp_path / "b.bin"
+    b.write_bytes(b"x" * 3_000_000)
+    assert video_fingerprint(a, 1.0) == video_fingerprint(b, 1.0)
+    b.write_bytes(b"x" * 2_999_999 + b"y")  # last byte differs
+    assert video_fingerprint(a, 1.0) != video_fingerprint(b, 1.0)
+    assert video_fingerprint(a, 1.0) != video_fingerprint(a, 2.0)
+
+
+def test_cache_dir_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIDLINE_CACHE_DIR", str(tmp_path / "env"))
+    assert resolve_cache_dir(True) == tmp_path / "env"
+    assert resolve_cache_dir(False) is None
+    assert resolve_cache_dir(str(tmp_path / "x")) == tmp_path / "x"
+    monkeypatch.delenv("VIDLINE_CACHE_DIR")
+    assert "vidline" in str(resolve_cache_dir(True))
+
+
+def test_unusable_dir(tmp_path: Path) -> None:
+    f = tmp_path / "file"
+    f.write_text("")
+    with pytest.raises(CacheError):
+        WindowCache(f)

@@ -1,0 +1,189 @@
+"""`vidline timeline`: the CLI contract (exit codes, one-line errors, outputs, dry run, resume)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vidline.cli import main
+from vidline.synth import Marker, make_video
+
+pytest.importorskip("vidline.timeline")
+
+MODEL_ENV = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "DASHSCOPE_API_KEY", "DASHSCOPE_HTTP_BASE_URL")
+TRUTH = [("green circle", 2.0, 6.0), ("blue triangle", 13.0, 19.0), ("red square", 31.0, 35.0)]
+
+
+@pytest.fixture(autouse=True)
+def _no_model_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for var in MODEL_ENV:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("VIDLINE_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("cli")
+    markers = [Marker("green circle", 2.0, 6.0, x=0.2, dx=0.15), Marker("blue triangle", 13.0, 19.0),
+               Marker("red square", 31.0, 35.0, x=0.3, dx=0.1)]
+    return make_video(d / "clip.mp4", duration=40.0, fps=4, size=(160, 120), markers=markers)
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["timeline", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_auto_without_model_falls_back_to_motion(capsys: pytest.CaptureFixture[str], clip: Path) -> None:
+    code, out, err = _run(capsys, str(clip), "--quiet", "--pre", "0", "--post", "0")
+    assert code == 0, err
+    assert "motion" in err  # says so on stderr
+    doc = json.loads(out)
+    assert doc["backend"] == "motion" and doc["video"]["duration"] == pytest.approx(40.0, abs=0.3)
+    spans = [(e["start"], e["end"]) for e in doc["events"]]
+    assert len(spans) == 2, spans  # the two moving markers; the static triangle is no motion
+    assert spans[0][0] == pytest.approx(2.0, abs=0.5) and spans[0][1] == pytest.approx(6.0, abs=0.5)
+    assert spans[1][0] == pytest.approx(31.0, abs=0.5) and spans[1][1] == pytest.approx(35.0, abs=0.5)
+    assert all(e["label"] == "motion" for e in doc["events"])
+
+
+def test_query_without_model_is_one_line_error(capsys: pytest.CaptureFixture[str], clip: Path) -> None:
+    code, out, err = _run(capsys, str(clip), "--query", "a red car", "--quiet")
+    assert code == 2 and out == ""
+    line = _one_line(err)
+    assert "--base-url" in line and "OPENAI_BASE_URL" in line and "DASHSCOPE_API_KEY" in line
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "garbage", "directory"])
+def test_bad_video_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "bad.mp4"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "garbage":
+        path.write_bytes(os.urandom(5000))
+    elif kind == "directory":
+        path.mkdir()
+    code, out, err = _run(capsys, str(path), "--backend", "motion", "--quiet")
+    assert code != 0 and out == ""
+    assert str(path) in _one_line(err)
+
+
+def test_dry_run_contacts_no_server(capsys: pytest.CaptureFixture[str], clip: Path) -> None:
+    # port 9 (discard) is closed: any contact would fail the run
+    code, out, err = _run(capsys, str(clip), "--dry-run", "--base-url", "http://127.0.0.1:9/v1", "--model", "m",
+                          "--window", "12", "--overlap", "3", "--fps", "2", "--price-per-1k", "0.002")
+    assert code == 0, err
+    assert "windows" in out and "estimated tokens" in out and "estimated price" in out
+    code, out, err = _run(capsys, str(clip), "--dry-run", "--base-url", "http://127.0.0.1:9/v1", "--model", "m",
+                          "--window", "12", "--overlap", "3", "--fps", "2", "--format", "json")
+    doc = json.loads(out)
+    wins = doc["windows"]
+    assert wins[0]["start"] == 0.0 and wins[-1]["end"] == pytest.approx(40.0, abs=0.3)
+    assert all(b["start"] < a["end"] for a, b in zip(wins, wins[1:], strict=False))  # overlapping cover
+    assert all(w["end"] - w["start"] <= 12.0 for w in wins)
+    assert doc["total_estimated_tokens"] > 0 and doc["total_payload_bytes"] > 0
+    for w in wins:  # 2 fps, even counts (Qwen pairs frames)
+        assert w["frames"] % 2 == 0 and abs(w["frames"] - 2 * (w["end"] - w["start"])) <= 2
+
+
+def test_motion_formats_to_files(capsys: pytest.CaptureFixture[str], clip: Path, tmp_path: Path) -> None:
+    for fmt in ("json", "csv", "srt", "vtt", "html"):
+        out_path = tmp_path / f"t.{fmt}"
+        code, out, err = _run(capsys, str(clip), "--backend", "motion", "--quiet", "-o", str(out_path))
+        assert code == 0 and out == "", err
+        text = out_path.read_text()
+        assert text.strip()
+    assert json.loads((tmp_path / "t.json").read_text())["backend"] == "motion"
+    assert (tmp_path / "t.vtt").read_text().startswith("WEBVTT")
+
+
+def test_several_videos_one_json_array(capsys: pytest.CaptureFixture[str], clip: Path) -> None:
+    code, out, err = _run(capsys, str(clip), str(clip), "--backend", "motion", "--quiet")
+    assert code == 0, err
+    docs = json.loads(out)
+    assert isinstance(docs, list) and len(docs) == 2
+
+
+# ------------------------------------------------------------------------------------------------
+# against the reference server
+
+
+def _model_args(server: Any, key: str = "sk-test") -> list[str]:
+    return ["--base-url", server.openai_base_url, "--api-key", key, "--model", "qwen2.5-vl-ref",
+            "--window", "12", "--overlap", "3", "--fps", "2", "--retries", "1"]
+
+
+def test_model_timeline_stdout(capsys: pytest.CaptureFixture[str], clip: Path, refserver: Any) -> None:
+    code, out, err = _run(capsys, str(clip), *_model_args(refserver), "--quiet")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["backend"] == "openai" and doc["model"] == "qwen2.5-vl-ref"
+    labels = sorted(e["label"] for e in doc["events"])
+    assert labels == sorted(t[0] for t in TRUTH)  # each once: no duplicates across windows
+    for e in doc["events"]:
+        s, t = next((s, t) for lab, s, t in TRUTH if lab == e["label"])
+        assert abs(e["start"] - s) < 1.5 and abs(e["end"] - t) < 1.5
+    assert {w["status"] for w in doc["windows"]} == {"ok"}
+    assert doc["usage"]["prompt_tokens"] > 0
+
+
+def test_wrong_key_is_one_line(capsys: pytest.CaptureFixture[str], clip: Path, refserver: Any) -> None:
+    code, out, err = _run(capsys, str(clip), *_model_args(refserver, key="sk-wrong"), "--quiet")
+    assert code != 0 and out == ""
+    line = _one_line(err)
+    assert "sk-wrong" not in line and ("401" in line or "auth" in line.lower() or "key" in line.lower())
+    assert len(refserver.generation_requests) <= 4  # stopped at the first windows (concurrency 4), not all 5
+
+
+def test_partial_failures_exit_3(capsys: pytest.CaptureFixture[str], clip: Path, refserver: Any) -> None:
+    refserver.configure(fail_rate=0.5, seed=3)
+    code, out, err = _run(capsys, str(clip), *_model_args(refserver), "--quiet", "--no-cache")
+    doc = json.loads(out)
+    failed = [w for w in doc["windows"] if w["status"] == "failed"]
+    ok = [w for w in doc["windows"] if w["status"] == "ok"]
+    if not failed or not ok:
+        pytest.skip(f"fail_rate gave {len(failed)} failed / {len(ok)} ok windows; nothing partial to check")
+    assert code == 3
+    for w in failed:
+        assert f"window {w['index']} " in err and w["error"]
+
+
+def test_resume_after_kill_sends_only_missing(clip: Path, refserver: Any, tmp_path: Path) -> None:
+    cache = tmp_path / "resume-cache"
+    refserver.configure(latency=0.4)
+    cmd = [sys.executable, "-m", "vidline", "timeline", str(clip), *_model_args(refserver), "--quiet",
+           "--concurrency", "1", "--cache-dir", str(cache), "-o", str(tmp_path / "killed.json")]
+    env = {k: v for k, v in os.environ.items() if k not in MODEL_ENV}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(cache.glob("windows/*/*.json"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    done = len(list(cache.glob("windows/*/*.json")))
+    assert 2 <= done < 5, done  # 5 windows of 10.4 s
+    sent_before = len(refserver.generation_requests)
+    refserver.configure(latency=0.0)
+    out = tmp_path / "resumed.json"
+    code = main(["timeline", str(clip), *_model_args(refserver), "--quiet", "--cache-dir", str(cache), "-o", str(out)])
+    assert code == 0
+    doc = json.loads(out.read_text())
+    statuses = [w["status"] for w in doc["windows"]]
+    assert statuses.count("cached") == done and statuses.count("ok") == len(statuses) - done
+    assert len(refserver.generation_requests) - sent_before == len(statuses) - done
+    assert sorted(e["label"] for e in doc["events"]) == sorted(t[0] for t in TRUTH)

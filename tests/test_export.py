@@ -1,0 +1,371 @@
+"""Exports: CSV, SRT, WebVTT (strict validators), HTML report with thumbnails, time links."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vidline.errors import VideoOpenError
+from vidline.export.csv import COLUMNS, events_to_csv
+from vidline.export.html import linkify_times, time_link, timeline_svg, video_href_for
+from vidline.export.subtitles import events_to_srt, events_to_vtt
+from vidline.export.thumbnails import extract_thumbnails
+from vidline.synth import Marker, detect_markers, make_video
+from vidline.timeline import Timeline
+from vidline.types import Event, Usage, WindowRecord
+
+# ------------------------------------------------------------------------------ fixtures
+
+# ground truth written into the synthetic video
+MARKERS = [
+    Marker("red square", 0.5, 1.5, x=0.25),
+    Marker("green circle", 2.0, 3.0, x=0.75),
+]
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("export")
+    return make_video(d / "clip.mp4", duration=4.0, fps=10, size=(320, 240), markers=MARKERS, gop=10)
+
+
+def _events() -> list[Event]:
+    return [
+        Event(0.5, 1.5, "red square", "a red square at 00:01 on the left", 0.9, [0]),
+        Event(2.0, 3.0, "green circle", None, None, [0, 1]),
+    ]
+
+
+def _timeline(path: str | Path, **kw: object) -> Timeline:
+    windows = [
+        WindowRecord(0, 0.0, 2.5, 8, "ok", None, 1200, Usage(1100, 40)),
+        WindowRecord(1, 2.0, 4.0, 8, "failed", "server error 500 <html>", 1200, None),
+    ]
+    args: dict = dict(
+        video={"path": str(path), "duration": 4.0, "width": 320, "height": 240},
+        query="find <shapes> & colours",
+        backend="openai",
+        model="qwen2.5-vl-7b",
+        mode="video",
+        events=_events(),
+        windows=windows,
+        usage=Usage(1100, 40),
+    )
+    args.update(kw)
+    return Timeline(**args)
+
+
+# ------------------------------------------------------------------------------ CSV
+
+
+def test_csv_rows_and_columns() -> None:
+    text = events_to_csv(_events() + [Event(3723.25, 3725.5, 'quote "x", comma', "two\nlines", 0.5, [3])])
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert list(rows[0].keys()) == COLUMNS
+    assert len(rows) == 3
+    assert rows[0]["start"] == "0.500" and rows[0]["end"] == "1.500"
+    assert rows[0]["start_time"] == "00:00:00.500" and rows[0]["end_time"] == "00:00:01.500"
+    assert rows[0]["label"] == "red square" and rows[0]["confidence"] == "0.9" and rows[0]["windows"] == "0"
+    assert rows[1]["windows"] == "0;1" and rows[1]["confidence"] == "" and rows[1]["description"] == ""
+    assert rows[2]["start_time"] == "01:02:03.250" and rows[2]["duration"] == "2.250"
+    assert rows[2]["label"] == 'quote "x", comma' and rows[2]["description"] == "two\nlines"
+
+
+def test_csv_loads_in_pandas() -> None:
+    pd = pytest.importorskip("pandas")
+    df = pd.read_csv(io.StringIO(events_to_csv(_events())))
+    assert list(df.columns) == COLUMNS and len(df) == 2
+    assert df["start"].tolist() == [0.5, 2.0]
+
+
+def test_csv_empty_has_header() -> None:
+    assert events_to_csv([]).strip() == ",".join(COLUMNS)
+
+
+# ------------------------------------------------------------------------------ subtitles
+
+SRT_TIME = re.compile(r"^(\d{2}):([0-5]\d):([0-5]\d),(\d{3}) --> (\d{2}):([0-5]\d):([0-5]\d),(\d{3})$")
+VTT_TIME = re.compile(
+    r"^(\d{2,}):([0-5]\d):([0-5]\d)\.(\d{3}) --> (\d{2,}):([0-5]\d):([0-5]\d)\.(\d{3})(?: .*)?$"
+)
+
+
+def _secs(h: str, m: str, s: str, ms: str) -> float:
+    return int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000
+
+
+def validate_srt(text: str) -> list[tuple[float, float, list[str]]]:
+    """Strict SubRip check; returns the cues."""
+    assert text.endswith("\n") and not text.endswith("\n\n\n")
+    assert "\r" not in text
+    cues = []
+    blocks = text.rstrip("\n").split("\n\n")
+    for n, block in enumerate(blocks, start=1):
+        lines = block.split("\n")
+        assert lines[0] == str(n), f"index {lines[0]!r} should be {n}"
+        m = SRT_TIME.match(lines[1])
+        assert m, lines[1]
+        start, end = _secs(*m.groups()[:4]), _secs(*m.groups()[4:])
+        assert end > start
+        text_lines = lines[2:]
+        assert text_lines and all(line.strip() for line in text_lines), "empty cue text"
+        assert not any("-->" in line for line in text_lines)
+        cues.append((start, end, text_lines))
+    return cues
+
+
+def validate_vtt(text: str) -> list[tuple[float, float, list[str]]]:
+    """Strict WebVTT check (header, blocks separated by blank lines, cue timings, no '-->' in text)."""
+    assert text.startswith("WEBVTT\n") and text.endswith("\n")
+    blocks = text.rstrip("\n").split("\n\n")
+    assert blocks[0] == "WEBVTT"
+    cues = []
+    prev_start = -1.0
+    for block in blocks[1:]:
+        lines = block.split("\n")
+        assert all(line != "" for line in lines)
+        if lines[0].startswith("NOTE"):
+            assert not any("-->" in line for line in lines)
+            continue
+        if "-->" not in lines[0]:
+            ident = lines.pop(0)
+            assert "-->" not in ident
+        m = VTT_TIME.match(lines[0])
+        assert m, lines[0]
+        start, end = _secs(*m.groups()[:4]), _secs(*m.groups()[4:])
+        assert end > start and start >= prev_start, "cues must be in start order"
+        prev_start = start
+        body = lines[1:]
+        assert body and all(line.strip() for line in body)
+        assert not any("-->" in line for line in body)
+        for line in body:
+            assert not re.search(r"&(?!amp;|lt;|gt;|nbsp;|lrm;|rlm;)", line) and "<" not in line
+        cues.append((start, end, body))
+    return cues
+
+
+TRICKY = [
+    Event(1.0, 2.5, "red square", "seen --> here\n\nand there", 0.8, [0]),
+    Event(0.0, 0.0, "flash", None, None, [0]),  # an instant
+    Event(3723.25, 3725.5, "<b>bold</b> & co", None, None, [1]),
+    Event(5.0, 6.0, "", "   ", None, []),
+]
+
+
+def test_srt_is_strictly_valid_and_exact() -> None:
+    cues = validate_srt(events_to_srt(TRICKY))
+    assert [(s, e) for s, e, _ in cues] == [(0.0, 0.5), (1.0, 2.5), (5.0, 6.0), (3723.25, 3725.5)]
+    assert cues[1][2] == ["red square", "seen -> here and there"]
+    assert events_to_srt(TRICKY).split("\n")[1] == "00:00:00,000 --> 00:00:00,500"
+    assert "00:00:01,000 --> 00:00:02,500" in events_to_srt(TRICKY)
+    assert "01:02:03,250 --> 01:02:05,500" in events_to_srt(TRICKY)
+    assert events_to_srt([]) == ""
+
+
+def test_vtt_is_strictly_valid_and_exact() -> None:
+    text = events_to_vtt(TRICKY, note="query: a --> b")
+    cues = validate_vtt(text)
+    assert [(s, e) for s, e, _ in cues] == [(0.0, 0.5), (1.0, 2.5), (5.0, 6.0), (3723.25, 3725.5)]
+    assert "00:00:01.000 --> 00:00:02.500" in text
+    assert cues[3][2] == ["&lt;b&gt;bold&lt;/b&gt; &amp; co"]
+    assert validate_vtt(events_to_vtt([])) == []
+
+
+def test_timeline_subtitles_match_ground_truth() -> None:
+    tl = _timeline("clip.mp4")
+    srt = validate_srt(tl.to_srt())
+    vtt = validate_vtt(tl.to_vtt())
+    truth = [(m.start, m.end) for m in MARKERS]
+    assert [(s, e) for s, e, _ in srt] == truth
+    assert [(s, e) for s, e, _ in vtt] == truth
+    assert srt[0][2][0] == "red square"
+
+
+# ------------------------------------------------------------------------------ time links
+
+
+@pytest.mark.parametrize(
+    "text,times",
+    [
+        ("at 00:12 the door opens", [("00:12", "12")]),
+        ("from 1:02:03.5 to 1:02:05", [("1:02:03.5", "3723.5"), ("1:02:05", "3725")]),
+        ("00:00:01,250 --> x", [("00:00:01,250", "1.25")]),
+        ("after 12.5s and 3 seconds", [("12.5s", "12.5"), ("3 seconds", "3")]),
+        ("在12秒时", [("12秒", "12")]),
+        ("range 00:12-00:15.", [("00:12", "12"), ("00:15", "15")]),
+        ("ratio 16:9, version 1.2.3, 1:75, 10:61:00, 5 cars", []),
+    ],
+)
+def test_linkify_times(text: str, times: list[tuple[str, str]]) -> None:
+    html = linkify_times(text, "clip.mp4")
+    found = re.findall(r'<a class="t" href="clip\.mp4#t=([0-9.]+)" data-t="[0-9.]+">([^<]*)</a>', html)
+    assert [(label, t) for t, label in found] == times
+
+
+def test_linkify_escapes_and_handles_no_video() -> None:
+    html = linkify_times("<script>x</script> at 0:05 & more\nnext", 'v"id.mp4')
+    assert "<script>" not in html and "&lt;script&gt;" in html and "&amp; more" in html
+    assert 'href="v&quot;id.mp4#t=5"' in html and "<br>" in html
+    assert linkify_times("at 0:05") == 'at <span class="t" data-t="5">0:05</span>'
+    assert "href" not in linkify_times("at 9:00", "v.mp4", max_time=60.0)
+
+
+def test_time_link_and_video_href(tmp_path: Path) -> None:
+    assert time_link(123.4, "v.mp4") == '<a class="t" href="v.mp4#t=123.4" data-t="123.4">00:02:03</a>'
+    (tmp_path / "videos").mkdir()
+    v = tmp_path / "videos" / "my clip.mp4"
+    assert video_href_for(str(v), tmp_path / "reports") == "../videos/my%20clip.mp4"
+    assert video_href_for(str(v)) == v.resolve().as_uri()
+    assert video_href_for("https://example.com/v.mp4", tmp_path) == "https://example.com/v.mp4"
+    assert video_href_for(None) is None
+
+
+# ------------------------------------------------------------------------------ thumbnails
+
+
+def _decode(jpeg: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+
+
+def test_thumbnails_show_the_frame_at_that_time(video: Path) -> None:
+    jpegs = extract_thumbnails(video, [2.5, 1.0, 3.9, 99.0, 0.0])
+    assert all(j is not None for j in jpegs)
+    imgs = [_decode(j) for j in jpegs if j]
+    assert imgs[0].shape == (120, 160, 3)  # downscaled to 160 px wide
+    assert detect_markers(imgs[0]) == ["green circle"]
+    assert detect_markers(imgs[1]) == ["red square"]
+    assert detect_markers(imgs[2]) == [] and detect_markers(imgs[3]) == [] and detect_markers(imgs[4]) == []
+
+
+def test_thumbnails_offset_and_rotated(tmp_path: Path) -> None:
+    markers = [Marker("blue triangle", 1.0, 2.0, x=0.2, size=0.3)]
+    off = make_video(
+        tmp_path / "off.mp4", duration=3.0, fps=10, size=(160, 120), markers=markers, start_time=5.0
+    )
+    (j,) = extract_thumbnails(off, [1.5])
+    assert j is not None and detect_markers(_decode(j)) == ["blue triangle"]
+    rot = make_video(
+        tmp_path / "rot.mp4", duration=3.0, fps=10, size=(160, 120), markers=markers, rotation=90
+    )
+    (j,) = extract_thumbnails(rot, [1.5])
+    assert j is not None
+    img = _decode(j)
+    assert img.shape[1] > img.shape[0], "upright (landscape) after applying rotation"
+    left, right = img[:, : img.shape[1] // 2], img[:, img.shape[1] // 2 :]
+    assert detect_markers(left) == ["blue triangle"] and detect_markers(right) == []
+
+
+def test_thumbnails_missing_or_bad_file(tmp_path: Path) -> None:
+    with pytest.raises(VideoOpenError):
+        extract_thumbnails(tmp_path / "nope.mp4", [1.0])
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video at all")
+    with pytest.raises(VideoOpenError):
+        extract_thumbnails(bad, [1.0])
+
+
+# ------------------------------------------------------------------------------ HTML report
+
+
+class _Collector(HTMLParser):
+    VOID = {"meta", "img", "br", "hr", "link", "input", "rect", "line", "path", "circle"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.VOID:
+            return
+        assert self.stack and self.stack[-1] == tag, f"unbalanced </{tag}> (open: {self.stack[-3:]})"
+        self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def parse_html(html: str) -> _Collector:
+    p = _Collector()
+    p.feed(html)
+    p.close()
+    assert p.stack == [], f"unclosed tags: {p.stack}"
+    return p
+
+
+def test_html_report_with_thumbnails(video: Path, tmp_path: Path) -> None:
+    tl = _timeline(video)
+    out = tl.save(tmp_path / "report.html")
+    html = out.read_text()
+    p = parse_html(html)
+    text = "".join(p.text)
+    imgs = [a for t, a in p.tags if t == "img"]
+    assert len(imgs) == 2
+    # the thumbnail of each event shows that event's marker (midpoint frame)
+    for attrs, marker in zip(imgs, MARKERS, strict=True):
+        src = attrs["src"] or ""
+        assert src.startswith("data:image/jpeg;base64,")
+        assert detect_markers(_decode(base64.b64decode(src.split(",", 1)[1]))) == [marker.label]
+    # escaped query, model, usage, windows
+    assert "find <shapes> & colours" in text and "<shapes>" not in html
+    assert "qwen2.5-vl-7b" in text and "1100 prompt + 40 completion tokens" in text
+    assert "server error 500 <html>" in text and "Partial timeline" in text
+    # media-fragment links relative to the report, times in hh:mm:ss
+    hrefs = [a.get("href") for t, a in p.tags if t == "a"]
+    assert "clip.mp4#t=0.5" in [h.rsplit("/", 1)[-1] for h in hrefs if h]
+    assert all(not h.startswith("/") for h in hrefs if h and "#t=" in h)
+    # the description's "00:01" became a link too
+    assert re.search(r'#t=1" data-t="1">00:01</a>', html)
+    # SVG plot: one lane per label, one bar per event, window strip with the failed one in red
+    assert len([1 for t, a in p.tags if t == "svg"]) == 1
+    bars = [a for t, a in p.tags if t == "rect" and a.get("class") == "ev"]
+    assert len(bars) == 2
+    failed = [a for t, a in p.tags if t == "rect" and (a.get("class") or "").startswith("win failed")]
+    assert len(failed) == 1 and failed[0]["fill"] == "#d62728"
+    assert "00:00:02" in text  # axis labels in hh:mm:ss
+    # self-contained: no external resources
+    assert not re.search(r'(src|href)="https?://', html)
+    assert not any(t in ("script", "link") for t, _ in p.tags)
+
+
+def test_html_report_without_video_says_so(tmp_path: Path) -> None:
+    tl = _timeline(tmp_path / "gone.mp4")
+    html = tl.to_html()
+    p = parse_html(html)
+    assert not [1 for t, _ in p.tags if t == "img"]
+    assert "Thumbnails unavailable" in html and "gone.mp4" in html
+    html2 = tl.to_html(thumbnails=False)
+    assert "not requested" in html2
+    parse_html(html2)
+
+
+def test_html_report_empty_timeline_and_hostile_labels() -> None:
+    tl = Timeline(video={"path": None, "duration": None}, backend="motion")
+    parse_html(tl.to_html())
+    evil = Event(1, 2, '"><script>alert(1)</script>', "<img src=x onerror=alert(1)>", None, [0])
+    html = Timeline(video={"path": "a.mp4", "duration": 3}, events=[evil]).to_html(thumbnails=False)
+    parse_html(html)
+    assert "<script>" not in html and "<img src=x" not in html
+
+
+def test_svg_axis_ticks_for_an_hour() -> None:
+    svg = timeline_svg([Event(100, 200, "x")], duration=3600.0)
+    assert "01:00:00" in svg and "00:10:00" in svg
+    parse_html(svg)

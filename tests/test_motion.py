@@ -1,0 +1,108 @@
+"""Motion backend: the pure segmentation (table) and detection on generated videos (ground truth)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vidline.errors import ConfigError
+from vidline.motion import MotionParams, analysis_size, frame_score, score_frames, segment_scores
+from vidline.types import Frame
+
+RAW = MotionParams(threshold=0.5, min_event=0.0, merge_gap=0.0, pre=0.0, post=0.0)
+
+
+def _t(n: int, fps: float = 1.0) -> list[float]:
+    return [i / fps for i in range(n)]
+
+
+# (scores at 1 sample/s, params, duration, expected [(start, end)])
+SEGMENT_TABLE = [
+    ("nothing", [0, 0, 0, 0], RAW, 4.0, []),
+    ("one run covers the frame before it", [0, 0, 1, 1, 0, 0], RAW, 6.0, [(1.0, 3.0)]),
+    ("run at the very start", [1, 1, 0, 0], RAW, 4.0, [(0.0, 1.0)]),
+    ("run to the end", [0, 0, 1, 1], RAW, 4.0, [(1.0, 3.0)]),
+    ("two runs with a gap", [0, 1, 0, 0, 0, 1, 0], RAW, 7.0, [(0.0, 1.0), (4.0, 5.0)]),
+    ("threshold is inclusive", [0, 0.5, 0.49, 0], RAW, 4.0, [(0.0, 1.0)]),
+    ("merge gap joins close runs", [0, 1, 0, 0, 1, 0], MotionParams(threshold=0.5, min_event=0, merge_gap=2.0,
+                                                                    pre=0, post=0), 6.0, [(0.0, 4.0)]),
+    ("merge gap keeps far runs apart", [0, 1, 0, 0, 0, 0, 1, 0],
+     MotionParams(threshold=0.5, min_event=0, merge_gap=2.0, pre=0, post=0), 8.0, [(0.0, 1.0), (5.0, 6.0)]),
+    ("min event drops a flicker", [0, 0, 1, 0, 0, 1, 1, 1, 0],
+     MotionParams(threshold=0.5, min_event=2.0, merge_gap=0, pre=0, post=0), 9.0, [(4.0, 7.0)]),
+    ("padding clamped to the video", [1, 1, 0, 0, 0, 1],
+     MotionParams(threshold=0.5, min_event=0, merge_gap=0, pre=1.0, post=1.5), 5.5, [(0.0, 2.5), (3.0, 5.5)]),
+    ("padding that overlaps joins", [0, 0, 1, 0, 0, 1, 0, 0],
+     MotionParams(threshold=0.5, min_event=0, merge_gap=0, pre=1.0, post=1.0), 8.0, [(0.0, 6.0)]),
+]
+
+
+@pytest.mark.parametrize("name,scores,params,duration,expected", SEGMENT_TABLE, ids=[r[0] for r in SEGMENT_TABLE])
+def test_segment_scores_table(name: str, scores: list[float], params: MotionParams, duration: float,
+                              expected: list[tuple[float, float]]) -> None:
+    events = segment_scores(_t(len(scores)), scores, params, duration=duration)
+    got = [x for e in events for x in (e.start, e.end)]
+    assert got == pytest.approx([x for pair in expected for x in pair])
+    assert all(e.label == "motion" for e in events)
+
+
+def test_confidence_is_normalised_peak() -> None:
+    weak, strong = segment_scores(_t(8), [0, 0.1, 0.1, 0, 0, 0, 0.9, 0], MotionParams(
+        threshold=0.1, min_event=0, merge_gap=0, pre=0, post=0), duration=8)
+    assert weak.confidence == pytest.approx(0.5)
+    assert strong.confidence is not None and 0.85 < strong.confidence <= 1.0
+
+
+def test_frame_score_counts_changed_pixels_in_any_channel() -> None:
+    a = np.full((10, 10, 3), 96, np.uint8)
+    b = a.copy()
+    b[:2, :5] = (220, 30, 30)  # red on grey: luma nearly equal, colour very different
+    assert frame_score(a, b) == pytest.approx(0.1)
+    assert frame_score(a, a) == 0.0
+    c = a.copy()
+    c[0, 0] = 110  # below pixel_delta: noise
+    assert frame_score(a, c) == 0.0
+
+
+def test_score_frames_first_frame_is_zero() -> None:
+    imgs = [np.zeros((4, 4, 3), np.uint8), np.full((4, 4, 3), 255, np.uint8)]
+    times, scores = score_frames(Frame(t=i * 0.5, image=im) for i, im in enumerate(imgs))
+    assert times == [0.0, 0.5] and scores == [0.0, 1.0]
+
+
+def test_analysis_size() -> None:
+    assert analysis_size(320, 240, 160) == (160, 120)
+    assert analysis_size(100, 50, 160) == (100, 50)  # never upscaled
+    w, h = analysis_size(1080, 1920, 160)
+    assert w == 160 and h % 2 == 0
+
+
+def test_bad_params() -> None:
+    with pytest.raises(ConfigError):
+        MotionParams(threshold=0).validate()
+    with pytest.raises(ConfigError):
+        MotionParams(pre=-1).validate()
+
+
+def _iou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    return inter / (max(a[1], b[1]) - min(a[0], b[0]))
+
+
+def test_detect_motion_on_synthetic_video(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("vidline.media.sampler")
+    from vidline.motion import detect_motion
+    from vidline.synth import Marker, make_video
+
+    # moving green circle during [2, 6); a STATIC blue triangle during [9, 13) (appears/disappears only,
+    # more than merge_gap away from the others); moving red square (luma ~ background) during [16, 19)
+    markers = [Marker("green circle", 2.0, 6.0, x=0.2, dx=0.15), Marker("blue triangle", 9.0, 13.0),
+               Marker("red square", 16.0, 19.0, x=0.2, dx=0.15)]
+    path = make_video(tmp_path / "m.mp4", duration=21.0, fps=10, size=(160, 120), markers=markers)
+    events = detect_motion(path, pre=0.0, post=0.0)
+    got = [(e.start, e.end) for e in events]
+    assert len(got) == 2, got
+    assert _iou(got[0], (2.0, 6.0)) >= 0.8, got
+    assert _iou(got[1], (16.0, 19.0)) >= 0.75, got
+    assert all(e < 8.5 or s > 13.5 for s, e in got)  # the static stretch yields nothing
+    assert all(e.label == "motion" and e.confidence is not None and 0 < e.confidence <= 1 for e in events)

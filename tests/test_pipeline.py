@@ -1,0 +1,295 @@
+"""The orchestrator: concurrency, bounded memory, failures, cache/resume, Ctrl-C, auth.
+
+Part 1 drives ModelRun with an injected fake analyzer/decoder (fast, deterministic; ground truth from
+marker intervals). Part 2 runs the real stack end-to-end against the reference server.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from vidline.errors import AnswerParseError, AuthenticationError, ConfigError, ServerError
+from vidline.models.config import ModelConfig
+from vidline.pipeline import ModelRun, RunOptions, analyze, dry_run, select_model
+from vidline.progress import Progress
+from vidline.synth import Marker, make_video
+from vidline.types import Event, Frame, Window
+
+pytest.importorskip("vidline.timeline")
+
+DURATION = 60.0
+# ground truth: a marker fully inside window 0, one across the 20/25 s boundary area, one late
+TRUTH = [("green circle", 3.0, 8.0), ("blue triangle", 17.0, 27.0), ("red square", 44.0, 50.0)]
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("pipe")
+    return make_video(d / "v.mp4", duration=DURATION, fps=2, size=(160, 120))
+
+
+@dataclass
+class FakeWF:
+    window: Window
+    plan: Any
+    frames: list[Frame]
+
+
+@dataclass
+class Decoder:
+    """A sample_windows stand-in that records which windows it decoded and how many are alive."""
+
+    fail_after: int | None = None  # raise KeyboardInterrupt after yielding this many windows
+    decoded: list[int] = field(default_factory=list)
+
+    def __call__(self, path: Any, windows: Sequence[Window], budget: Any, *, info: Any = None) -> Iterator[FakeWF]:
+        from vidline.media.plan import plan_sampling
+
+        for n, w in enumerate(windows):
+            if self.fail_after is not None and n >= self.fail_after:
+                raise KeyboardInterrupt
+            plan = plan_sampling(w.start, w.end, budget, src_width=info.display_width,
+                                 src_height=info.display_height, src_fps=info.fps)
+            frames = [Frame(t=t, image=np.zeros((8, 8, 3), np.uint8)) for t in plan.timestamps]
+            self.decoded.append(w.index)
+            yield FakeWF(w, plan, frames)
+
+
+class FakeAnalyzer:
+    """Answers with the ground-truth intervals clipped to the window, in clip-relative seconds."""
+
+    def __init__(self, *, fail: set[int] = frozenset(), garbage: set[int] = frozenset(),  # type: ignore[assignment]
+                 auth: bool = False, latency: float = 0.0) -> None:
+        self.backend = SimpleNamespace(config=ModelConfig("openai", model="fake-vl"), default_mode="video")
+        self.fail, self.garbage, self.auth, self.latency = fail, garbage, auth, latency
+        self.calls: list[int] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+
+    def identity(self) -> dict[str, object]:
+        return {"model": "fake-vl", "prompt": "v1"}
+
+    def estimate(self, plan: Any) -> tuple[int, int]:
+        return plan.n_frames * 10, plan.n_frames * 1000
+
+    def analyze(self, wf: FakeWF) -> tuple[str, Any, float]:
+        with self._lock:
+            self.calls.append(wf.window.index)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            time.sleep(self.latency)
+            if self.auth:
+                raise AuthenticationError("401 Unauthorized: check --api-key", status=401)
+            if wf.window.index in self.fail:
+                raise ServerError("server error 500 after 4 retries", status=500)
+            if wf.window.index in self.garbage:
+                return "I am not sure what happens here.", None, 1.0
+            w = wf.window
+            events = [{"start": max(s, w.start) - w.start, "end": min(e, w.end) - w.start, "label": lab}
+                      for lab, s, e in TRUTH if s < w.end and e > w.start]
+            from vidline.types import Usage
+
+            return json.dumps(events), Usage(100, 10), 1.0
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def to_events(self, text: str, window: Window, time_scale: float = 1.0) -> list[Event]:
+        try:
+            items = json.loads(text)
+        except ValueError as exc:
+            raise AnswerParseError("no events found in the answer", raw=text) from exc
+        return [Event(window.start + d["start"] * time_scale, window.start + d["end"] * time_scale, d["label"],
+                      windows=[window.index]) for d in items]
+
+
+def _run(video: Path, analyzer: FakeAnalyzer, decoder: Decoder, cache: Path | None,
+         **opts: Any) -> Any:
+    options = RunOptions(window=opts.pop("window", 20.0), overlap=opts.pop("overlap", 5.0),
+                         fps=opts.pop("fps", 1.0), concurrency=opts.pop("concurrency", 3), cache_dir=cache)
+    run = ModelRun(video, "shapes", ModelConfig("openai", model="fake-vl"), options, Progress(enabled=False),
+                   analyzer=analyzer, decoder=decoder)  # type: ignore[arg-type]
+    return run.execute()
+
+
+def _spans(tl: Any) -> list[tuple[str, float, float]]:
+    return [(e.label, round(e.start, 2), round(e.end, 2)) for e in tl.events]
+
+
+def test_events_absolute_merged_across_windows(video: Path) -> None:
+    an, dec = FakeAnalyzer(), Decoder()
+    tl = _run(video, an, dec, None)
+    assert tl.windows[0].start == 0.0 and tl.windows[1].start > 10.0  # later windows start mid-video
+    assert _spans(tl) == [(lab, s, e) for lab, s, e in sorted(TRUTH, key=lambda x: x[1])]
+    blue = next(e for e in tl.events if e.label == "blue triangle")
+    assert len(blue.windows) >= 2  # reported by two windows, merged into one event
+    assert all(w.status == "ok" for w in tl.windows) and not tl.partial
+    assert sorted(dec.decoded) == sorted(an.calls) == [w.index for w in tl.windows]
+    assert tl.usage.prompt_tokens == 100 * len(tl.windows)
+
+
+def test_failed_and_unparseable_windows_are_recorded_and_others_continue(video: Path) -> None:
+    an = FakeAnalyzer(fail={1}, garbage={3})
+    tl = _run(video, an, Decoder(), None)
+    status = {w.index: (w.status, w.error) for w in tl.windows}
+    assert status[1][0] == "failed" and "500" in (status[1][1] or "")
+    assert status[3][0] == "failed" and "unparseable" in (status[3][1] or "")
+    assert "\n" not in (status[1][1] or "")
+    assert tl.partial and [w.index for w in tl.failed_windows] == [1, 3]
+    assert ("green circle", 3.0, 8.0) in _spans(tl)  # window 0 is intact
+
+
+def test_authentication_error_stops_the_run(video: Path) -> None:
+    an = FakeAnalyzer(auth=True, latency=0.05)
+    with pytest.raises(AuthenticationError):
+        _run(video, an, Decoder(), None, concurrency=2)
+    assert len(an.calls) <= 2 + 1  # stops at the first windows in flight; never reaches all 4
+
+
+def test_windows_in_flight_are_bounded(video: Path) -> None:
+    alive: list[int] = []
+    peak = [0]
+
+    class CountingDecoder(Decoder):
+        def __call__(self, *a: Any, **k: Any) -> Iterator[FakeWF]:
+            for wf in super().__call__(*a, **k):
+                alive.append(wf.window.index)
+                peak[0] = max(peak[0], len(alive))
+                yield wf
+
+    class ReleasingAnalyzer(FakeAnalyzer):
+        def analyze(self, wf: FakeWF) -> tuple[str, Any, float]:
+            try:
+                return super().analyze(wf)
+            finally:
+                alive.remove(wf.window.index)
+
+    an = ReleasingAnalyzer(latency=0.1)
+    t0 = time.monotonic()
+    tl = _run(video, an, CountingDecoder(), None, window=10.0, overlap=2.0, concurrency=2)
+    elapsed = time.monotonic() - t0
+    n = len(tl.windows)
+    assert n >= 7
+    assert an.max_in_flight == 2  # requests really ran concurrently, never more than `concurrency`
+    assert peak[0] <= 2 + 1 + 1  # concurrency + queue + the one just decoded: decoding waited
+    assert elapsed < n * 0.1 * 0.8  # concurrency actually overlapped the latency
+
+
+def test_cache_rerun_sends_and_decodes_nothing(video: Path, tmp_path: Path) -> None:
+    first = _run(video, FakeAnalyzer(), Decoder(), tmp_path)
+    an, dec = FakeAnalyzer(), Decoder()
+    again = _run(video, an, dec, tmp_path)
+    assert an.calls == [] and dec.decoded == []
+    assert {w.status for w in again.windows} == {"cached"}
+    assert _spans(again) == _spans(first)
+    assert again.windows[0].usage is not None  # the stored usage is kept per window
+    assert again.usage.prompt_tokens == 0  # nothing spent this run
+
+
+def test_failed_windows_are_not_cached_and_retried(video: Path, tmp_path: Path) -> None:
+    _run(video, FakeAnalyzer(fail={2}, garbage={0}), Decoder(), tmp_path)
+    an, dec = FakeAnalyzer(), Decoder()
+    tl = _run(video, an, dec, tmp_path)
+    assert sorted(an.calls) == [0, 2] and sorted(dec.decoded) == [0, 2]
+    assert {w.index: w.status for w in tl.windows} == {0: "ok", 1: "cached", 2: "ok", 3: "cached"}
+    assert not tl.partial
+
+
+def test_ctrl_c_keeps_done_windows_and_resume_sends_only_missing(video: Path, tmp_path: Path) -> None:
+    an = FakeAnalyzer()
+    with pytest.raises(KeyboardInterrupt):
+        _run(video, an, Decoder(fail_after=2), tmp_path, concurrency=1)
+    time.sleep(0.05)  # let a request that was in flight finish writing (atomically)
+    done = set(an.calls)
+    assert done and len(done) <= 2
+    an2, dec2 = FakeAnalyzer(), Decoder()
+    tl = _run(video, an2, dec2, tmp_path)
+    assert set(an2.calls) == {w.index for w in tl.windows} - done
+    assert not tl.partial and len(tl.events) == 3
+
+
+def test_query_without_model_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "DASHSCOPE_API_KEY", "DASHSCOPE_HTTP_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(ConfigError, match="OPENAI_BASE_URL.*DASHSCOPE_API_KEY"):
+        select_model(None, "auto", "a red car", {})
+    assert select_model(None, "auto", None, {}) is None  # falls back to motion
+    assert select_model(None, "auto", None, {"base_url": "http://x/v1"}).backend == "openai"  # type: ignore[union-attr]
+
+
+def test_bad_options(video: Path) -> None:
+    with pytest.raises(ConfigError):
+        analyze(video, backend="motion", concurrency=0)
+    with pytest.raises(ConfigError):
+        analyze(video, backend="motion", bogus=1)
+
+
+def test_dry_run_motion_contacts_nothing(video: Path) -> None:
+    rep = dry_run(video, backend="motion")
+    assert rep.backend == "motion" and rep.total_tokens == 0 and rep.windows[0].frames == int(DURATION * 4)
+
+
+def test_dry_run_model_plan(video: Path) -> None:
+    rep = dry_run(video, "cars", config=ModelConfig("openai", base_url="http://127.0.0.1:9/v1", model="m"),
+                  window=20.0, overlap=5.0, fps=1.0, price_per_1k=0.5)
+    assert len(rep.windows) == 4
+    assert all(w.frames % 2 == 0 and w.width % 28 == 0 and w.height % 28 == 0 for w in rep.windows)
+    assert all(w.estimated_tokens > 0 and w.payload_bytes > 0 for w in rep.windows)
+    assert rep.price == pytest.approx(rep.total_tokens / 1000 * 0.5, rel=1e-3)
+    assert "estimated price" in rep.to_text()
+
+
+# ------------------------------------------------------------------------------------------------
+# end-to-end through the real SDKs and the reference server
+
+
+@pytest.fixture(scope="module")
+def marker_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("e2e")
+    markers = [Marker("green circle", 2.0, 6.0), Marker("blue triangle", 13.0, 19.0), Marker("red square", 31.0, 35.0)]
+    return make_video(d / "m.mp4", duration=40.0, fps=4, size=(160, 120), markers=markers)
+
+
+E2E_TRUTH = [("green circle", 2.0, 6.0), ("blue triangle", 13.0, 19.0), ("red square", 31.0, 35.0)]
+
+
+def _iou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    return inter / (max(a[1], b[1]) - min(a[0], b[0]))
+
+
+def _check_truth(tl: Any) -> None:
+    for label, s, e in E2E_TRUTH:
+        hits = [ev for ev in tl.events if ev.label == label]
+        assert len(hits) == 1, (label, _spans(tl))  # found once: no duplicates across windows
+        assert _iou((hits[0].start, hits[0].end), (s, e)) >= 0.5, (label, _spans(tl))
+    assert all(ev.label in {t[0] for t in E2E_TRUTH} for ev in tl.events)
+    # the static stretch 20-30 s (and 36-40 s) yields nothing
+    assert not [ev for ev in tl.events if ev.start >= 20.5 and ev.end <= 30.5]
+
+
+@pytest.mark.parametrize("backend", ["openai", "dashscope"])
+def test_e2e_reference_server(refserver: Any, marker_video: Path, tmp_path: Path, backend: str) -> None:
+    url = refserver.openai_base_url if backend == "openai" else refserver.dashscope_base_url
+    cfg = ModelConfig(backend, base_url=url, api_key="sk-test", model="qwen2.5-vl-ref")  # type: ignore[arg-type]
+    tl = analyze(marker_video, config=cfg, window=12.0, overlap=3.0, fps=2.0, cache=tmp_path)
+    assert tl.windows[1].start > 0 and not tl.partial
+    _check_truth(tl)
+    n = len(refserver.generation_requests)
+    assert n == len(tl.windows)
+    again = analyze(marker_video, config=cfg, window=12.0, overlap=3.0, fps=2.0, cache=tmp_path)
+    assert len(refserver.generation_requests) == n  # cache hit: nothing re-sent
+    assert {w.status for w in again.windows} == {"cached"}
+    _check_truth(again)

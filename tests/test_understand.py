@@ -1,0 +1,559 @@
+"""vidline.understand: pure parts (time rewriting, chapters, path planning, stream restarts) and the
+engine against a fake backend that really looks at the frames (marker detection)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vidline.errors import AuthenticationError, ServerError, ServerUnreachableError
+from vidline.media.plan import image_size_for
+from vidline.models.base import Backend, ChatRequest, ChatResponse, ImagePart
+from vidline.models.config import ModelConfig, RetryPolicy
+from vidline.synth import Marker, detect_markers, make_video
+from vidline.types import Usage
+from vidline.understand import (
+    Answer,
+    AnswerStream,
+    AskLimits,
+    IncompleteAnswerError,
+    MapStepError,
+    MediaInput,
+    ask,
+    chapters_from_text,
+    dry_run,
+    find_time_references,
+    format_chapters,
+    format_clock,
+    normalize_chapters,
+    parse_chapters,
+    plan_ask,
+    rewrite_caption_times,
+)
+
+# ------------------------------------------------------------------------------------------------
+# rewrite_caption_times: a caption from the window at 40:00 that says "00:15" means 40:15
+
+REWRITE_CASES = [
+    # (caption, offset, scale, expected)
+    ("00:15 a red square appears", 2400, 1.0, "40:15 a red square appears"),
+    ("0:15 red", 2400, 1.0, "40:15 red"),
+    ("01:05.25 green", 60, 1.0, "02:05.25 green"),
+    ("00:23.90 - 01:35.60: car", 600, 1.0, "10:23.90 - 11:35.60: car"),
+    ("00:00:12,500 --> 00:00:15,000 text", 3600, 1.0, "01:00:12.500 --> 01:00:15.000 text"),
+    ("01:02:03 late", 10, 1.0, "01:02:13 late"),
+    ("from 12s to 15.5s: a dog", 2400, 1.0, "from 40:12 to 40:15.5: a dog"),
+    ("The given query happens in 64.0 - 72.0 seconds.", 600, 1.0, "The given query happens in 11:04.0 - 11:12.0."),
+    ("10 to 20 sec: y", 2400, 1.0, "40:10 to 40:20: y"),
+    ("at 5 s", 2400, 1.0, "at 40:05"),
+    ("3.5 seconds in", 0, 1.0, "00:03.5 in"),
+    ("12秒出现红色方块", 2400, 1.0, "40:12出现红色方块"),
+    ("t=4.5 frame", 100, 1.0, "t=104.5 frame"),
+    ('{"start": 1.5, "end": 3}', 100, 1.0, '{"start": 101.5, "end": 103}'),
+    ('{"start_time": "00:03", "end_time": "00:05"}', 60, 1.0, '{"start_time": "01:03", "end_time": "01:05"}'),
+    ("[2.0s - 4.0s] blue", 3597, 1.0, "[59:59.0 - 1:00:01.0] blue"),
+    # DashScope compat-mode style rescale: model seconds x 2
+    ("4s: red", 100, 2.0, "01:48: red"),
+    ("00:04 red", 0, 0.5, "00:02 red"),
+    # not times: left alone
+    ("3 people and 2.5x zoom, version 1.2, 4 cars", 2400, 1.0, "3 people and 2.5x zoom, version 1.2, 4 cars"),
+    ("nothing happens", 2400, 1.0, "nothing happens"),
+    ("", 10, 1.0, ""),
+]
+
+
+@pytest.mark.parametrize(("text", "offset", "scale", "expected"), REWRITE_CASES)
+def test_rewrite_caption_times(text: str, offset: float, scale: float, expected: str) -> None:
+    assert rewrite_caption_times(text, offset, scale=scale) == expected
+
+
+def test_rewrite_is_single_pass() -> None:
+    # a rewritten time is not rewritten again (40:15 must not become 80:15)
+    once = rewrite_caption_times("00:15 and 20s", 2400)
+    assert once == "40:15 and 40:20"
+    assert rewrite_caption_times(once, 0) == once
+
+
+@pytest.mark.parametrize(("seconds", "kwargs", "expected"), [
+    (0, {}, "00:00"), (59.4, {}, "00:59"), (61, {}, "01:01"), (3599, {}, "59:59"), (3600, {}, "1:00:00"),
+    (3723.5, {"frac_digits": 1}, "1:02:03.5"), (75, {"hours": True}, "00:01:15"), (4000, {"hours": False}, "66:40"),
+    (12.25, {"frac_digits": 3, "hours": True}, "00:00:12.250"), (-3, {}, "00:00"),
+])
+def test_format_clock(seconds: float, kwargs: dict, expected: str) -> None:
+    assert format_clock(seconds, **kwargs) == expected
+
+
+def test_find_time_references() -> None:
+    text = "A red square at 00:05, gone by 12.5s; again 01:02:03 and 3-4 seconds"
+    assert [t for _s, _e, t in find_time_references(text)] == [5.0, 12.5, 3723.0, 3.0, 4.0]
+
+
+# ------------------------------------------------------------------------------------------------
+# chapters
+
+
+CHAPTER_TEXT = """Here are the chapters:
+00:00 Intro
+- 00:12 - 00:40: **Red square** appears
+3. [1:05] Green circle.
+From 80s to 90s: blue triangle
+no time here
+"""
+
+
+def test_parse_chapters_lines() -> None:
+    assert parse_chapters(CHAPTER_TEXT) == [
+        (0.0, None, "Intro"), (12.0, 40.0, "Red square appears"), (65.0, None, "Green circle"),
+        (80.0, 90.0, "blue triangle"),
+    ]
+
+
+@pytest.mark.parametrize("text", [
+    '```json\n[{"start": "00:01", "title": "A"}, {"start": 5, "title": "B"}]\n```',
+    'Sure! {"chapters": [{"start_time": "0:01", "chapter": "A"}, {"time": "5s", "name": "B"}]}',
+    '[{"timestamp": [1, 3], "label": "A"}, {"timestamp": [5, 9], "label": "B"}]',
+])
+def test_parse_chapters_json(text: str) -> None:
+    assert [(s, t) for s, _e, t in parse_chapters(text)] == [(1.0, "A"), (5.0, "B")]
+
+
+def test_normalize_chapters_youtube_rules() -> None:
+    raw = [(12.0, None, "Red"), (3.0, None, "Intro"), (14.0, None, "too short"), (40.0, None, "Green"),
+           (41.0, None, "Green"), (95.0, None, "tail too short")]
+    ch = normalize_chapters(raw, 100.0, min_length=10)
+    assert [(c.start, c.end, c.title) for c in ch] == [(0.0, 12.0, "Intro"), (12.0, 40.0, "Red"), (40.0, 100.0, "Green")]
+    assert normalize_chapters([], 30.0)[0].start == 0.0 and normalize_chapters([], 30.0)[0].end == 30.0
+
+
+def test_chapter_formats() -> None:
+    ch = chapters_from_text(CHAPTER_TEXT, 100.0, min_length=5)
+    yt = format_chapters(ch, "youtube").splitlines()
+    assert yt == ["00:00 Intro", "00:12 Red square appears", "01:05 Green circle", "01:20 blue triangle"]
+    vtt = format_chapters(ch, "vtt")
+    assert vtt.startswith("WEBVTT\n\n")
+    cues = [b.splitlines() for b in vtt.strip().split("\n\n")[1:]]
+    assert cues[0][1] == "00:00:00.000 --> 00:00:12.000" and cues[0][2] == "Intro"
+    assert cues[-1][1] == "00:01:20.000 --> 00:01:40.000"
+    data = json.loads(format_chapters(ch, "json"))
+    assert data[0] == {"start": 0.0, "end": 12.0, "title": "Intro"}
+    assert all(a["end"] == b["start"] for a, b in zip(data, data[1:], strict=False))
+    long = normalize_chapters([(0, None, "a"), (4000, None, "b")], 7200)
+    assert format_chapters(long, "youtube").splitlines() == ["0:00:00 a", "1:06:40 b"]
+
+
+# ------------------------------------------------------------------------------------------------
+# single vs map-reduce
+
+
+def _video(duration: float, w: int = 320, h: int = 240, fps: float = 30.0) -> MediaInput:
+    return MediaInput("v.mp4", "video", w, h, duration, fps)
+
+
+@pytest.mark.parametrize(("duration", "expected"), [(4, "single"), (60, "single"), (300, "single"),
+                                                    (599, "single"), (601, "map-reduce"), (3600, "map-reduce")])
+def test_plan_path_by_duration(duration: float, expected: str) -> None:
+    plan = plan_ask([_video(duration)], AskLimits())
+    assert plan.path == expected
+    if expected == "single":
+        sp = plan.inputs[0].sampling
+        assert sp is not None and sp.fps >= 0.5 and sp.n_frames <= 768 and sp.tokens <= 24576
+        assert plan.n_requests == 1
+    else:
+        windows = plan.inputs[0].windows
+        assert windows[0].start == 0 and windows[-1].end == pytest.approx(duration)
+        assert all(w.duration <= 120 + 1e-6 for w in windows)
+        assert all(a.end == pytest.approx(b.start) for a, b in zip(windows, windows[1:], strict=False))
+        assert plan.n_requests == len(windows) + 1
+
+
+def test_plan_token_budget_forces_map_reduce() -> None:
+    # 200 s needs >= 100 frames at 0.5 fps; at Qwen's minimum frame size that is >= 50 * 140 tokens
+    assert plan_ask([_video(200)], AskLimits(max_visual_tokens=4000)).path == "map-reduce"
+    assert plan_ask([_video(200)], AskLimits(max_visual_tokens=8000)).path == "single"
+
+
+def test_plan_dashscope_frame_limit() -> None:
+    limits = AskLimits.for_backend("dashscope", "frames")
+    assert limits.max_frames == 512
+    plan = plan_ask([_video(500)], limits)
+    assert plan.inputs[0].sampling is not None and plan.inputs[0].sampling.n_frames <= 512
+
+
+def test_plan_images_and_forcing() -> None:
+    img = MediaInput("a.png", "image", 640, 480)
+    plan = plan_ask([img, img])
+    assert plan.path == "single"
+    assert plan.inputs[0].image_size == image_size_for(480, 640)
+    forced = plan_ask([_video(10), img], AskLimits(window=4), strategy="map-reduce")
+    assert forced.path == "map-reduce" and len(forced.inputs[0].windows) == 3 and forced.inputs[1].image_size
+    assert plan_ask([_video(3600)], strategy="single").path == "single"
+
+
+# ------------------------------------------------------------------------------------------------
+# streaming with restarts
+
+
+def _scripted(attempts: list[tuple[list[str], BaseException | None]]):  # noqa: ANN202
+    it = iter(attempts)
+    calls = []
+
+    def attempt() -> Iterator[str]:
+        chunks, exc = next(it)
+        calls.append(1)
+        yield from chunks
+        if exc is not None:
+            raise exc
+
+    return attempt, calls
+
+
+def _drop() -> ServerUnreachableError:
+    return ServerUnreachableError("stream dropped after 5 characters")
+
+
+def test_stream_resumes_without_duplicates() -> None:
+    attempt, calls = _scripted([(["The red ", "squ"], _drop()), (["The red square", " is at 00:01."], None)])
+    s = AnswerStream(attempt, sleep=lambda _d: None)
+    chunks = list(s)
+    assert "".join(chunks) == "The red square is at 00:01."
+    assert s.complete and s.text == "The red square is at 00:01." and s.restarts == 1 and len(calls) == 2
+
+
+def test_stream_divergent_retry_restarts_or_fails() -> None:
+    attempt, _ = _scripted([(["Hello"], _drop()), (["Bye", " now"], None)])
+    with pytest.raises(IncompleteAnswerError) as info:
+        list(AnswerStream(attempt, sleep=lambda _d: None))
+    assert info.value.partial == "Hello"
+    attempt, _ = _scripted([(["Hello"], _drop()), (["Bye", " now"], None)])
+    restarted: list[str] = []
+    s = AnswerStream(attempt, sleep=lambda _d: None, on_restart=restarted.append)
+    out = list(s)
+    assert restarted == ["Hello"] and out[0] == "Hello" and "".join(out[1:]) == "Bye now" and s.text == "Bye now"
+
+
+def test_stream_exhausted_is_incomplete() -> None:
+    attempt, calls = _scripted([(["partial"], ServerError("boom", status=502))] * 3)
+    s = AnswerStream(attempt, retry=RetryPolicy(max_retries=2), sleep=lambda _d: None)
+    got: list[str] = []
+    with pytest.raises(IncompleteAnswerError, match="incomplete") as info:
+        for c in s:
+            got.append(c)
+    assert got == ["partial"] and info.value.partial == "partial" and not s.complete and s.text is None
+    assert len(calls) == 3
+
+
+def test_stream_auth_error_is_not_retried() -> None:
+    attempt, calls = _scripted([([], AuthenticationError("bad key", status=401))])
+    with pytest.raises(AuthenticationError):
+        list(AnswerStream(attempt, sleep=lambda _d: None))
+    assert len(calls) == 1
+
+
+# ------------------------------------------------------------------------------------------------
+# the engine, with a fake backend that looks at the frames
+
+
+MARKERS = (Marker("red square", 1.0, 3.0), Marker("green circle", 4.0, 6.0), Marker("blue triangle", 7.0, 9.0))
+
+
+@pytest.fixture(scope="module")
+def marker_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("understand") / "markers.mp4"
+    make_video(path, duration=10.0, fps=10, size=(160, 120), markers=MARKERS)
+    return path
+
+
+class LookingBackend(Backend):
+    """Captions: one line per frame, '<clip-relative seconds>s: <labels seen>'. Final: echoes its input."""
+
+    name = "fake"
+
+    def __init__(self, config: ModelConfig, fail_windows: set[float] | None = None) -> None:
+        super().__init__(config)
+        self.requests: list[ChatRequest] = []
+        self.fail_windows = fail_windows or set()
+        self.lock = threading.Lock()
+
+    def chat(self, request: ChatRequest) -> ChatResponse:
+        with self.lock:
+            self.requests.append(request)
+        if request.videos and len(request.videos) == 1 and request.videos[0].origin in self.fail_windows:
+            raise ServerError("server error (HTTP 500)", status=500)
+        lines = []
+        for v in request.videos:
+            for f in v.frames:
+                lines.append(f"{f.t - v.origin:.1f}s: {', '.join(detect_markers(f.image)) or 'nothing'}")
+        images = [p for p in request.parts if isinstance(p, ImagePart)]
+        for i, p in enumerate(images):
+            lines.append(f"image {i}: {np.asarray(p.image).shape}")
+        if not request.videos:
+            lines.append("FINAL " + request.text)
+        return ChatResponse("\n".join(lines), Usage(100, 10), "fake")
+
+    def chat_stream(self, request: ChatRequest) -> Iterator[str]:
+        text = self.chat(request).text
+        for i in range(0, len(text), 7):
+            yield text[i : i + 7]
+
+    def list_models(self) -> list[str]:
+        return ["fake"]
+
+    def estimate_tokens(self, request: ChatRequest) -> int:
+        return 0
+
+
+CFG = ModelConfig(backend="openai", base_url="http://127.0.0.1:9", model="fake")
+
+
+def _caption_times(answer_text: str, label: str) -> list[float]:
+    """Absolute times (MM:SS.s) of caption lines that mention ``label`` in the final request echo."""
+    out = []
+    for line in answer_text.splitlines():
+        if label in line:
+            refs = find_time_references(line)
+            if refs:
+                out.append(refs[0][2])
+    return out
+
+
+def test_map_reduce_captions_are_absolute_and_cached(marker_video: Path, tmp_path: Path) -> None:
+    backend = LookingBackend(CFG)
+    answer = ask(marker_video, "which shapes appear and when?", config=CFG, backend=backend, strategy="map-reduce",
+                 window=2.5, caption_fps=2, cache=tmp_path / "cache")
+    assert isinstance(answer, Answer) and answer.path == "map-reduce"
+    assert len(answer.captions) == 4 and len(backend.requests) == 5
+    # every caption line names what the frame showed at that ABSOLUTE time (ground truth: MARKERS)
+    for m in MARKERS:
+        times = _caption_times(answer, m.label)
+        assert times, m.label
+        assert all(m.start - 0.05 <= t < m.end + 0.05 for t in times), (m.label, times)
+    # the windows starting later than 0 really were offset (else blue at 7-9 s would be cited < 2.5 s)
+    assert min(_caption_times(answer, "blue triangle")) >= 7.0 - 0.05
+    assert answer.usage == Usage(500, 50)
+    # a second run answers every caption from the cache: only the final request is sent
+    again = LookingBackend(CFG)
+    answer2 = ask(marker_video, "which shapes appear and when?", config=CFG, backend=again, strategy="map-reduce",
+                  window=2.5, caption_fps=2, cache=tmp_path / "cache")
+    assert len(again.requests) == 1 and [c.status for c in answer2.captions] == ["cached"] * 4
+    # ... and a different question re-uses the same captions
+    third = LookingBackend(CFG)
+    ask(marker_video, "anything green?", config=CFG, backend=third, strategy="map-reduce", window=2.5,
+        caption_fps=2, cache=tmp_path / "cache", lang="zh")
+    assert len(third.requests) == 1
+
+
+def test_failed_windows_fail_the_answer_then_resume(marker_video: Path, tmp_path: Path) -> None:
+    backend = LookingBackend(CFG, fail_windows={5.0})
+    with pytest.raises(MapStepError, match="1 of 4 caption windows failed"):
+        ask(marker_video, "q?", config=CFG, backend=backend, strategy="map-reduce", window=2.5, caption_fps=2,
+            cache=tmp_path / "c")
+    assert not any(not r.videos for r in backend.requests)  # no final request was sent
+    healed = LookingBackend(CFG)
+    answer = ask(marker_video, "q?", config=CFG, backend=healed, strategy="map-reduce", window=2.5, caption_fps=2,
+                 cache=tmp_path / "c")
+    assert [c.status for c in answer.captions] == ["cached", "cached", "ok", "cached"]
+    assert len(healed.requests) == 2  # the failed window + the final request
+
+
+def test_single_request_with_images(marker_video: Path, tmp_path: Path) -> None:
+    img_path = tmp_path / "still.png"
+    Image.fromarray(np.full((300, 500, 3), 128, np.uint8)).save(img_path)
+    backend = LookingBackend(CFG)
+    answer = ask([marker_video, img_path], "compare", config=CFG, backend=backend, cache=False)
+    assert answer.path == "single" and len(backend.requests) == 1
+    req = backend.requests[0]
+    assert len(req.videos) == 1 and req.videos[0].fps >= 0.5
+    frames_t = [f.t for f in req.videos[0].frames]
+    assert frames_t[0] < 0.6 and frames_t[-1] > 9.0  # the whole video
+    imgs = [p for p in req.parts if isinstance(p, ImagePart)]
+    assert len(imgs) == 1 and np.asarray(imgs[0].image).shape[:2] == image_size_for(300, 500)
+
+
+def test_stream_api_and_answer_html(marker_video: Path) -> None:
+    backend = LookingBackend(CFG)
+    s = ask(marker_video, "which shapes?", config=CFG, backend=backend, stream=True, cache=False)
+    chunks = list(s)
+    assert len(chunks) > 3 and s.answer is not None and s.answer.text == "".join(chunks)
+    assert s.answer.path == "single" and s.answer.usage is None or isinstance(s.answer.usage, Usage)
+
+
+def test_answer_html_links_times(marker_video: Path) -> None:
+    plan = dry_run(marker_video, "q", config=CFG)
+    answer = Answer("The red square is visible 00:01-00:03, the green circle at 00:04 & <b>.", question="q",
+                    inputs=[str(marker_video)], plan=plan)
+    html = answer._repr_html_()
+    assert html.count("<a ") == 3 and "#t=1" in html and "#t=3" in html and "#t=4" in html
+    assert "&lt;b&gt;" in html and "<b>.</b>" not in html
+    assert answer.citations == [1.0, 3.0, 4.0]
+    assert isinstance(answer, str) and answer.startswith("The red square")
+
+
+def test_dry_run_contacts_nothing(marker_video: Path) -> None:
+    plan = dry_run(marker_video, "q", config=CFG)
+    assert plan.path == "single" and plan.estimated_tokens > 0
+    plan = dry_run(marker_video, "q", config=CFG, window=3, strategy="map-reduce")
+    assert plan.path == "map-reduce" and plan.n_requests == 1 + len(plan.inputs[0].windows)
+
+
+# ------------------------------------------------------------------------------------------------
+# against the reference server (real openai / dashscope SDKs, real streaming)
+
+from tests.refserver import RefServer  # noqa: E402
+
+TOL_SINGLE = 0.6  # the server samples at 2 fps in one request
+TOL_MAP = 0.7  # caption windows of 2.5 s at 1.6 fps
+
+
+def _config(server: RefServer, api: str, **kw: object) -> ModelConfig:
+    url = server.openai_base_url if api == "openai" else server.dashscope_base_url
+    return ModelConfig(backend=api, base_url=url, api_key="sk-test", model="qwen2.5-vl-ref",  # type: ignore[arg-type]
+                       retry=RetryPolicy(max_retries=2, backoff_base=0.01), **kw)  # type: ignore[arg-type]
+
+
+def assert_citations_match_truth(text: str, markers: tuple[Marker, ...], tol: float) -> None:
+    """Every sentence that names a marker cites times inside that marker's real interval (+- tol), and
+    every marker is cited from (about) its real start to its real end."""
+    cited: dict[str, list[float]] = {m.label: [] for m in markers}
+    for sentence in text.replace("。", ".\n").replace(". ", ".\n").splitlines():
+        for m in markers:
+            if m.label in sentence:
+                times = [t for _s, _e, t in find_time_references(sentence)]
+                assert times, sentence
+                for t in times:
+                    assert m.start - tol <= t <= m.end + tol, (m.label, t, sentence)
+                cited[m.label] += times
+    for m in markers:
+        assert cited[m.label], f"{m.label} not cited in {text!r}"
+        assert abs(min(cited[m.label]) - m.start) <= tol and abs(max(cited[m.label]) - m.end) <= tol, (m, cited)
+
+
+def _generations(server: RefServer) -> list:  # noqa: ANN202
+    return [r for r in server.requests if r.api in ("openai", "dashscope", "compat")]
+
+
+@pytest.mark.parametrize("api", ["openai", "dashscope"])
+def test_refserver_single_request(refserver: RefServer, marker_video: Path, api: str) -> None:
+    answer = ask(marker_video, "which shapes appear and when?", config=_config(refserver, api), cache=False)
+    assert isinstance(answer, Answer) and answer.path == "single" and answer.complete
+    gens = _generations(refserver)
+    assert len(gens) == 1 and gens[0].kind == "freeform" and not gens[0].stream
+    assert_citations_match_truth(answer, MARKERS, TOL_SINGLE)
+    assert answer.usage is not None and answer.usage.prompt_tokens == gens[0].prompt_tokens
+
+
+def test_refserver_map_reduce_and_cache(refserver: RefServer, marker_video: Path, tmp_path: Path) -> None:
+    cfg = _config(refserver, "openai")
+    kw = {"config": cfg, "strategy": "map-reduce", "window": 2.5, "caption_fps": 2.0, "cache": tmp_path}
+    answer = ask(marker_video, "which shapes appear and when?", **kw)  # type: ignore[arg-type]
+    assert answer.path == "map-reduce" and len(answer.captions) == 4
+    gens = _generations(refserver)
+    assert [g.kind for g in gens] == ["freeform"] * 4 + ["text"]
+    # the final request saw absolute times: the blue triangle (7-9 s) lives in the 4th window (7.5-10 s)
+    final_prompt = gens[-1].prompt
+    assert "00:07.5" in final_prompt and "blue triangle" in final_prompt
+    assert_citations_match_truth(answer, MARKERS, TOL_MAP)
+    refserver.reset()
+    again = ask(marker_video, "which shapes appear and when?", **kw)  # type: ignore[arg-type]
+    assert len(_generations(refserver)) == 1 and {c.status for c in again.captions} == {"cached"}
+    assert str(again) == str(answer)
+
+
+def test_refserver_auto_map_reduce_when_over_budget(refserver: RefServer, marker_video: Path) -> None:
+    cfg = _config(refserver, "dashscope")
+    answer = ask(marker_video, "which shapes appear and when?", config=cfg, max_visual_tokens=600, window=2.5,
+                 caption_fps=2.0, cache=False)
+    assert answer.path == "map-reduce"
+    assert_citations_match_truth(answer, MARKERS, TOL_MAP)
+
+
+@pytest.mark.parametrize("api", ["openai", "dashscope"])
+def test_refserver_streaming(refserver: RefServer, marker_video: Path, api: str) -> None:
+    s = ask(marker_video, "which shapes appear and when?", config=_config(refserver, api), stream=True, cache=False)
+    chunks = list(s)
+    assert len(chunks) > 3  # really incremental
+    gens = _generations(refserver)
+    assert len(gens) == 1 and gens[0].stream and gens[0].chunks_sent >= len(chunks)
+    if api == "dashscope":
+        assert gens[0].api == "dashscope"  # the native SSE path, not compatible mode
+    assert s.complete and s.answer is not None and s.answer.text == "".join(chunks) == gens[0].answer
+    assert_citations_match_truth("".join(chunks), MARKERS, TOL_SINGLE)
+    assert s.answer.usage is not None and s.answer.usage.completion_tokens > 0
+
+
+@pytest.mark.parametrize("api", ["openai", "dashscope"])
+def test_refserver_dropped_stream_is_retried_without_duplicates(refserver: RefServer, marker_video: Path,
+                                                                api: str) -> None:
+    expected = str(ask(marker_video, "which shapes appear and when?", config=_config(refserver, api), cache=False))
+    refserver.reset()
+    refserver.configure(drop_stream_after=3)
+    retries: list[int] = []
+
+    def heal(n: int, _exc: BaseException) -> None:
+        retries.append(n)
+        refserver.configure(drop_stream_after=None)
+
+    s = ask(marker_video, "which shapes appear and when?", config=_config(refserver, api), stream=True, cache=False,
+            on_retry=heal)
+    text = "".join(s)
+    assert retries == [1] and text == expected and s.complete
+    gens = _generations(refserver)
+    assert [g.fault for g in gens] == ["dropped", None]
+
+
+def test_refserver_dropped_stream_exhausted_is_incomplete(refserver: RefServer, marker_video: Path) -> None:
+    refserver.configure(drop_stream_after=3)
+    s = ask(marker_video, "which shapes appear and when?", config=_config(refserver, "openai"), stream=True,
+            cache=False)
+    got: list[str] = []
+    with pytest.raises(IncompleteAnswerError, match="incomplete") as info:
+        for chunk in s:
+            got.append(chunk)
+    assert got and info.value.partial == "".join(got) and not s.complete and s.answer is None
+    assert len(_generations(refserver)) == 3  # 1 + max_retries=2, all dropped
+
+
+@pytest.mark.parametrize("api", ["openai", "dashscope"])
+def test_refserver_several_images(refserver: RefServer, tmp_path: Path, api: str) -> None:
+    from vidline.synth import render_frame
+
+    paths = []
+    for i, label in enumerate(["red square", "green circle"]):
+        p = tmp_path / f"img{i}.png"
+        Image.fromarray(render_frame(0.0, 300 + 20 * i, 200, [Marker(label, 0, 1)])).save(p)
+        paths.append(p)
+    answer = ask(paths, "what does each image show?", config=_config(refserver, api), cache=False)
+    gens = _generations(refserver)
+    assert len(gens) == 1 and gens[0].n_images == 2 and gens[0].kind == "images"
+    media = " ".join(gens[0].media)
+    assert ("image_url" in media) if api == "openai" else ("image" in media)
+    assert gens[0].image_tokens == sum(
+        (h // 28) * (w // 28) for h, w in (image_size_for(200, 300), image_size_for(200, 320)))
+    assert "Image 1 shows a red square" in answer and "Image 2 shows a green circle" in answer
+
+
+def test_refserver_chinese_question_and_lang(refserver: RefServer, marker_video: Path) -> None:
+    answer = ask(marker_video, "请描述下视频内容", config=_config(refserver, "dashscope"), lang="zh", cache=False)
+    gen = _generations(refserver)[0]
+    assert gen.system and "Chinese" in gen.system
+    assert "可以看到" in answer
+    assert_citations_match_truth(answer, MARKERS, TOL_SINGLE)
+
+
+def test_refserver_describe_and_chapters(refserver: RefServer, marker_video: Path) -> None:
+    import vidline
+
+    text = vidline.describe(marker_video, config=_config(refserver, "openai"), cache=False)
+    assert_citations_match_truth(str(text), MARKERS, TOL_SINGLE)
+    for _ in range(3):  # the server rotates its answer style (JSON, fenced JSON, mm:ss lines, SRT lines)
+        marks = vidline.chapters(marker_video, config=_config(refserver, "openai"), cache=False)
+        assert marks[0].start == 0.0 and marks[-1].end == pytest.approx(10.0, abs=0.2)
+        assert [c.title for c in marks] == [m.label for m in MARKERS]
+        for c, m in zip(marks[1:], MARKERS[1:], strict=True):
+            assert abs(c.start - m.start) <= TOL_SINGLE
+        assert all(a.end == b.start for a, b in zip(marks, marks[1:], strict=False))
