@@ -138,6 +138,7 @@ def main() -> int:
     ap.add_argument("--overlap", type=float, default=10.0)
     ap.add_argument("--fps", default="1", help="sampling fps per window (default 1)")
     ap.add_argument("--mode", choices=["video", "frames"], default="video")
+    ap.add_argument("--server", default="vllm", help="OpenAI-compatible flavour to assume (default vllm)")
     ap.add_argument("--video-fps", type=float, default=10.0)
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     args = ap.parse_args()
@@ -165,7 +166,7 @@ def main() -> int:
         with RefServer(latency=latency) as server, tempfile.TemporaryDirectory() as tmp:
             out_path = Path(tmp) / "timeline.json"
             cmd = [py, "-m", "vidline", "timeline", str(video), "--base-url", server.openai_base_url,
-                   "--api-key", "sk-test", "--model", "qwen2.5-vl-ref", "--mode", args.mode,
+                   "--api-key", "sk-test", "--model", "qwen2.5-vl-ref", "--mode", args.mode, "--server", args.server,
                    "--window", str(args.window), "--overlap", str(args.overlap), "--fps", args.fps,
                    "--concurrency", str(args.concurrency), "--no-cache", "--quiet", "-o", str(out_path)]
             wall, rss, code, _out, err = run_measured(cmd, env)

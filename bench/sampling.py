@@ -142,6 +142,14 @@ def worker(method: str, video: str, fps: float | None) -> dict[str, object]:
 
 
 # ---------------------------------------------------------------- driver
+def _count_keyframes(video: Path) -> int | None:
+    import av
+
+    with av.open(str(video)) as c:
+        entries = c.streams.video[0].index_entries
+        return sum(1 for e in entries if e.is_keyframe) if len(entries) else None
+
+
 def measure(cmd: list[str]) -> dict[str, object]:
     """Run ``cmd`` as a child; CPU seconds and peak RSS of that child only (os.wait4)."""
     t0 = time.time()
@@ -234,6 +242,7 @@ def main() -> int:
                 "null",
                 "-",
             ],
+            _count_keyframes(video),
         )
     for fps in FPS_LEVELS:
         record("vidline", fps, w("vidline", fps))

@@ -163,3 +163,13 @@ def test_cli_clip_and_clips(video: Path, tmp_path: Path, capsys: pytest.CaptureF
     tl.write_text(json.dumps(_timeline(video)))
     assert main(["clips", str(tl), "--out", str(tmp_path / "d"), "--label", "red"]) == 0
     assert [p.name for p in (tmp_path / "d").iterdir()] == ["src_00-00-02.000_00-00-04.000_red-square.mp4"]
+
+
+def test_event_clips_finds_video_next_to_timeline(video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    d = _timeline(video)
+    d["video"]["path"] = video.name  # relative, as saved from the video's folder
+    tl = video.parent / "rel.json"
+    tl.write_text(json.dumps(d))
+    monkeypatch.chdir(tmp_path)
+    results = extract_event_clips(tl, tmp_path / "o", label="blue")
+    assert len(results) == 1 and results[0].frames > 0

@@ -215,3 +215,28 @@ def test_cli_index_and_search(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["search", "x", "--db", db, "--after", "soon"]) == 2
     assert "bad time" in capsys.readouterr().err
     assert main(["index", str(tmp_path / "nope.json"), "--db", db]) == 2
+
+
+def test_accepts_real_timeline(tmp_path: Path) -> None:
+    timeline_mod = pytest.importorskip("vidline.timeline")
+    tl = timeline_mod.Timeline.from_dict(DOCK)
+    with EventIndex(tmp_path / "i.db") as i:
+        assert i.add_timeline(tl).status == "added"
+        assert i.add_timeline(DOCK).status == "unchanged"  # the object and its JSON are the same run
+        hit = i.search("truck")[0]
+    assert (hit.video, hit.start, hit.end, hit.label) == ("/rec/dock_cam1.mp4", 300.0, 310.0, "truck")
+
+
+def test_relative_video_paths_are_stored_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    (folder / "cam.mp4").write_bytes(b"x")
+    tl = folder / "cam.json"
+    tl.write_text(json.dumps(timeline("cam.mp4", [(1.0, 2.0, "door", None)])))
+    monkeypatch.chdir(tmp_path)
+    with EventIndex(tmp_path / "i.db") as i:
+        assert i.add_timeline(tl).video == str(folder / "cam.mp4")  # found next to the timeline file
+        monkeypatch.chdir(folder)
+        # the same run seen from the video's folder (relative to the cwd) is the same run
+        assert i.add_timeline(timeline("cam.mp4", [(1.0, 2.0, "door", None)])).status == "unchanged"
+        assert i.add_timeline(timeline("gone.mp4", [(1.0, 2.0, "door", None)])).video == "gone.mp4"

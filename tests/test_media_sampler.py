@@ -215,3 +215,15 @@ def test_sample_windows_vfr_and_offset(vfr_video: SynthVideo, offset_video: Synt
             assert [f.t for f in wf.frames] == pytest.approx(
                 [video.nearest_frame_time(t) for t in wf.plan.timestamps], abs=1e-3
             )
+
+
+@pytest.mark.parametrize("step", [0.7, 2.9, 4.1])
+def test_bframes_seeking_exact(bframes_video: SynthVideo, step: float) -> None:
+    info = probe(bframes_video.path)
+    targets = [Target(float(t), 80, 60) for t in np.arange(0.05, 7.9, step)]
+    seq = list(PyAVSource(bframes_video.path, info, strategy="sequential").read(targets))
+    for strategy in ("auto", "seek"):
+        got = list(PyAVSource(bframes_video.path, info, strategy=strategy).read(targets))
+        assert [f.t for f in got] == [f.t for f in seq]
+        assert [f.pts for f in got] == [f.pts for f in seq]
+    _check_times(seq, bframes_video, [t.t for t in targets])

@@ -85,7 +85,8 @@ def test_clock_and_time_scale(flavour, mode, media_io, server_time, told) -> Non
 
 def test_vllm_video_mp4_with_media_io_fps() -> None:
     p = build_openai(_request(_part()), "vllm", "video", EncodeOptions())
-    assert p.extra_body == {"media_io_kwargs": {"video": {"fps": 0.5}}}
+    # vLLM times an mp4 by its container fps; asking for 2x the real rate makes it keep every frame
+    assert p.extra_body == {"media_io_kwargs": {"video": {"fps": 1.0}}}
     system, user = p.messages
     assert system == {"role": "system", "content": "sys"}
     video, text = user["content"]
@@ -114,7 +115,17 @@ def test_vllm_frames_is_one_jpeg_list_url() -> None:
     imgs = [np.asarray(Image.open(io.BytesIO(base64.b64decode(s))).convert("RGB")) for s in items]
     # frame i is at 2*i s: the red square (1-3 s) is visible in frame 1 only
     assert [bool(detect_markers(im)) for im in imgs] == [False, True] + [False] * 6
-    assert p.extra_body == {"media_io_kwargs": {"video": {"fps": 0.5}}}
+    assert p.extra_body == {"media_io_kwargs": {"video": {"fps": 0.5, "num_frames": 8}}}
+
+
+def test_vllm_jpeg_list_without_media_io_is_cut_to_32_frames_with_the_right_clock() -> None:
+    part = _part(n=40, spacing=1.0, size=(28, 28))
+    p = build_openai(_request(part), "vllm", "frames", EncodeOptions(media_io_fps=False))
+    url = p.messages[1]["content"][0]["video_url"]["url"]
+    assert len(url.split(",")) - 1 == 32 and p.extra_body == {}
+    # 32 frames spread over the 39 s span; vLLM times them 1 s apart -> real = 39/31 * server time
+    assert p.time_scale == pytest.approx(39 / 31, rel=0.02)
+    assert estimate_video_part_tokens(40, 280, 392, "vllm", "frames", EncodeOptions(media_io_fps=False)) - 2 == 16 * 140
 
 
 def test_dashscope_compat_frames_shape() -> None:

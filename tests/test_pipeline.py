@@ -183,7 +183,7 @@ def test_windows_in_flight_are_bounded(video: Path) -> None:
     n = len(tl.windows)
     assert n >= 7
     assert an.max_in_flight == 2  # requests really ran concurrently, never more than `concurrency`
-    assert peak[0] <= 2 + 1 + 1  # concurrency + queue + the one just decoded: decoding waited
+    assert peak[0] <= 2 + 1  # concurrency + queue: decoding waited for a free slot
     assert elapsed < n * 0.1 * 0.8  # concurrency actually overlapped the latency
 
 

@@ -193,3 +193,13 @@ def test_cli_export_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["export", str(tmp_path / "missing.json"), "--format", "csv"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("vidline: error: cannot read timeline") and err.count("\n") == 1
+
+
+def test_edited_events_still_export_sorted_and_nan_is_null() -> None:
+    tl = _timeline()
+    tl.events.append(Event(0.0, 1.0, "late addition", None, float("nan"), []))
+    d = json.loads(tl.to_json())  # strict JSON: no NaN
+    assert [e["start"] for e in d["events"]] == [0.0, 10.0, 115.0, 130.0]
+    assert d["events"][0]["confidence"] is None
+    assert tl.to_csv().splitlines()[1].startswith("0.000,1.000,")
+    assert tl.to_srt().startswith("1\n00:00:00,000 --> 00:00:01,000\nlate addition\n")

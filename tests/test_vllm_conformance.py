@@ -197,3 +197,31 @@ def markdown_table(results: list[Measured], media_io: bool) -> str:
 if __name__ == "__main__":  # python -m tests.test_vllm_conformance  -> markdown table
     res, ok = run_all(VLLM_URL)
     print(markdown_table(res, ok))
+
+
+def test_too_long_prompt_is_payload_too_large_and_the_window_shrinks_once(vllm_url: str) -> None:
+    from vidline.errors import PayloadTooLargeError
+
+    backend = make_backend(ModelConfig(backend="openai", base_url=vllm_url, api_key="EMPTY", max_tokens=4,
+                                       retry=RetryPolicy(max_retries=0)))
+    part = video_part(240, 392, 280, spacing=0.5)  # 120 * 140 = 16800 visual tokens > --max-model-len 16384
+    with pytest.raises(PayloadTooLargeError):
+        backend.chat(ChatRequest([part, TextPart("events?")], mode="video"))
+    analyzer = WindowAnalyzer(backend, None)
+
+    class Plan:
+        fps = 2.0
+        n_frames = 240
+        width = 392
+        height = 280
+        start = 600.0
+        end = 720.0
+
+    class WF:
+        window = Window(0, 600.0, 720.0)
+        frames = part.frames
+        plan = Plan()
+
+    _text, usage, scale = analyzer.analyze(WF())  # type: ignore[arg-type]
+    assert usage is not None and usage.prompt_tokens < 16384  # half the frames, smaller frames
+    assert scale == pytest.approx(1.0, abs=0.02) or scale == pytest.approx(2.0, abs=0.05)

@@ -179,6 +179,20 @@ def _video_path(d: dict[str, Any]) -> str:
     return os.path.normpath(str(path))
 
 
+def resolve_video_path(path: str, source: str | os.PathLike[str] | None = None) -> str:
+    """An absolute path for a timeline's (possibly relative) video path, when the file can be found:
+    relative to the current directory, else to the timeline file's folder. Otherwise unchanged."""
+    if os.path.isabs(path):
+        return os.path.normpath(path)
+    if os.path.exists(path):
+        return os.path.abspath(path)
+    if source is not None:
+        candidate = os.path.join(os.path.dirname(os.path.abspath(source)), path)
+        if os.path.exists(candidate):
+            return os.path.normpath(candidate)
+    return os.path.normpath(path)
+
+
 def run_identity(d: dict[str, Any]) -> tuple[str, str]:
     """``(run_key, content_hash)`` of a timeline dict.
 
@@ -337,7 +351,11 @@ class EventIndex:
         if source is None and isinstance(timeline, (str, os.PathLike)):
             source = timeline
         d = timeline_to_dict(timeline)
-        video = _video_path(d)
+        video = resolve_video_path(_video_path(d), source)
+        if isinstance(d.get("video"), dict):
+            d = {**d, "video": {**d["video"], "path": video}}
+        else:
+            d = {**d, "video": video}
         run_key, content_hash = run_identity(d)
         info = d.get("video") if isinstance(d.get("video"), dict) else {"path": video}
         duration = info.get("duration") if isinstance(info, dict) else None

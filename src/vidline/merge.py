@@ -43,6 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from vidline.log import logger
 from vidline.types import Event
 
 __all__ = [
@@ -367,6 +368,8 @@ def merge_events(events: Sequence[Event], params: MergeParams | None = None) -> 
         if _same(nxt, current):
             break
         current = nxt
+    else:  # pragma: no cover - not seen in property tests
+        logger.debug("merge_events: no fixed point after 10 passes (%d events)", len(current))
     if params.min_duration > 0:
         current = [e for e in current if e.duration >= params.min_duration - _EPS]
     return current

@@ -23,7 +23,7 @@ The segmentation (:func:`segment_scores`) is pure and table-tested; decoding is 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,16 +138,29 @@ def analysis_size(width: int, height: int, target_width: int) -> tuple[int, int]
 
 
 def motion_scores(
-    path: str | os.PathLike[str], params: MotionParams, *, src_width: int, src_height: int, duration: float
+    path: str | os.PathLike[str], params: MotionParams, *, src_width: int, src_height: int, duration: float,
+    on_frame: Callable[[float], None] | None = None,
 ) -> tuple[list[float], list[float]]:
-    """Decode ``path`` at ``params.fps`` into small frames and score them (one streaming pass)."""
+    """Decode ``path`` at ``params.fps`` into small frames and score them (one streaming pass).
+
+    ``on_frame(t)`` is called for every decoded frame (progress reporting).
+    """
     from vidline.media.plan import SamplingBudget
     from vidline.media.sampler import sample
 
     size = analysis_size(src_width, src_height, params.width)
     n_max = int(duration * params.fps) + 8
     budget = SamplingBudget(fps=params.fps, min_fps=params.fps, max_fps=params.fps, max_frames=max(4, n_max))
-    return score_frames(sample(path, budget, size=size), params.pixel_delta)
+    frames: Iterable[Frame] = sample(path, budget, size=size)
+    if on_frame is not None:
+        frames = _tap(frames, on_frame)
+    return score_frames(frames, params.pixel_delta)
+
+
+def _tap(frames: Iterable[Frame], callback: Callable[[float], None]) -> Iterator[Frame]:
+    for fr in frames:
+        callback(fr.t)
+        yield fr
 
 
 def detect_motion(

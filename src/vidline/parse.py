@@ -356,10 +356,14 @@ _CLOCK = r"\d{1,3}:\d{2}(?::\d{2})?(?:[.,]\d+)?"
 _UNIT = r"(?:s|sec|secs|seconds?|秒|秒钟)"
 _T = rf"(?:{_CLOCK}|\d+(?:\.\d+)?(?:\s*{_UNIT}\b|\s*秒)?)"
 _SEP = r"(?:-{1,3}>|→|->|–|—|-|~|～|〜|to|until|till|and|至|到|和)"
-_RANGE_RE = re.compile(rf"(?:第\s*)?(?P<a>{_T})\s*{_SEP}\s*(?:第\s*)?(?P<b>{_T})(?P<unit>\s*{_UNIT}(?![a-z]))?", re.I)
+_RANGE_RE = re.compile(
+    rf"(?:第\s*)?(?P<a>{_T})\s*{_SEP}\s*(?:第\s*)?(?P<b>{_T})(?P<unit>\s*{_UNIT}(?![a-z]))?", re.I
+)
 _ARROW_RE = re.compile(rf"(?P<a>{_CLOCK}|\d+(?:\.\d+)?)\s*-->\s*(?P<b>{_CLOCK}|\d+(?:\.\d+)?)", re.I)
 _CONTEXT_RE = re.compile(r"(?:\bfrom|\bbetween|\bin|\bduring|\bat|从|在|于|自)\s*$", re.I)
-_POINT_RE = re.compile(rf"(?:\b(?:at|around|about)\s+|在\s*|于\s*|@\s*)(?P<a>{_CLOCK}|\d+(?:\.\d+)?\s*{_UNIT})", re.I)
+_POINT_RE = re.compile(
+    rf"(?:\b(?:at|around|about)\s+|在\s*|于\s*|@\s*)(?P<a>{_CLOCK}|\d+(?:\.\d+)?\s*{_UNIT})", re.I
+)
 
 _QWEN_FILLER_RE = re.compile(
     r"^(?:the\s+given\s+query|the\s+query|the\s+event|this\s+event|it|this)\s+(?:happens|occurs|takes\s+place|appears|is)"

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,16 +178,25 @@ def analyze_motion(path: str | os.PathLike[str], params: MotionParams | None = N
     params = params or MotionParams()
     params.validate()
     info = probe(path)
+    seconds = max(1, round(info.duration))
+    done = [0]
+
+    def tick(t: float) -> None:
+        if progress is not None and int(t) > done[0]:
+            progress.update(min(seconds, int(t)) - done[0])
+            done[0] = min(seconds, int(t))
+
     if progress is not None:
-        progress.add_total(1)
+        progress.set_description("motion (s of video)")
+        progress.add_total(seconds)
     times, scores = motion_scores(path, params, src_width=info.display_width, src_height=info.display_height,
-                                  duration=info.duration)
+                                  duration=info.duration, on_frame=tick)
+    if progress is not None:
+        progress.update(seconds - done[0])
     events = segment_scores(times, scores, params, duration=info.duration)
     for ev in events:
         ev.windows = [0]
     record = WindowRecord(index=0, start=0.0, end=info.duration, frames=len(times), status="ok")
-    if progress is not None:
-        progress.advance()
     return Timeline(video=_video_dict(path, info), query=None, backend="motion", model=None, mode=None,
                     events=events, windows=[record], usage=Usage())
 
@@ -301,14 +310,18 @@ class ModelRun:
 
             self._decoder = sample_windows
         by_index = {job.window.index: job for job in jobs}
+        # A slot is taken BEFORE the next window is decoded and given back when its request is done:
+        # at most `concurrency + queue` decoded windows exist, so decoding pauses on a slow server.
         gate = threading.BoundedSemaphore(self.options.concurrency + self.options.queue)
+        decoded: Iterator[WindowFrames] = iter(self._decoder(self.path, [job.window for job in jobs], self.budget,
+                                                             info=info))
         pool = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="vidline-window")
         futures: list[Future[None]] = []
         try:
-            decoded = self._decoder(self.path, [job.window for job in jobs], self.budget, info=info)
-            for wf in decoded:
-                gate.acquire()  # blocks decoding while too many windows are in flight
-                if self._stop.is_set():
+            while True:
+                gate.acquire()
+                wf = None if self._stop.is_set() else next(decoded, None)
+                if wf is None:
                     gate.release()
                     break
                 holder = [wf]
@@ -322,6 +335,10 @@ class ModelRun:
             self._stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+        finally:
+            close = getattr(decoded, "close", None)
+            if close is not None:
+                close()  # stop the decoder early (auth error) and release the file
         pool.shutdown(wait=True)
         if self._fatal is not None:
             raise self._fatal
@@ -510,6 +527,13 @@ class DryRunReport:
     windows: list[DryRunWindow]
     price_per_1k: float | None = None
     note: str | None = None
+    windows_in_flight: int = 0  # decoded windows held at once (concurrency + queue)
+
+    @property
+    def peak_memory_mb(self) -> int:
+        """Rough peak RSS: ~100 MB of libraries + the raw RGB frames of the windows in flight."""
+        largest = max((w.frames * w.width * w.height * 3 for w in self.windows), default=0)
+        return int(100 + max(1, self.windows_in_flight) * largest / 2**20)
 
     @property
     def total_tokens(self) -> int:
@@ -531,7 +555,8 @@ class DryRunReport:
         return {"video": self.video, "backend": self.backend, "model": self.model, "mode": self.mode,
                 "windows": [w.to_dict() for w in self.windows], "total_frames": self.total_frames,
                 "total_estimated_tokens": self.total_tokens, "total_payload_bytes": self.total_bytes,
-                "price_per_1k": self.price_per_1k, "estimated_price": self.price, "note": self.note}
+                "price_per_1k": self.price_per_1k, "estimated_price": self.price,
+                "estimated_peak_memory_mb": self.peak_memory_mb, "note": self.note}
 
     def to_text(self) -> str:
         v = self.video
@@ -545,7 +570,8 @@ class DryRunReport:
             lines.append(f"{w.index:>6} {w.start:>9.1f} {w.end:>9.1f} {w.frames:>6} {w.fps:>6.2f} "
                          f"{f'{w.width}x{w.height}':>9} {w.estimated_tokens:>8} {_human_bytes(w.payload_bytes):>10}")
         lines.append(f"total: {len(self.windows)} windows, {self.total_frames} frames, "
-                     f"{self.total_tokens} estimated tokens, {_human_bytes(self.total_bytes)} payload")
+                     f"{self.total_tokens} estimated tokens, {_human_bytes(self.total_bytes)} payload, "
+                     f"~{self.peak_memory_mb} MB peak memory")
         if self.price is not None:
             lines.append(f"estimated price: {self.price:.4f} (at {self.price_per_1k} per 1k tokens)")
         return "\n".join(lines)
@@ -570,6 +596,7 @@ def dry_run(
     overlap: float | None = None,
     fps: float | str = "auto",
     max_frames: int | None = None,
+    concurrency: int = 4,
     price_per_1k: float | None = None,
     **options: Any,
 ) -> DryRunReport:
@@ -579,7 +606,7 @@ def dry_run(
     model_opts, motion_params = _split_options(options)
     if price_per_1k is not None and price_per_1k < 0:
         raise ConfigError(f"--price-per-1k must be >= 0, got {price_per_1k}")
-    run_opts = RunOptions(window=window, overlap=overlap, fps=fps, max_frames=max_frames)
+    run_opts = RunOptions(window=window, overlap=overlap, fps=fps, max_frames=max_frames, concurrency=concurrency)
     run_opts.validate()
     cfg = select_model(config, backend, query, model_opts)
     info = probe(path)
@@ -591,7 +618,7 @@ def dry_run(
                          j.plan.height, j.plan.fps, j.estimated_tokens, j.payload_bytes) for j in jobs]
     return DryRunReport(video=_video_dict(path, info), backend=cfg.backend, model=cfg.model,
                         mode=payload_mode(cfg, getattr(analyzer, "backend", None)), windows=rows,
-                        price_per_1k=price_per_1k)
+                        price_per_1k=price_per_1k, windows_in_flight=run_opts.concurrency + run_opts.queue)
 
 
 def _offline_analyzer(cfg: ModelConfig, query: str | None) -> WindowAnalyzer | None:

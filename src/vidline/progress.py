@@ -62,6 +62,12 @@ class Progress:
                 self._bar.set_postfix(post, refresh=False)
                 self._bar.update(1)
 
+    def update(self, n: int) -> None:
+        """Advance the bar by ``n`` units without counting a window (e.g. seconds of video scanned)."""
+        if self._bar is not None and n > 0:
+            with self._lock:
+                self._bar.update(n)
+
     def write(self, message: str) -> None:
         """A line on stderr that does not break the bar."""
         if self._bar is not None:

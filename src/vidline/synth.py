@@ -108,6 +108,7 @@ def make_video(
     audio: bool = False,
     crf: int = 28,
     faststart: bool = False,
+    preset: str = "ultrafast",
 ) -> Path:
     """Write a synthetic video and return its path.
 
@@ -115,7 +116,8 @@ def make_video(
     display-matrix rotation metadata (degrees a player rotates clockwise); the pixels are stored
     un-rotated, i.e. ``render_frame`` rotated back, so an upright decode shows the markers upright.
     ``faststart`` puts the mp4 index (moov) before the media data, like a streaming-friendly file; a
-    truncated copy of such a file still opens and decodes up to the cut.
+    truncated copy of such a file still opens and decodes up to the cut. ``preset`` is the x264
+    preset ("ultrafast" has no B-frames; "medium" uses them, so decode order != display order).
     """
     path = Path(path)
     width, height = size
@@ -131,7 +133,7 @@ def make_video(
         stream.pix_fmt = "yuv420p"
         stream.time_base = tb
         stream.codec_context.time_base = tb
-        opts = {"crf": str(crf), "preset": "ultrafast"} if codec == "libx264" else {}
+        opts = {"crf": str(crf), "preset": preset} if codec == "libx264" else {}
         if gop is not None:
             stream.codec_context.gop_size = gop
             if codec == "libx264":

@@ -13,6 +13,7 @@ Times are seconds from the first displayed frame; events are sorted by start.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -89,6 +90,10 @@ class Timeline:
         """True when some windows failed, so events in their stretches may be missing."""
         return bool(self.failed_windows)
 
+    def sorted_events(self) -> list[Event]:
+        """The events sorted by (start, end, label), even if ``events`` was edited in place."""
+        return sorted(self.events, key=_event_key)
+
     # ---------------------------------------------------------------- JSON
 
     def to_dict(self) -> dict[str, Any]:
@@ -101,7 +106,7 @@ class Timeline:
             "backend": self.backend,
             "model": self.model,
             "mode": self.mode,
-            "events": [e.to_dict() for e in self.events],
+            "events": [_event_dict(e) for e in self.sorted_events()],
             "windows": [w.to_dict() for w in self.windows],
             "usage": self.usage.to_dict(),
         }
@@ -159,12 +164,12 @@ class Timeline:
     def to_csv(self) -> str:
         from vidline.export.csv import events_to_csv
 
-        return events_to_csv(self.events)
+        return events_to_csv(self.sorted_events())
 
     def to_srt(self) -> str:
         from vidline.export.subtitles import events_to_srt
 
-        return events_to_srt(self.events)
+        return events_to_srt(self.sorted_events())
 
     def to_vtt(self) -> str:
         from vidline.export.subtitles import events_to_vtt
@@ -172,7 +177,7 @@ class Timeline:
         note = f"vidline timeline of {self.video.get('path') or 'video'}"
         if self.query:
             note += f"; query: {self.query}"
-        return events_to_vtt(self.events, note=note)
+        return events_to_vtt(self.sorted_events(), note=note)
 
     def to_html(
         self,
@@ -283,7 +288,7 @@ class Timeline:
         )
         if self.partial:
             head += f' · <b style="color:#d62728">partial: {len(self.failed_windows)} windows failed</b>'
-        shown = self.events[:50]
+        shown = self.sorted_events()[:50]
         more = f"<p>… and {len(self.events) - 50} more events</p>" if len(self.events) > 50 else ""
         return (
             f"<div>{head}"
@@ -299,6 +304,14 @@ class Timeline:
             f"model={self.model!r}, events={len(self.events)}, windows={len(self.windows)}, "
             f"failed={len(self.failed_windows)})"
         )
+
+
+def _event_dict(e: Event) -> dict[str, Any]:
+    d = e.to_dict()
+    c = d.get("confidence")
+    if c is not None:
+        d["confidence"] = float(c) if math.isfinite(float(c)) else None  # JSON has no NaN
+    return d
 
 
 def _esc(text: str | None) -> str:

@@ -6,7 +6,6 @@ Pure functions (no I/O) so the answers are easy to reason about in tests.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -71,11 +70,14 @@ def build_intervals(samples: Sequence[Sample], step: float | None) -> list[Inter
 
 
 def intervals_for(items: Sequence[MediaItem]) -> list[Interval]:
+    """Intervals per video item; all timed images together form one more sequence."""
     out: list[Interval] = []
+    images = [it for it in items if it.kind == "image" and it.time_source != "none"]
     for item in items:
-        if item.kind == "image" and item.time_source == "none":
-            continue
-        out.extend(build_intervals(item.samples, item.step))
+        if item.kind != "image":
+            out.extend(build_intervals(item.samples, item.step))
+    if images:
+        out.extend(build_intervals([s for it in images for s in it.samples], images[0].step))
     out.sort(key=lambda i: (i.start, i.label))
     return out
 
@@ -99,7 +101,7 @@ def wants_timeline(prompt: str, json_mode: bool) -> bool:
 def wants_caption_lines(prompt: str) -> bool:
     """vidline's caption prompt asks for `12.5s - 15.0s: description` lines."""
     low = prompt.lower()
-    return "timestamped lines" in low or bool(re.search(r"\d+(?:\.\d+)?s\s*-\s*\d+(?:\.\d+)?s\s*:", low))
+    return "timestamped lines" in low or "s: description`" in low
 
 
 def is_chinese(text: str) -> bool:

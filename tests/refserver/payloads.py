@@ -15,7 +15,9 @@ from PIL import Image
 from vidline.synth import Marker, render_frame
 
 
-def frames_at(times: Sequence[float], markers: Sequence[Marker], size: tuple[int, int] = (160, 120)) -> list[np.ndarray]:
+def frames_at(
+    times: Sequence[float], markers: Sequence[Marker], size: tuple[int, int] = (160, 120)
+) -> list[np.ndarray]:
     """``vidline.synth.render_frame`` at each time (seconds)."""
     return [render_frame(float(t), size[0], size[1], markers) for t in times]
 
@@ -32,7 +34,9 @@ def jpeg_data_url(image: np.ndarray, quality: int = 85) -> str:
 
 def jpeg_list_url(images: Sequence[np.ndarray]) -> str:
     """vLLM's frame-list form: ``data:video/jpeg;base64,<f1>,<f2>,...``."""
-    return "data:video/jpeg;base64," + ",".join(base64.b64encode(jpeg_bytes(im)).decode("ascii") for im in images)
+    return "data:video/jpeg;base64," + ",".join(
+        base64.b64encode(jpeg_bytes(im)).decode("ascii") for im in images
+    )
 
 
 def mp4_bytes(images: Sequence[np.ndarray], pts_seconds: Sequence[float], *, crf: int = 26) -> bytes:

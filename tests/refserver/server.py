@@ -174,7 +174,7 @@ class RefServer:
         self.compat_base_url = self.url + "/compatible-mode/v1"
         self.dashscope_base_url = self.url + "/api/v1"
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name=f"refserver-{self.port}", daemon=True
+            target=self._httpd.serve_forever, args=(0.05,), name=f"refserver-{self.port}", daemon=True
         )
         self._thread.start()
         self._stopped = False
@@ -549,8 +549,10 @@ def _answer(server: RefServer, und: Understood, json_mode: bool, rec: RecordedRe
     full_text = "\n".join(x for x in (und.system, prompt) if x)
     query = answers.named_labels(prompt)
     chinese = answers.is_chinese(prompt)
-    visual = [it for it in und.items if not (it.kind == "image" and it.time_source == "none")]
-    if und.items and not visual:
+    timeline = answers.wants_timeline(full_text, json_mode)
+    only_images = bool(und.items) and all(it.kind == "image" for it in und.items)
+    untimed = all(it.time_source in ("none", "default") for it in und.items)
+    if only_images and untimed and not timeline:
         rec.kind = "images"
         rec.intervals = []
         return answers.images_answer(und.items, chinese=chinese)
@@ -558,7 +560,7 @@ def _answer(server: RefServer, und: Understood, json_mode: bool, rec: RecordedRe
     rec.intervals = [(i.label, i.start, i.end) for i in intervals]
     if query:
         intervals = [i for i in intervals if i.label in query]
-    if answers.wants_timeline(full_text, json_mode):
+    if timeline:
         rec.kind = "timeline"
         style = server._next_style()
         text, used = answers.timeline_answer(intervals, style, query_named=bool(query))
@@ -637,7 +639,7 @@ class _Handler(BaseHTTPRequestHandler):
         status: int,
         message: str,
         *,
-        code: str | None = None,
+        code: str | int | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         if api == "dashscope":
@@ -668,6 +670,7 @@ class _Handler(BaseHTTPRequestHandler):
             "models" if self.path.rstrip("/") in MODELS_PATHS else "other",
             headers=self._headers_for_log(cfg["api_key"]),
         )
+        ref._record(rec)
         try:
             if cfg["latency"]:
                 time.sleep(cfg["latency"])
@@ -703,8 +706,8 @@ class _Handler(BaseHTTPRequestHandler):
             ]
             rec.status = 200
             self._send_json(200, {"object": "list", "data": data})
-        finally:
-            ref._record(rec)
+        except OSError as exc:
+            rec.error = rec.error or f"client went away: {exc}"
 
     def do_POST(self) -> None:  # noqa: N802 - http.server naming
         ref = self.ref
@@ -715,6 +718,9 @@ class _Handler(BaseHTTPRequestHandler):
         rec = RecordedRequest(
             "POST", self.path, api, body_bytes=len(body_bytes), headers=self._headers_for_log(cfg["api_key"])
         )
+        # recorded on arrival and filled in place: every field is set before the bytes the client
+        # waits for are written, so a test reading ``server.last`` after a call sees the final record
+        ref._record(rec)
         try:
             self._handle_post(ref, api, cfg, body_bytes, rec)
         except (BrokenPipeError, ConnectionResetError) as exc:
@@ -724,8 +730,6 @@ class _Handler(BaseHTTPRequestHandler):
             rec.error = f"refserver bug: {type(exc).__name__}: {exc}"
             with contextlib.suppress(OSError):
                 self._error(api, 500, rec.error)
-        finally:
-            ref._record(rec)
 
     def _handle_post(
         self, ref: RefServer, api: str, cfg: dict[str, Any], raw: bytes, rec: RecordedRequest
@@ -912,9 +916,9 @@ class _Handler(BaseHTTPRequestHandler):
                     self.connection.shutdown(socket.SHUT_RDWR)
                 return
             data = event.encode("utf-8")
+            rec.chunks_sent += 1
             self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             self.wfile.flush()
-            rec.chunks_sent += 1
             if cfg["chunk_delay"]:
                 time.sleep(cfg["chunk_delay"])
         self.wfile.write(b"0\r\n\r\n")

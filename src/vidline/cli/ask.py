@@ -127,7 +127,6 @@ def _dry_run(args: argparse.Namespace, inputs: list[str], question: str, config:
 
 
 def _answer(args: argparse.Namespace, inputs: list[str], question: str) -> int:
-    from vidline.progress import Progress
     from vidline.understand import Answer, IncompleteAnswerError, ask
 
     config = _config(args)
@@ -139,64 +138,61 @@ def _answer(args: argparse.Namespace, inputs: list[str], question: str) -> int:
     stream = bool(args.stream) if args.stream is not None else out.isatty()
     if args.json:
         stream = False
-    progress = Progress(enabled=not args.quiet, desc="captions")
-    try:
-        if args.stream is False or args.json:
-            answer = ask(inputs, question, config=config, stream=False, concurrency=args.concurrency, cache=cache,
-                         progress=progress, **opts)
-            progress.close()
-            assert isinstance(answer, Answer)
-            if args.json:
-                out.write(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False) + "\n")
-            else:
-                out.write(answer.text if answer.text.endswith("\n") else answer.text + "\n")
-            out.flush()
-            return 0
-
-        shown = {"any": False, "nl": True}
-
-        def emit(text: str) -> None:
-            if text:
-                out.write(text)
-                out.flush()
-                shown["any"] = True
-                shown["nl"] = text.endswith("\n")
-
-        def on_retry(n: int, exc: BaseException) -> None:
-            if shown["any"] and stream:
-                print(f"\n[stream interrupted, retrying ({n}): {exc}]", file=sys.stderr, flush=True)
-            else:
-                print(f"vidline: stream failed, retrying ({n}): {exc}", file=sys.stderr, flush=True)
-
-        def on_restart(_delivered: str) -> None:
-            if stream and shown["any"]:
-                emit("\n")
-                print("[stream interrupted, retrying: the answer is reprinted from the start]",
-                      file=sys.stderr, flush=True)
-
-        chunks = ask(inputs, question, config=config, stream=True, concurrency=args.concurrency, cache=cache,
-                     progress=progress, on_restart=on_restart, on_retry=on_retry, **opts)
-        progress.close()
-        buffered: list[str] = []
-        try:
-            for chunk in chunks:
-                if stream:
-                    emit(chunk)
-                else:
-                    buffered.append(chunk)
-        except IncompleteAnswerError:
-            if stream and shown["any"] and not shown["nl"]:
-                emit("\n")
-            raise
-        if stream:
-            if not shown["nl"]:
-                emit("\n")
+    progress = not args.quiet  # a caption progress bar, shown only when the map step runs
+    if args.stream is False or args.json:
+        answer = ask(inputs, question, config=config, stream=False, concurrency=args.concurrency, cache=cache,
+                     progress=progress, **opts)
+        assert isinstance(answer, Answer)
+        if args.json:
+            out.write(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False) + "\n")
         else:
-            text = getattr(chunks, "text", None) or "".join(buffered)
-            emit(text if text.endswith("\n") else text + "\n")
+            out.write(answer.text if answer.text.endswith("\n") else answer.text + "\n")
+        out.flush()
         return 0
-    finally:
-        progress.close()
+
+    shown = {"any": False, "nl": True}
+
+    def emit(text: str) -> None:
+        if text:
+            out.write(text)
+            out.flush()
+            shown["any"] = True
+            shown["nl"] = text.endswith("\n")
+
+    def on_retry(n: int, exc: BaseException) -> None:
+        if shown["any"] and stream:
+            print(f"\n[stream interrupted, retrying ({n}): {exc}]", file=sys.stderr, flush=True)
+        else:
+            print(f"vidline: stream failed, retrying ({n}): {exc}", file=sys.stderr, flush=True)
+
+    buffered: list[str] = []
+
+    def on_restart(_delivered: str) -> None:
+        buffered.clear()  # not streaming: only the final attempt's text is printed
+        if stream and shown["any"]:
+            emit("\n")
+            print("[stream interrupted, retrying: the answer is reprinted from the start]",
+                  file=sys.stderr, flush=True)
+
+    chunks = ask(inputs, question, config=config, stream=True, concurrency=args.concurrency, cache=cache,
+                 progress=progress, on_restart=on_restart, on_retry=on_retry, **opts)
+    try:
+        for chunk in chunks:
+            if stream:
+                emit(chunk)
+            else:
+                buffered.append(chunk)
+    except IncompleteAnswerError:
+        if stream and shown["any"] and not shown["nl"]:
+            emit("\n")
+        raise
+    if stream:
+        if not shown["nl"]:
+            emit("\n")
+    else:
+        text = getattr(chunks, "text", None) or "".join(buffered)
+        emit(text if text.endswith("\n") else text + "\n")
+    return 0
 
 
 def run_ask(args: argparse.Namespace) -> int:
@@ -215,12 +211,9 @@ def run_chapters(args: argparse.Namespace) -> int:
     config = _config(args)
     if args.dry_run:
         return _dry_run(args, [args.video], CHAPTERS_QUESTION, config)
-    from vidline.progress import Progress
-
     cache: bool | str = False if args.no_cache else (args.cache_dir or True)
-    with Progress(enabled=not args.quiet, desc="captions") as progress:
-        marks = chapters(args.video, config=config, min_length=args.min_length, concurrency=args.concurrency,
-                         cache=cache, progress=progress, **_options(args))
+    marks = chapters(args.video, config=config, min_length=args.min_length, concurrency=args.concurrency,
+                     cache=cache, progress=not args.quiet, **_options(args))
     text = format_chapters(marks, args.format)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")

@@ -170,7 +170,8 @@ def _flush_stdout(args: argparse.Namespace, docs: list[str]) -> None:
 
 
 def _run_dry(args: argparse.Namespace, config: Any, dry_run: Any) -> int:
-    reports = [dry_run(video, args.query, config=config, price_per_1k=args.price_per_1k, **_options(args))
+    reports = [dry_run(video, args.query, config=config, price_per_1k=args.price_per_1k,
+                       concurrency=args.concurrency, **_options(args))
                for video in args.videos]
     if args.format == "json":
         docs = [r.to_dict() for r in reports]

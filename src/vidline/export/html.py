@@ -129,7 +129,7 @@ def timeline_svg(
     ends = [e.end for e in events] + [w.end for w in windows]
     total = max([duration or 0.0, *ends, 1e-3])
     lanes = _lanes(events)
-    left, right, lane_h, top = 150, 12, 22, 8
+    left, right, lane_h, top = 150, 28, 22, 8
     strip_h = 10 if windows else 0
     plot_w = width - left - right
     axis_y = top + lane_h * len(lanes) + (strip_h + 8 if windows else 0)
@@ -172,7 +172,7 @@ def timeline_svg(
         parts.append(
             f'<text x="{left - 6}" y="{y + strip_h - 1}" text-anchor="end" font-size="11" fill="#555">windows</text>'
         )
-        for w in windows:
+        for w in sorted(windows, key=lambda w: (w.status == "failed", w.index)):  # failed on top
             colour = _STATUS_COLOURS.get(w.status, "#cccccc")
             tip = f"window {w.index}: {hms(w.start)} – {hms(w.end)} {w.status}"
             if w.error:
@@ -327,7 +327,7 @@ def render_report(
     duration = video.get("duration")
     dur = float(duration) if isinstance(duration, (int, float)) else None
     href = video_href if video_href is not None else video_href_for(path or None, base_dir)
-    events = list(timeline.events)
+    events = timeline.sorted_events()
 
     thumbs: list[str | None] | None = None
     thumb_note = ""

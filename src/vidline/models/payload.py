@@ -53,6 +53,8 @@ DASHSCOPE_FPS_RANGE = (0.1, 10.0)
 COMPAT_FRAME_SPACING = 0.5  # DashScope compatible mode assumes 0.5 s between listed frames
 VLLM_DEFAULT_VIDEO_FPS = 2.0  # vLLM resamples an mp4 at 2 fps without media_io_kwargs
 VLLM_JPEG_LIST_DEFAULT_FPS = 1.0  # vLLM's jpeg_sequence loader: fps = media_io_kwargs fps or 1
+VLLM_JPEG_LIST_MAX_FRAMES = 32  # ... and it keeps only the first num_frames (default 32) frames
+VLLM_MP4_FPS_HEADROOM = 2.0  # ask vLLM to sample an mp4 faster than its real rate: it then keeps all
 FRAME_TEXT_FORMAT = "Frame at t={t:.2f}s:"  # generic servers: the text part before each image
 
 DEFAULT_MODES: dict[str, PayloadMode] = {
@@ -165,9 +167,17 @@ def _clamp_fps(fps: float) -> float:
 # frames helpers
 
 
-def limit_frames(frames: Sequence[Frame], flavour: Flavour, mode: PayloadMode) -> list[Frame]:
-    """Respect DashScope's 4-512 frames per list: subsample evenly above, repeat the last below."""
+def limit_frames(frames: Sequence[Frame], flavour: Flavour, mode: PayloadMode, *,
+                 media_io_fps: bool = True) -> list[Frame]:
+    """Respect DashScope's 4-512 frames per list (subsample evenly above, repeat the last below) and
+    vLLM's 32-frame cut of a jpeg list when ``num_frames`` cannot be sent per request."""
     out = list(frames)
+    if flavour == "vllm" and mode == "frames" and not media_io_fps and len(out) > VLLM_JPEG_LIST_MAX_FRAMES:
+        idx = np.linspace(0, len(out) - 1, VLLM_JPEG_LIST_MAX_FRAMES).round().astype(int)
+        logger.warning("vLLM keeps only %d frames of a jpeg list without per-request media_io_kwargs: "
+                       "sending %d of %d frames (use video mode, or start vLLM with "
+                       "--trust-request-mm-kwargs)", VLLM_JPEG_LIST_MAX_FRAMES, VLLM_JPEG_LIST_MAX_FRAMES, len(out))
+        out = [out[i] for i in idx]
     if flavour in ("dashscope", "dashscope-compat") and mode == "frames" and out:
         if len(out) > DASHSCOPE_MAX_FRAMES:
             idx = np.linspace(0, len(out) - 1, DASHSCOPE_MAX_FRAMES).round().astype(int)
@@ -220,8 +230,12 @@ def encode_video_part(part: VideoPart, flavour: Flavour, mode: PayloadMode, opts
     ``per_item_limit``: the limit applies to each JPEG (DashScope lists, image parts) rather than
     to the one data URI that carries the whole clip.
     """
-    frames = limit_frames(part.frames, flavour, mode)
-    part = VideoPart(frames=frames, fps=part.fps, origin=part.origin)
+    frames = limit_frames(part.frames, flavour, mode, media_io_fps=opts.media_io_fps)
+    if 1 < len(frames) < len(part.frames):
+        fps = part.fps * (len(frames) - 1) / max(1, len(part.frames) - 1)
+    else:
+        fps = part.fps
+    part = VideoPart(frames=frames, fps=fps, origin=part.origin)
     clock = clock_for(part, flavour, mode, media_io_fps=opts.media_io_fps)
     crf, quality, scale = opts.crf, opts.jpeg_quality, opts.scale
     prefix = len("data:video/mp4;base64,")
@@ -307,11 +321,10 @@ def estimate_part_tokens(part: TextPart | ImagePart | VideoPart, flavour: Flavou
         else:
             h, w = np.asarray(part.image).shape[:2]
         return image_tokens_as_sent(h, w) + 2
-    frames = limit_frames(part.frames, flavour, mode)
-    if not frames:
+    if not part.frames:
         return 0
-    h, w = frames[0].image.shape[:2]
-    return estimate_video_part_tokens(len(frames), h, w, flavour, mode, opts)
+    h, w = part.frames[0].image.shape[:2]
+    return estimate_video_part_tokens(len(part.frames), h, w, flavour, mode, opts)
 
 
 def estimate_video_part_tokens(n: int, height: int, width: int, flavour: Flavour, mode: PayloadMode,
@@ -321,6 +334,8 @@ def estimate_video_part_tokens(n: int, height: int, width: int, flavour: Flavour
         return 0
     if flavour in ("dashscope", "dashscope-compat") and mode == "frames":
         n = min(max(n, DASHSCOPE_MIN_FRAMES), DASHSCOPE_MAX_FRAMES)
+    if flavour == "vllm" and mode == "frames" and not opts.media_io_fps:
+        n = min(n, VLLM_JPEG_LIST_MAX_FRAMES)
     h, w = height, width
     if opts.scale < 0.999:
         h, w = max(16, int(h * opts.scale)) // 2 * 2, max(16, int(w * opts.scale)) // 2 * 2
@@ -379,8 +394,8 @@ def build_openai(request: ChatRequest, flavour: Flavour, mode: PayloadMode, opts
                 content.append({"type": "video_url", "video_url": {"url": url}})
                 media += len(url)
                 tokens += video_tokens_as_sent(ev.n_frames, ev.height, ev.width)
-                if ev.clock.fps_told:
-                    extra = {"media_io_kwargs": {"video": {"fps": ev.clock.fps_told}}}
+                if ev.clock.fps_told:  # the jpeg list's time base, and lift the 32-frame cut
+                    extra = {"media_io_kwargs": {"video": {"fps": ev.clock.fps_told, "num_frames": ev.n_frames}}}
                 shape = f"{flavour}/video-jpeg-list" + ("+fps" if ev.clock.fps_told else "")
             else:  # video mode: one mp4
                 ev = encode_video_part(part, flavour, mode, opts, per_item_limit=False)
@@ -390,7 +405,10 @@ def build_openai(request: ChatRequest, flavour: Flavour, mode: PayloadMode, opts
                 n = ev.n_frames - ev.n_frames % 2 if (flavour == "vllm" and ev.n_frames >= 4) else ev.n_frames
                 tokens += video_tokens_as_sent(n, ev.height, ev.width)
                 if flavour == "vllm" and ev.clock.fps_told:
-                    extra = {"media_io_kwargs": {"video": {"fps": ev.clock.fps_told}}}
+                    # vLLM times an mp4 by its container fps; the requested fps only decides how many
+                    # frames it samples, so ask for more than there are and it keeps every frame.
+                    fps = round(min(30.0, ev.clock.fps_told * VLLM_MP4_FPS_HEADROOM), 6)
+                    extra = {"media_io_kwargs": {"video": {"fps": fps}}}
                 shape = f"{flavour}/video-mp4" + ("+fps" if extra else ("-retimed" if ev.clock.retimed else ""))
             if time_scale is None:
                 time_scale = ev.clock.time_scale

@@ -74,19 +74,23 @@ class PyAVSource(FrameSource):
             return None
         return [float((e.timestamp - first) * tb) for e in entries if e.is_keyframe]
 
-    def _should_seek(self, pos: float, target: float, keys: list[float] | None) -> bool:
+    def _seek_point(self, pos: float, target: float, keys: list[float] | None) -> float | None:
+        """Where to seek before decoding towards ``target`` (None: keep decoding forward).
+
+        Seek only when a keyframe lies after the current position ``pos`` and at or before the target
+        (minus two frames of margin, as index times are decode times and B-frames display later).
+        """
         if self.strategy == "sequential":
-            return False
-        if self.strategy == "seek":
-            return target > pos
+            return None
         margin = 2.0 / self.info.fps if self.info.fps else 0.1
+        if self.strategy == "seek":
+            return target - margin if target > pos else None
         if keys is not None:
             k = bisect.bisect_right(keys, target - margin) - 1
-            return k >= 0 and keys[k] > pos + 1e-6
+            return keys[k] if k >= 0 and keys[k] > pos + 1e-6 else None
         interval = self.info.keyframe_interval
-        if interval:
-            return target - pos > 2.0 * interval
-        return target - pos > 30.0
+        limit = 2.0 * interval if interval else 30.0
+        return target - margin if target - pos > limit else None
 
     def _convert(self, f: Any, size: tuple[int, int], gray: bool) -> np.ndarray:
         w, h = size
@@ -131,9 +135,10 @@ class PyAVSource(FrameSource):
                 return Frame(t=t, image=img, pts=int(f.pts), time_base=tb)
 
             while i < n:
-                if self._should_seek(pos, targets[i].t, keys):
+                seek_to = self._seek_point(pos, targets[i].t, keys)
+                if seek_to is not None:
                     container.seek(
-                        first + int(targets[i].t / tb), stream=stream, backward=True, any_frame=False
+                        first + max(0, int(seek_to / tb)), stream=stream, backward=True, any_frame=False
                     )
                     self.stats["seeks"] += 1
                     frames = self._decode(container, stream)

@@ -1,0 +1,190 @@
+"""`vidline ask / describe / chapters` against the reference server, through the real SDKs."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.refserver import RefServer
+from vidline.cli import main
+from vidline.synth import Marker, make_video, render_frame
+from vidline.understand import find_time_references
+
+MARKERS = (Marker("red square", 1.0, 3.0), Marker("green circle", 4.0, 6.0), Marker("blue triangle", 7.0, 9.0))
+QUESTION = "which shapes appear and when?"
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cli_ask") / "shapes.mp4"
+    make_video(path, duration=10.0, fps=10, size=(160, 120), markers=MARKERS)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for var in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "DASHSCOPE_API_KEY", "DASHSCOPE_HTTP_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("VIDLINE_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _model(server: RefServer, api: str = "openai") -> list[str]:
+    url = server.openai_base_url if api == "openai" else server.dashscope_base_url
+    return ["--backend", api, "--base-url", url, "--api-key", "sk-test", "--model", "qwen2.5-vl-ref"]
+
+
+def _generations(server: RefServer, n: int = 1) -> list:  # noqa: ANN202
+    deadline = time.monotonic() + 3.0
+    while True:
+        gens = [r for r in server.requests if r.api in ("openai", "dashscope", "compat") and r.status]
+        if len(gens) >= n or time.monotonic() > deadline:
+            return gens
+        time.sleep(0.02)
+
+
+def _cited(text: str, label: str) -> list[float]:
+    out: list[float] = []
+    for sentence in text.replace("。", ".\n").replace(". ", ".\n").splitlines():
+        if label in sentence:
+            out += [t for _s, _e, t in find_time_references(sentence)]
+    return out
+
+
+def _check_truth(text: str, tol: float = 0.7) -> None:
+    for m in MARKERS:
+        times = _cited(text, m.label)
+        assert times, (m.label, text)
+        assert all(m.start - tol <= t <= m.end + tol for t in times), (m, times)
+
+
+@pytest.mark.parametrize("api", ["openai", "dashscope"])
+def test_ask_no_stream(refserver: RefServer, video: Path, api: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["ask", str(video), QUESTION, "--no-stream", *_model(refserver, api)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    _check_truth(out)
+    assert out.endswith("\n") and not _generations(refserver)[0].stream
+
+
+@pytest.mark.parametrize("api", ["openai", "dashscope"])
+def test_ask_stream(refserver: RefServer, video: Path, api: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["ask", str(video), QUESTION, "--stream", "--max-tokens", "300", *_model(refserver, api)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    gen = _generations(refserver)[0]
+    assert gen.stream and gen.chunks_sent > 3 and gen.parameters.get("max_tokens") == 300
+    assert out == gen.answer + "\n"
+    _check_truth(out)
+
+
+def test_ask_json(refserver: RefServer, video: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["ask", str(video), QUESTION, "--json", *_model(refserver)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["path"] == "single" and doc["inputs"] == [str(video)] and doc["complete"] is True
+    assert doc["usage"]["prompt_tokens"] == _generations(refserver)[0].prompt_tokens > 0
+    _check_truth(doc["answer"])
+    assert doc["citations"] and all(0 <= t <= 10 for t in doc["citations"])
+
+
+def test_ask_map_reduce_when_over_budget(refserver: RefServer, video: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["ask", str(video), QUESTION, "--json", "--budget-tokens", "300", "--window", "2.5", "--caption-fps", "2",
+            "--quiet", *_model(refserver, "dashscope")]
+    assert main(args) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["path"] == "map-reduce" and len(doc["captions"]) == 4
+    assert [c["start"] for c in doc["captions"]] == [0.0, 2.5, 5.0, 7.5]
+    _check_truth(doc["answer"])
+    assert len(_generations(refserver, 5)) == 5
+    # re-running uses the cached captions (the cache dir is VIDLINE_CACHE_DIR): one request only
+    refserver.reset()
+    assert main(args) == 0
+    doc2 = json.loads(capsys.readouterr().out)
+    assert {c["status"] for c in doc2["captions"]} == {"cached"} and len(_generations(refserver)) == 1
+
+
+def test_ask_dry_run(refserver: RefServer, video: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ask", str(video), QUESTION, "--dry-run", *_model(refserver)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("path: single") and "estimated input tokens:" in out
+    assert main(["ask", str(video), QUESTION, "--dry-run", "--json", "--strategy", "map-reduce", "--window", "2.5",
+                 *_model(refserver)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["path"] == "map-reduce" and doc["requests"] == 5 and doc["estimated_tokens"] > 0
+    assert [r for r in refserver.requests if r.api != "models"] == []  # nothing sent
+
+
+def test_ask_dropped_stream_is_reported_incomplete(refserver: RefServer, video: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    refserver.configure(drop_stream_after=3)
+    code = main(["ask", str(video), QUESTION, "--stream", "--retries", "1", *_model(refserver)])
+    out, err = capsys.readouterr()
+    assert code == 3
+    assert "incomplete" in err and "[stream interrupted, retrying" in err
+    assert out.endswith("\n") and 0 < len(out.strip()) < 60  # the partial text, once, not repeated
+    assert len(_generations(refserver, 2)) == 2
+
+
+def test_ask_several_images(refserver: RefServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    paths = []
+    for i, label in enumerate(["blue triangle", "green circle", "red square"]):
+        p = tmp_path / f"img{i}.jpg"
+        Image.fromarray(render_frame(0.0, 200, 150, [Marker(label, 0, 1)])).save(p, quality=95)
+        paths.append(str(p))
+    code = main(["ask", *paths, "what do these images show?", "--no-stream", *_model(refserver, "dashscope")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    gen = _generations(refserver)[0]
+    assert gen.n_images == 3 and gen.n_frames == 0
+    assert 0 <= out.find("blue triangle") < out.find("green circle") < out.find("red square")
+
+
+def test_ask_bad_input_and_no_model(refserver: RefServer, video: Path, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ask", str(video), QUESTION]) == 2
+    assert "no model configured" in capsys.readouterr().err
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(np.random.default_rng(0).bytes(4096))
+    code = main(["ask", str(junk), QUESTION, *_model(refserver)])
+    err = capsys.readouterr().err
+    assert code != 0 and err.count("\n") == 1 and "junk.mp4" in err
+
+
+def test_describe(refserver: RefServer, video: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["describe", str(video), "--stream", "--lang", "zh", *_model(refserver, "dashscope")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    gen = _generations(refserver)[0]
+    assert gen.stream and "Chinese" in (gen.system or "")
+    _check_truth(out)
+
+
+@pytest.mark.parametrize("fmt", ["youtube", "vtt", "json"])
+def test_chapters(refserver: RefServer, video: Path, fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["chapters", str(video), "--format", fmt, *_model(refserver)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    if fmt == "youtube":
+        lines = out.splitlines()
+        assert lines[0] == "00:00 red square"  # YouTube: the first chapter starts at 00:00
+        assert [ln.split(" ", 1)[1] for ln in lines] == [m.label for m in MARKERS]
+        starts = [find_time_references(ln)[0][2] for ln in lines]
+        assert all(abs(s - m.start) <= 1.0 for s, m in zip(starts[1:], MARKERS[1:], strict=True))
+    elif fmt == "vtt":
+        assert out.startswith("WEBVTT\n\n")
+        cues = [b.splitlines() for b in out.strip().split("\n\n")[1:]]
+        assert [c[2] for c in cues] == [m.label for m in MARKERS]
+        assert cues[0][1].startswith("00:00:00.000 --> ")
+        assert all(" --> " in c[1] for c in cues)
+    else:
+        data = json.loads(out)
+        assert [d["title"] for d in data] == [m.label for m in MARKERS]
+        assert data[0]["start"] == 0.0 and data[-1]["end"] == pytest.approx(10.0, abs=0.2)
+        for d, m in zip(data[1:], MARKERS[1:], strict=True):
+            assert abs(d["start"] - m.start) <= 1.0
