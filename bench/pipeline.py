@@ -73,13 +73,19 @@ def ensure_video(minutes: float, fps: float, size: tuple[int, int]) -> Path:
     return path
 
 
+LAST_CPU = [0.0]
+
+
 def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int, str, str]:
-    """(wall s, peak RSS MB, exit code, stdout, stderr) of one subprocess, RSS from wait4."""
+    """(wall s, peak RSS MB, exit code, stdout, stderr) of one subprocess, RSS from wait4.
+
+    The subprocess's CPU seconds (user + sys) are left in LAST_CPU[0]."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.monotonic()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - t0
+        LAST_CPU[0] = usage.ru_utime + usage.ru_stime
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
@@ -158,7 +164,9 @@ def main() -> int:
         return 1
     n_windows, n_frames = (int(x) for x in out.split())
     decode_floor = wall
-    print(f"decode floor: {decode_floor:.1f} s for {n_windows} windows / {n_frames} frames, peak RSS {rss:.0f} MB",
+    decode_cpu = LAST_CPU[0]
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", file=sys.stderr)
+    print(f"decode floor: {decode_floor:.1f} s ({decode_cpu:.1f} CPU-s) for {n_windows} windows / {n_frames} frames, peak RSS {rss:.0f} MB",
           file=sys.stderr)
 
     results: list[dict[str, Any]] = []
@@ -177,23 +185,25 @@ def main() -> int:
             target = 1.1 * max(decode_floor, n_windows * latency / args.concurrency)
             check = check_events(doc, truth, static)
             row = {"latency": latency, "wall": round(wall, 1), "target": round(target, 1),
+                   "cpu_s": round(LAST_CPU[0], 1), "load": round(os.getloadavg()[0], 1),
                    "wall_ok": wall <= target, "peak_rss_mb": round(rss), "rss_ok": rss <= 300,
                    "requests": len(server.generation_requests), "decode_floor": round(decode_floor, 1),
                    "n_windows": n_windows, **check}
             row["events_ok"] = check["min_iou"] >= 0.5 and not check["duplicates"] and not check["static_events"]
             results.append(row)
-            print(f"L={latency:g}s: wall {wall:.1f} s (target {target:.1f}), peak RSS {rss:.0f} MB, "
+            print(f"L={latency:g}s: wall {wall:.1f} s (target {target:.1f}), CPU {LAST_CPU[0]:.1f} s, peak RSS {rss:.0f} MB, "
                   f"min IoU {check['min_iou']}, duplicates {check['duplicates']}, static {check['static_events']}, "
                   f"spurious {check['spurious']}, failed windows {check['failed_windows']}", file=sys.stderr)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        print("| L (s) | windows | decode floor (s) | wall (s) | target (s) | peak RSS (MB) | min IoU | dup | static | ok |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("| L (s) | windows | decode floor (s) | wall (s) | target (s) | CLI CPU (s) | load | peak RSS (MB) "
+              "| min IoU | dup | static | ok |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in results:
             ok = r["wall_ok"] and r["rss_ok"] and r["events_ok"]
             print(f"| {r['latency']:g} | {r['n_windows']} | {r['decode_floor']} | {r['wall']} | {r['target']} | "
-                  f"{r['peak_rss_mb']} | {r['min_iou']} | {r['duplicates']} | {r['static_events']} | "
+                  f"{r['cpu_s']} | {r['load']} | {r['peak_rss_mb']} | {r['min_iou']} | {r['duplicates']} | {r['static_events']} | "
                   f"{'yes' if ok else 'NO'} |")
     return 0
 

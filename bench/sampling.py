@@ -7,6 +7,7 @@ subprocess; CPU seconds (user + sys) and peak RSS come from that child's rusage 
     .venv/bin/python bench/sampling.py                   # the full 60-minute video
     .venv/bin/python bench/sampling.py --minutes 5       # shorter, same comparisons
     .venv/bin/python bench/sampling.py --minutes 5 --out bench/results/sampling.md
+    .venv/bin/python bench/sampling.py --minutes 2 --gop 30   # keyframe every second: sparse targets
 
 Not part of the test suite.
 """
@@ -30,10 +31,11 @@ FPS_LEVELS = (2.0, 1.0, 0.25, 0.1)
 
 
 # ---------------------------------------------------------------- video generation
-def ensure_video(minutes: float) -> Path:
+def ensure_video(minutes: float, gop: int | None = None) -> Path:
     DATA.mkdir(parents=True, exist_ok=True)
     tag = f"{minutes:g}".replace(".", "p")
-    path = DATA / f"bench_{tag}min_720p30.mp4"
+    gop_tag = f"_gop{gop}" if gop else ""
+    path = DATA / f"bench_{tag}min_720p30{gop_tag}.mp4"
     if path.exists() and path.stat().st_size > 0:
         return path
     seconds = minutes * 60
@@ -44,19 +46,21 @@ def ensure_video(minutes: float) -> Path:
         cmd = [
             ffmpeg, "-y", "-loglevel", "error", "-f", "lavfi",
             "-i", f"testsrc2=size=1280x720:rate=30:duration={seconds}",
-            "-c:v", "libx264", "-pix_fmt", "yuv420p", str(tmp),
+            "-c:v", "libx264", "-pix_fmt", "yuv420p",
+            *(["-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0"] if gop else []),
+            str(tmp),
         ]  # fmt: skip
         print("generating:", " ".join(cmd), file=sys.stderr)
         subprocess.run(cmd, check=True)
     else:
         print(f"generating {path.name} with PyAV (no ffmpeg found)", file=sys.stderr)
-        _generate_pyav(tmp, seconds)
+        _generate_pyav(tmp, seconds, gop)
     tmp.rename(path)
     print(f"generated {path} in {time.time() - t0:.0f} s", file=sys.stderr)
     return path
 
 
-def _generate_pyav(path: Path, seconds: float) -> None:
+def _generate_pyav(path: Path, seconds: float, gop: int | None = None) -> None:
     from fractions import Fraction
 
     import av
@@ -69,6 +73,9 @@ def _generate_pyav(path: Path, seconds: float) -> None:
     with av.open(str(path), "w") as out:
         s = out.add_stream("libx264", rate=fps)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        if gop:
+            s.codec_context.gop_size = gop
+            s.options = {"x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
         for i in range(int(seconds * fps)):
             img = np.roll(base, i * 4, axis=1)
             img[(i * 3) % h : (i * 3) % h + 40, :, :] = 255  # a moving bar
@@ -172,6 +179,7 @@ def measure(cmd: list[str]) -> dict[str, object]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=60.0, help="length of the generated video (default 60)")
+    ap.add_argument("--gop", type=int, default=None, help="keyframe interval in frames (default: x264's 250)")
     ap.add_argument("--video", default=None, help="use this video instead of generating one")
     ap.add_argument("--out", default=None, help="write the markdown table here as well")
     ap.add_argument("--skip", default="", help="comma-separated methods to skip (e.g. decord,qwen-vl-utils)")
@@ -183,7 +191,7 @@ def main() -> int:
         print(json.dumps(worker(args.worker, args.video, args.fps)))
         return 0
 
-    video = Path(args.video) if args.video else ensure_video(args.minutes)
+    video = Path(args.video) if args.video else ensure_video(args.minutes, args.gop)
     sys.path.insert(0, str(ROOT / "src"))
     from vidline.media.probe import probe
 

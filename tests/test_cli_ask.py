@@ -64,11 +64,13 @@ def _check_truth(text: str, tol: float = 0.7) -> None:
 
 @pytest.mark.parametrize("api", ["openai", "dashscope"])
 def test_ask_no_stream(refserver: RefServer, video: Path, api: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["ask", str(video), QUESTION, "--no-stream", *_model(refserver, api)])
+    code = main(["ask", str(video), QUESTION, "--no-stream", "--system-prompt", "You are terse.",
+                 *_model(refserver, api)])
     out, err = capsys.readouterr()
     assert code == 0, err
     _check_truth(out)
-    assert out.endswith("\n") and not _generations(refserver)[0].stream
+    gen = _generations(refserver)[0]
+    assert out.endswith("\n") and not gen.stream and gen.system == "You are terse."
 
 
 @pytest.mark.parametrize("api", ["openai", "dashscope"])
@@ -188,3 +190,26 @@ def test_chapters(refserver: RefServer, video: Path, fmt: str, capsys: pytest.Ca
         assert data[0]["start"] == 0.0 and data[-1]["end"] == pytest.approx(10.0, abs=0.2)
         for d, m in zip(data[1:], MARKERS[1:], strict=True):
             assert abs(d["start"] - m.start) <= 1.0
+
+
+def test_chapters_map_reduce(refserver: RefServer, video: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["chapters", str(video), "--strategy", "map-reduce", "--window", "2.5", "--caption-fps", "2",
+                 "--quiet", "--format", "json", *_model(refserver)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    data = json.loads(out)
+    assert [d["title"] for d in data] == [m.label for m in MARKERS] and data[0]["start"] == 0.0
+    for d, m in zip(data[1:], MARKERS[1:], strict=True):
+        assert abs(d["start"] - m.start) <= 1.0
+    assert len(_generations(refserver, 5)) == 5  # 4 caption windows + the final request
+
+
+@pytest.mark.parametrize("extra", [["--stream"], ["--no-stream"]])
+def test_ask_wrong_key_fails_fast(refserver: RefServer, video: Path, extra: list[str],
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    args = _model(refserver, "dashscope")
+    args[args.index("sk-test")] = "sk-wrong"
+    code = main(["ask", str(video), QUESTION, *extra, *args])
+    err = capsys.readouterr().err
+    assert code == 1 and "authentication failed" in err and "sk-wrong" not in err and "incomplete" not in err
+    assert len([r for r in refserver.requests if r.api == "dashscope"]) == 1  # not retried

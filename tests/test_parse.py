@@ -92,10 +92,25 @@ CASES: list[tuple[str, list[tuple[float, float, str]]]] = [
         "| start | end | event |\n|---|---|---|\n| 00:01 | 00:03 | red square |\n| 00:04 | 00:05 | green circle |",
         [(1, 3, "red square"), (4, 5, "green circle")],
     ),
+    # --- near-JSON and key/value prose
+    ("[{'start': 1.0, 'end': 2.0, 'label': 'python literal'}]", [(1, 2, "python literal")]),
+    ('[{"start": 1, "end": 2, "label": "trailing comma",},]', [(1, 2, "trailing comma")]),
+    ('[{"timestamps": "1.0-3.0", "event": "range in a string"}]', [(1, 3, "range in a string")]),
+    ("Start: 00:01, End: 00:03 - red square", [(1, 3, "red square")]),
+    ("* [1.0s, 3.0s] red square", [(1, 3, "red square")]),
+    ("**00:01 - 00:03**: bold times", [(1, 3, "bold times")]),
+    (
+        "- **Red square**: 1.0s – 2.5s\n- **Green circle**: 2.0s – 3.5s",
+        [(1, 2.5, "red square"), (2, 3.5, "green circle")],
+    ),
+    ("The event occurs between 00:00:01 and 00:00:02.", [(1, 2, "")]),
+    ("<think>hmm</think>\nThe given query happens in 1.0 - 2.5 seconds.", [(1, 2.5, "")]),
     # --- Chinese prose
     ("在 12.5 秒到 15 秒之间出现红色方块。", [(12.5, 15, "红色方块")]),
     ("红色方块出现在 00:02 到 00:04。", [(2, 4, "红色方块")]),
     ("从第3秒到第5秒，一只狗在跑。", [(3, 5, "狗")]),
+    ("起始时间：00:01，结束时间：00:03，事件：红色方块出现", [(1, 3, "红色方块")]),
+    ('[{"开始时间": "00:01", "结束时间": "00:03", "事件": "红色方块"}]', [(1, 3, "红色方块")]),
 ]
 
 EMPTY = [

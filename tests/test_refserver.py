@@ -546,3 +546,27 @@ def test_payload_helper_roundtrip() -> None:
     head, payload = url.split(",", 1)
     assert head == "data:video/jpeg;base64" and len(payload.split(",")) == 2
     assert base64.b64decode(payload.split(",")[0])[:2] == b"\xff\xd8"
+
+
+@pytest.mark.parametrize(
+    ("n", "h", "w"),
+    [(8, 240, 320), (7, 240, 320), (4, 120, 160), (64, 720, 1280), (768, 1080, 1920), (2, 28, 5000)],
+)
+def test_server_tokens_agree_with_media_plan(n: int, h: int, w: int) -> None:
+    # two independent implementations of Qwen's rules: the client's estimate (frames resized by the
+    # plan) must equal what the server counts for the frames as received
+    plan = pytest.importorskip("vidline.media.plan")
+    rh, rw = plan.frame_size_for(n, h, w, plan.SamplingBudget())
+    assert plan.estimate_video_tokens(n, rh, rw) == video_tokens(n, h, w)
+    assert plan.estimate_image_tokens(*plan.image_size_for(h, w)) == image_tokens(h, w)
+
+
+def test_no_auth_no_retry_after_and_uploads() -> None:
+    with RefServer(api_key=None, rate_limit_first=1, retry_after=None) as server:
+        c = openai.OpenAI(base_url=server.openai_base_url, api_key="anything", max_retries=0)
+        with pytest.raises(openai.RateLimitError) as info:
+            chat(c, server, [{"type": "text", "text": "hi"}])
+        assert "retry-after" not in info.value.response.headers
+        assert chat(c, server, [{"type": "text", "text": "hi"}])
+        up = requests.get(server.url + "/api/v1/uploads?action=getPolicy", timeout=5)
+        assert up.status_code == 400 and "upload" in (server.last.error or "")

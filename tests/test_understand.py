@@ -570,3 +570,18 @@ def test_refserver_describe_and_chapters(refserver: RefServer, marker_video: Pat
         for c, m in zip(marks[1:], MARKERS[1:], strict=True):
             assert abs(c.start - m.start) <= TOL_SINGLE
         assert all(a.end == b.start for a, b in zip(marks, marks[1:], strict=False))
+
+
+def test_caption_windows_run_concurrently(marker_video: Path) -> None:
+    barrier = threading.Barrier(3, timeout=10)  # passes only when 3 caption requests are in flight at once
+
+    class Concurrent(LookingBackend):
+        def chat(self, request: ChatRequest) -> ChatResponse:
+            if request.videos:
+                barrier.wait()
+            return super().chat(request)
+
+    backend = Concurrent(CFG)
+    answer = ask(marker_video, "q", config=CFG, backend=backend, strategy="map-reduce", window=3.4, caption_fps=2,
+                 concurrency=3, cache=False)
+    assert [c.status for c in answer.captions] == ["ok"] * 3 and not barrier.broken

@@ -60,7 +60,7 @@ def encode_mp4(
     height, width = first.shape[:2]
     steps = np.diff(np.array(rel, dtype=float)) if len(rel) > 1 else np.array([0.5])
     mean_step = float(np.mean(steps)) if len(steps) and float(np.mean(steps)) > 0 else 0.5
-    nominal = Fraction(1.0 / mean_step).limit_denominator(1000)
+    nominal = Fraction(1.0 / mean_step).limit_denominator(100000)
     buf = io.BytesIO()
     with av.open(buf, "w", format="mp4") as out:
         stream = out.add_stream("libx264", rate=nominal)

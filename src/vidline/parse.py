@@ -9,6 +9,7 @@ and returns clip-relative :class:`RawEvent` objects. ``to_absolute`` turns them 
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import re
@@ -121,20 +122,23 @@ def format_timestamp(seconds: float, *, sep: str = ".", hours: bool = True) -> s
 _START_KEYS = (
     "start", "start_time", "starttime", "start_sec", "start_secs", "start_seconds", "start_s",
     "start_ts", "start_timestamp", "begin", "begin_time", "from", "t_start", "t0", "onset",
+    "开始时间", "起始时间", "开始", "起始",
 )  # fmt: skip
 _END_KEYS = (
     "end", "end_time", "endtime", "end_sec", "end_secs", "end_seconds", "end_s", "end_ts",
     "end_timestamp", "stop", "stop_time", "finish", "to", "until", "t_end", "t1", "offset",
+    "结束时间", "终止时间", "结束", "终止",
 )  # fmt: skip
 _PAIR_KEYS = (
     "timestamp", "timestamps", "time", "times", "interval", "span", "segment", "time_range",
     "timerange", "range", "period", "duration_range", "time_span", "timespan", "start_end",
+    "时间", "时间段", "时间戳", "时间范围",
 )  # fmt: skip
 _LABEL_KEYS = (
     "label", "event", "name", "event_name", "type", "class", "category", "object", "action",
-    "query", "title", "activity",
+    "query", "title", "activity", "事件", "标签", "名称", "类别",
 )  # fmt: skip
-_DESC_KEYS = ("description", "desc", "details", "detail", "caption", "summary", "text", "content")
+_DESC_KEYS = ("description", "desc", "details", "detail", "caption", "summary", "text", "content", "描述", "说明", "内容")
 _CONF_KEYS = ("confidence", "score", "probability", "prob", "conf")
 _LIST_KEYS = ("events", "results", "segments", "timeline", "items", "detections", "answer", "data", "output")
 
@@ -169,11 +173,19 @@ def _pair(value: Any) -> tuple[float, float] | None:
         ev = _event_from_dict(value, allow_pair=False)
         return (ev.start, ev.end) if ev else None
     if isinstance(value, str):
+        m = _LOOSE_PAIR_RE.match(value)
+        if m:
+            a, b = _time_or_none(m.group(1)), _time_or_none(m.group(2))
+            if a is not None and b is not None:
+                return a, b
         found = list(_find_ranges(value))
         if found:
             return found[0][0], found[0][1]
     a = _time_or_none(value)
     return (a, a) if a is not None else None
+
+
+_LOOSE_PAIR_RE = re.compile(r"^\s*[\[(]?\s*([^\s,~\-–—]+?(?:\s*[a-z秒]+)?)\s*(?:-{1,3}>?|–|—|~|,|to|至|到)\s*([^\s,\])]+?(?:\s*[a-z秒]+)?)\s*[\])]?\s*$", re.I)
 
 
 def _text(value: Any) -> str | None:
@@ -304,6 +316,10 @@ def _try_json(text: str) -> list[RawEvent] | None:
         found = _scan_json_values(cand)
         if found is not None:
             return found
+        # 3. near-JSON: trailing commas, Python literals ('single quotes', None, True)
+        found = _near_json(cand)
+        if found is not None:
+            return found
     return None
 
 
@@ -341,6 +357,28 @@ def _scan_json_values(text: str) -> list[RawEvent] | None:
     return [] if recognised else None
 
 
+def _near_json(text: str) -> list[RawEvent] | None:
+    start = min((i for i in (text.find("["), text.find("{")) if i >= 0), default=-1)
+    if start < 0:
+        return None
+    end = max(text.rfind("]"), text.rfind("}"))
+    if end <= start:
+        return None
+    chunk = text[start : end + 1]
+    no_trailing = re.sub(r",\s*([\]}])", r"\1", chunk)
+    if no_trailing != chunk:
+        found = _scan_json_values(no_trailing)
+        if found is not None:
+            return found
+    if "'" in chunk:
+        try:
+            obj = ast.literal_eval(no_trailing)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return None
+        return _events_from_json(obj)
+    return None
+
+
 def _complete_json(text: str) -> bool:
     try:
         json.loads(text)
@@ -376,10 +414,43 @@ def _has_unit_or_clock(tok: str) -> bool:
     return ":" in tok or bool(re.search(_UNIT + r"\s*$", tok.strip(), re.I)) or "秒" in tok
 
 
+_BRACKET_RE = re.compile(rf"[\[(（【]\s*(?P<a>{_T})\s*[,，;]\s*(?P<b>{_T})\s*[\])）】]", re.I)
+_KV_START_RE = re.compile(
+    rf"(?:start(?:\s*time)?|begin(?:\s*time)?|from|开始时间|起始时间|开始|起始)\s*[:：=]\s*(?P<t>{_T})", re.I
+)
+_KV_END_RE = re.compile(rf"(?:end(?:\s*time)?|stop|until|to|结束时间|终止时间|结束|终止)\s*[:：=]\s*(?P<t>{_T})", re.I)
+_KV_LABEL_RE = re.compile(r"(?:event|label|description|activity|事件|标签|描述|内容)\s*[:：=]\s*(?P<v>.+)$", re.I)
+
+
+def _kv_event(line: str) -> RawEvent | None:
+    """``Start: 00:01, End: 00:03, Event: x`` / ``起始时间：00:01，结束时间：00:03，事件：x``."""
+    ms, me = _KV_START_RE.search(line), _KV_END_RE.search(line)
+    if not ms or not me or me.start() < ms.end():
+        return None
+    try:
+        a, b = parse_time(ms.group("t")), parse_time(me.group("t"))
+    except ValueError:
+        return None
+    ml = _KV_LABEL_RE.search(line, me.end())
+    if ml:
+        label = _clean_label(ml.group("v"))
+    else:
+        label = _clean_label(line[me.end() :]) or _clean_prefix(line[: ms.start()])
+    return RawEvent(a, b, label, line)
+
+
 def _find_ranges(line: str) -> Iterator[tuple[float, float, int, int]]:
     """(start, end, match start, match end) of every time range in ``line``."""
     taken: list[tuple[int, int]] = []
+    for m in _BRACKET_RE.finditer(line):
+        try:
+            yield parse_time(m.group("a")), parse_time(m.group("b")), m.start(), m.end()
+            taken.append((m.start(), m.end()))
+        except ValueError:
+            continue
     for m in _ARROW_RE.finditer(line):
+        if any(s <= m.start() < e for s, e in taken):
+            continue
         try:
             yield parse_time(m.group("a")), parse_time(m.group("b")), m.start(), m.end()
             taken.append((m.start(), m.end()))
@@ -448,6 +519,10 @@ def _prose_events(text: str) -> list[RawEvent]:
             if row is not None:
                 out.append(row)
                 continue
+        kv = _kv_event(line)
+        if kv is not None:
+            out.append(kv)
+            continue
         for sentence in (x.strip() for x in _SENTENCE_SPLIT_RE.split(line)):
             if sentence:
                 out.extend(_sentence_events(sentence, lines[idx + 1 : idx + 4]))

@@ -46,7 +46,7 @@ class _ResponseFormatRejected(BackendError):
 
 def flavour_from_url(base_url: str | None) -> Flavour | None:
     """Flavour implied by the URL alone (no I/O): DashScope compatible mode, else unknown."""
-    if base_url and "dashscope" in base_url and "compatible-mode" in base_url:
+    if base_url and "compatible-mode" in base_url:
         return "dashscope-compat"
     return None
 

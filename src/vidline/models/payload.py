@@ -10,8 +10,9 @@ an exact 1.0 whenever the server is told the real times).
 | flavour          | ``video`` mode                                   | ``frames`` mode                                 |
 |------------------|--------------------------------------------------|-------------------------------------------------|
 | dashscope native | ``{"video": "data:video/mp4;base64,..", "fps"}`` | ``{"video": [jpeg data URIs], "fps": F}``        |
+|                  | (PTS on the k/F grid the server samples)         |                                                 |
 | dashscope-compat | ``video_url`` mp4 data URI                       | ``{"type": "video", "video": [...]}`` (0.5 s)   |
-| vllm             | ``video_url`` mp4 + ``media_io_kwargs.video.fps``| one ``data:video/jpeg;base64,<f1>,<f2>`` URL    |
+| vllm             | ``video_url`` mp4 (PTS k/F) + media_io fps 2F    | one ``data:video/jpeg;base64,<f1>,<f2>`` URL    |
 |                  | (fallback: PTS retimed to 0.5 s, 2 fps default)  | (fps via media_io_kwargs, else vLLM's 1 fps)    |
 | generic          | ``video_url`` mp4 data URI                       | ``image_url`` parts, each after a text part     |
 |                  |                                                  | ``Frame at t=12.50s:``                          |
@@ -143,19 +144,30 @@ def clock_for(part: VideoPart, flavour: Flavour, mode: PayloadMode, *, media_io_
         if flavour == "vllm" and not media_io_fps:
             # vLLM samples at 2 fps: write the frames 0.5 s apart so it keeps every one of them.
             return Clock(tuple(i / VLLM_DEFAULT_VIDEO_FPS for i in range(n)), real, None, retimed=True)
-        told = _clamp_fps(fps) if flavour in ("dashscope", "vllm") else None
-        return Clock(real, real, told)
+        if flavour in ("dashscope", "vllm"):
+            # These servers sample the clip at the fps we state and time frame k at k / fps, whatever
+            # the PTS say: write the frames exactly on that grid so none is skipped or doubled.
+            # The spacing is a whole number of milliseconds so PTS, duration and fps agree exactly.
+            step_ms = grid_step_ms(fps)
+            return Clock(tuple(i * step_ms / 1000.0 for i in range(n)), real, 1000.0 / step_ms, retimed=True)
+        return Clock(real, real, None)  # servers that read the clip's own timestamps
     # frames mode
     if flavour == "dashscope":
-        told = _clamp_fps(fps)
-        return Clock(tuple(i / told for i in range(n)), real, told)
+        ds_fps = _clamp_fps(fps)
+        return Clock(tuple(i / ds_fps for i in range(n)), real, ds_fps)
     if flavour == "dashscope-compat":
         return Clock(tuple(i * COMPAT_FRAME_SPACING for i in range(n)), real, None)
     if flavour == "vllm":
-        told = round(fps, 6) if media_io_fps else None
-        spacing = 1.0 / (told or VLLM_JPEG_LIST_DEFAULT_FPS)
-        return Clock(tuple(i * spacing for i in range(n)), real, told)
+        list_fps = round(fps, 6) if media_io_fps else None
+        spacing = 1.0 / (list_fps or VLLM_JPEG_LIST_DEFAULT_FPS)
+        return Clock(tuple(i * spacing for i in range(n)), real, list_fps)
     return Clock(real, real, None)  # generic: real times written beside each frame
+
+
+def grid_step_ms(fps: float) -> int:
+    """Frame spacing in whole milliseconds for ``fps`` (within DashScope's 0.1-10 fps)."""
+    lo, hi = DASHSCOPE_FPS_RANGE
+    return int(min(round(1000.0 / lo), max(round(1000.0 / hi), round(1000.0 / fps))))
 
 
 def _clamp_fps(fps: float) -> float:
@@ -409,7 +421,7 @@ def build_openai(request: ChatRequest, flavour: Flavour, mode: PayloadMode, opts
                     # frames it samples, so ask for more than there are and it keeps every frame.
                     fps = round(min(30.0, ev.clock.fps_told * VLLM_MP4_FPS_HEADROOM), 6)
                     extra = {"media_io_kwargs": {"video": {"fps": fps}}}
-                shape = f"{flavour}/video-mp4" + ("+fps" if extra else ("-retimed" if ev.clock.retimed else ""))
+                shape = f"{flavour}/video-mp4" + ("+fps" if extra else ("-retimed" if flavour == "vllm" else ""))
             if time_scale is None:
                 time_scale = ev.clock.time_scale
     messages: list[dict[str, Any]] = []

@@ -20,9 +20,9 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -275,8 +275,6 @@ class AskOptions:
     max_frames: int | None = None
     concurrency: int | None = None
     cache: bool | str | os.PathLike[str] = True
-    progress: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _resolve_config(config: ModelConfig | None, *, max_tokens: int | None, system_prompt: str | None,
@@ -672,5 +670,3 @@ def chapters_from_text(text: str, duration: float, *, min_length: float | None =
     """Parse a model's chapter answer (JSON or ``00:00 Title`` lines) and normalise it."""
     return normalize_chapters(parse_chapters(text), duration, min_length=min_length)
 
-
-PathKind = Literal["single", "map-reduce"]

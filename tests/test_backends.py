@@ -1,0 +1,331 @@
+"""End to end through the real openai and dashscope SDKs against the reference server.
+
+Ground truth is the marker intervals written into the synthetic videos; the reference server only
+sees the pixels and the clock each payload carries, so events coming back at the right absolute
+times show that time survived encoding, the server's clock and vidline's rescaling.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.refserver import RefServer
+from vidline.errors import (
+    AuthenticationError,
+    ConfigError,
+    RateLimitError,
+    ServerError,
+    ServerUnreachableError,
+)
+from vidline.media.plan import SamplingBudget
+from vidline.media.sampler import sample_windows
+from vidline.models import ChatRequest, ImagePart, TextPart, VideoPart, make_backend
+from vidline.models.base import Backend
+from vidline.models.config import ModelConfig, RetryPolicy, Timeout
+from vidline.models.openai_backend import OpenAIBackend
+from vidline.models.window import WindowAnalyzer
+from vidline.synth import Marker, make_video, render_frame
+from vidline.types import Event, Frame, Window
+
+KEY = "sk-test"
+FAST_RETRY = RetryPolicy(max_retries=3, backoff_base=0.01, backoff_max=0.05, jitter=0.1)
+MARKERS = [Marker("red square", 10.0, 13.0), Marker("green circle", 15.0, 17.5), Marker("blue triangle", 2.0, 4.0)]
+WINDOW = Window(1, 8.0, 18.0)  # does not start at 0
+TOL = 0.6  # one frame at 2 fps plus rounding in the answer styles
+
+
+@pytest.fixture(scope="module")
+def cfr_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_video(tmp_path_factory.mktemp("v") / "cfr.mp4", duration=20.0, fps=10, size=(160, 120), markers=MARKERS)
+
+
+@pytest.fixture(scope="module")
+def vfr_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    segments = [(0.0, 9.0, 25.0), (9.0, 14.0, 4.0), (14.0, 20.0, 12.0)]
+    return make_video(tmp_path_factory.mktemp("v") / "vfr.mp4", duration=20.0, fps=segments, size=(160, 120),
+                      markers=MARKERS)
+
+
+def openai_cfg(srv: RefServer, **kw: object) -> ModelConfig:
+    base = {"backend": "openai", "base_url": srv.openai_base_url, "api_key": KEY, "model": srv.model,
+            "server": "vllm", "retry": FAST_RETRY, "timeout": Timeout(connect=2, read=10)}
+    base.update(kw)
+    return ModelConfig(**base)  # type: ignore[arg-type]
+
+
+def dashscope_cfg(srv: RefServer, **kw: object) -> ModelConfig:
+    base = {"backend": "dashscope", "base_url": srv.dashscope_base_url, "api_key": KEY, "model": srv.model,
+            "retry": FAST_RETRY, "timeout": Timeout(connect=2, read=10)}
+    base.update(kw)
+    return ModelConfig(**base)  # type: ignore[arg-type]
+
+
+def run_windows(backend: Backend, path: Path, windows: list[Window], query: str | None = None,
+                fps: float = 2.0) -> list[Event]:
+    analyzer = WindowAnalyzer(backend, query)
+    events: list[Event] = []
+    for wf in sample_windows(path, windows, SamplingBudget(fps=fps)):
+        text, usage, scale = analyzer.analyze(wf)
+        assert usage is not None and usage.prompt_tokens > 0
+        events += analyzer.to_events(text, wf.window, scale)
+    return events
+
+
+def assert_ground_truth(events: list[Event], window: Window, tol: float = TOL) -> None:
+    """Every marker inside the window comes back (clamped to the window) at its true absolute time."""
+    expected = [(m.label, max(m.start, window.start), min(m.end, window.end))
+                for m in MARKERS if m.end > window.start and m.start < window.end]
+    assert len(events) == len(expected), events
+    for label, start, end in expected:
+        match = [e for e in events if label in e.label or e.label in label]
+        assert match, (label, events)
+        e = match[0]
+        assert abs(e.start - start) <= tol and abs(e.end - end) <= tol, (label, start, end, e)
+        assert e.windows == [window.index]
+
+
+# ------------------------------------------------------------------------------------- time survives
+
+@pytest.mark.parametrize("mode", ["video", "frames"])
+@pytest.mark.parametrize("trust", [True, False])
+def test_openai_vllm_times(refserver: RefServer, cfr_video: Path, mode: str, trust: bool) -> None:
+    refserver.configure(trust_mm_kwargs=trust)
+    backend = make_backend(openai_cfg(refserver, mode=mode))
+    assert_ground_truth(run_windows(backend, cfr_video, [WINDOW]), WINDOW)
+    ok = [r for r in refserver.requests if r.status == 200 and r.api == "openai"]
+    assert ok and all(r.n_frames == 20 or mode == "video" for r in ok)
+    if not trust:  # refused once with 400, then never sent again
+        assert [r.status for r in refserver.requests if r.api == "openai"][0] == 400
+        assert all(r.media_io_kwargs is None for r in ok)
+        assert ok[0].fps_used == (2.0 if mode == "video" else 1.0)  # vLLM: mp4 at 2 fps, jpeg list at 1
+
+
+@pytest.mark.parametrize("mode", ["video", "frames"])
+def test_dashscope_native_times(refserver: RefServer, cfr_video: Path, mode: str) -> None:
+    backend = make_backend(dashscope_cfg(refserver, mode=mode))
+    assert_ground_truth(run_windows(backend, cfr_video, [WINDOW]), WINDOW)
+    (rec,) = [r for r in refserver.requests if r.api == "dashscope"]
+    assert rec.time_source in ("fps", "pts") and rec.fps_used == pytest.approx(2.0)
+    assert rec.parameters.get("seed") == 1234 and rec.parameters.get("temperature") == 0
+
+
+@pytest.mark.parametrize("mode", ["video", "frames"])
+def test_dashscope_compat_mode_times(refserver: RefServer, cfr_video: Path, mode: str) -> None:
+    backend = make_backend(openai_cfg(refserver, base_url=refserver.compat_base_url, server="auto", mode=mode))
+    assert isinstance(backend, OpenAIBackend) and backend.flavour == "dashscope-compat"
+    assert_ground_truth(run_windows(backend, cfr_video, [WINDOW]), WINDOW)
+    if mode == "frames":  # a frame list is read at 0.5 s spacing: vidline rescales
+        rec = [r for r in refserver.requests if r.status == 200][-1]
+        assert rec.media == ["openai.video"]
+
+
+def test_generic_server_gets_images_with_written_times(refserver: RefServer, cfr_video: Path) -> None:
+    backend = make_backend(openai_cfg(refserver, server="auto", model=None))
+    assert isinstance(backend, OpenAIBackend)
+    assert backend.model == refserver.model  # the only served model, from GET /v1/models
+    assert backend.flavour == "generic"  # owned_by is not "vllm"
+    assert_ground_truth(run_windows(backend, cfr_video, [WINDOW]), WINDOW)
+    rec = [r for r in refserver.requests if r.status == 200][-1]
+    assert rec.time_source == "text" and rec.n_images == 20
+
+
+@pytest.mark.parametrize("backend_name", ["openai", "dashscope"])
+@pytest.mark.parametrize("mode", ["video", "frames"])
+def test_vfr_video_several_windows(refserver: RefServer, vfr_video: Path, backend_name: str, mode: str) -> None:
+    cfg = (openai_cfg if backend_name == "openai" else dashscope_cfg)(refserver, mode=mode)
+    windows = [Window(0, 0.0, 10.0), Window(1, 8.0, 18.0), Window(2, 16.0, 20.0)]
+    events = run_windows(make_backend(cfg), vfr_video, windows, fps=1.0)
+    for w in windows:
+        assert_ground_truth([e for e in events if e.windows == [w.index]], w, tol=1.1)
+
+
+def test_burned_timestamps_and_query(refserver: RefServer, cfr_video: Path) -> None:
+    backend = make_backend(openai_cfg(refserver, burn_timestamps=True, mode="frames"))
+    events = run_windows(backend, cfr_video, [WINDOW], query="green circle")
+    assert len(events) == 1 and abs(events[0].start - 15.0) <= TOL and abs(events[0].end - 17.5) <= TOL
+    rec = [r for r in refserver.requests if r.status == 200][-1]
+    assert "green circle" in rec.prompt and rec.json_mode
+
+
+# ----------------------------------------------------------------------------------- reliability
+
+def _tiny_request() -> ChatRequest:
+    frames = [Frame(t=100 + i * 0.5, image=render_frame(i * 0.5, 112, 84, MARKERS)) for i in range(4)]
+    return ChatRequest([VideoPart(frames, 2.0, 100.0), TextPart("What happens? Answer with JSON events.")],
+                       json_mode=True)
+
+
+@pytest.mark.parametrize("which", ["openai", "dashscope"])
+def test_retry_after_is_honoured(refserver: RefServer, which: str) -> None:
+    refserver.configure(rate_limit_first=2, retry_after=0.3)
+    cfg = (openai_cfg if which == "openai" else dashscope_cfg)(refserver)
+    t0 = time.monotonic()
+    make_backend(cfg).chat(_tiny_request())
+    elapsed = time.monotonic() - t0
+    assert [r.status for r in refserver.requests] == [429, 429, 200]
+    assert elapsed >= 0.55  # two waits of Retry-After 0.3 s (backoff alone would be ~0.03 s)
+
+
+@pytest.mark.parametrize("which", ["openai", "dashscope"])
+def test_rate_limit_exhausted(refserver: RefServer, which: str) -> None:
+    refserver.configure(rate_limit_first=10, retry_after=0.01)
+    cfg = (openai_cfg if which == "openai" else dashscope_cfg)(refserver, retry=RetryPolicy(max_retries=2, backoff_base=0.01))
+    with pytest.raises(RateLimitError):
+        make_backend(cfg).chat(_tiny_request())
+    assert len(refserver.requests) == 3
+
+
+@pytest.mark.parametrize("which", ["openai", "dashscope"])
+def test_5xx_retried_then_reported(refserver: RefServer, which: str) -> None:
+    refserver.configure(fail_rate=1.0)
+    cfg = (openai_cfg if which == "openai" else dashscope_cfg)(refserver)
+    with pytest.raises(ServerError) as info:
+        make_backend(cfg).chat(_tiny_request())
+    assert info.value.status is not None and info.value.status >= 500
+    assert len(refserver.requests) == FAST_RETRY.max_retries + 1
+
+
+@pytest.mark.parametrize("which", ["openai", "dashscope"])
+def test_timeout_per_request(refserver: RefServer, which: str) -> None:
+    refserver.configure(latency=3.0)
+    cfg = (openai_cfg if which == "openai" else dashscope_cfg)(
+        refserver, timeout=Timeout(connect=1, read=0.4), retry=RetryPolicy(max_retries=1, backoff_base=0.01))
+    t0 = time.monotonic()
+    with pytest.raises(ServerUnreachableError, match="timed out"):
+        make_backend(cfg).chat(_tiny_request())
+    assert time.monotonic() - t0 < 2.5
+
+
+def test_connection_refused_is_unreachable() -> None:
+    cfg = ModelConfig(backend="openai", base_url="http://127.0.0.1:9/v1", api_key=KEY, model="m",
+                      retry=RetryPolicy(max_retries=1, backoff_base=0.01))
+    with pytest.raises(ServerUnreachableError):
+        make_backend(cfg).chat(_tiny_request())
+
+
+@pytest.mark.parametrize("which", ["openai", "dashscope"])
+def test_wrong_key_fails_fast_and_is_never_shown(refserver: RefServer, which: str,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    secret = "sk-wrong-key-0123456789"
+    caplog.set_level(logging.DEBUG)
+    cfg = (openai_cfg if which == "openai" else dashscope_cfg)(refserver, api_key=secret)
+    with pytest.raises(AuthenticationError) as info:
+        make_backend(cfg).chat(_tiny_request())
+    assert len(refserver.requests) == 1  # not retried
+    assert "authentication" in str(info.value).lower() and "\n" not in str(info.value)
+    assert secret not in str(info.value) and secret not in repr(info.value)
+    assert secret not in caplog.text
+    assert secret not in repr(cfg)
+
+
+@pytest.mark.parametrize("which", ["openai", "dashscope"])
+def test_413_shrinks_and_retries_once(refserver: RefServer, cfr_video: Path, which: str) -> None:
+    wf = next(iter(sample_windows(cfr_video, [WINDOW], SamplingBudget(fps=2.0))))
+    cfg = (openai_cfg if which == "openai" else dashscope_cfg)(refserver, mode="frames")
+    backend = make_backend(cfg)
+    analyzer = WindowAnalyzer(backend, None)
+    size = len(str(backend.build(analyzer.build_request(wf)).messages))  # type: ignore[attr-defined]
+    refserver.configure(max_body_bytes=int(size * 0.8))
+    text, _usage, scale = analyzer.analyze(wf)
+    assert [r.status for r in refserver.requests] == [413, 200]
+    assert refserver.requests[1].n_frames == 10
+    assert_ground_truth(analyzer.to_events(text, wf.window, scale), WINDOW, tol=1.1)
+    refserver.reset()
+    refserver.configure(max_body_bytes=1000)  # still too large after shrinking: reported, not looped
+    with pytest.raises(Exception, match="too large"):
+        analyzer.analyze(wf)
+    assert [r.status for r in refserver.requests] == [413, 413]
+
+
+def test_context_limit_is_payload_too_large(refserver: RefServer) -> None:
+    refserver.configure(context_limit=50)
+    from vidline.errors import PayloadTooLargeError
+
+    for cfg in (openai_cfg(refserver), dashscope_cfg(refserver)):
+        with pytest.raises(PayloadTooLargeError):
+            make_backend(cfg).chat(_tiny_request())
+
+
+def test_no_model_with_several_served_is_a_config_error() -> None:
+    class Page:
+        data = [type("M", (), {"id": "a", "owned_by": "vllm"})(), type("M", (), {"id": "b", "owned_by": "vllm"})()]
+
+    class Models:
+        def list(self) -> Page:
+            return Page()
+
+    class Client:
+        models = Models()
+
+    backend = OpenAIBackend(ModelConfig(backend="openai", base_url="http://x/v1", api_key="k"), client=Client())  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="a, b"):
+        _ = backend.model
+
+
+# ------------------------------------------------------------------------------ streaming, images
+
+@pytest.mark.parametrize("which", ["openai", "dashscope"])
+def test_streaming_matches_the_full_answer(refserver: RefServer, which: str) -> None:
+    cfg = (openai_cfg if which == "openai" else dashscope_cfg)(refserver)
+    backend = make_backend(cfg)
+    req = ChatRequest([_tiny_request().parts[0], TextPart("Describe what you see and when.")])
+    full = backend.chat(req).text
+    chunks = list(backend.chat_stream(req))
+    assert len(chunks) > 1 and "".join(chunks) == full
+    assert refserver.requests[-1].stream
+    assert backend.last_usage is not None and backend.last_usage.completion_tokens > 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("which", ["openai", "dashscope"])
+def test_dropped_stream_raises(refserver: RefServer, which: str) -> None:
+    refserver.configure(drop_stream_after=2)
+    cfg = (openai_cfg if which == "openai" else dashscope_cfg)(refserver)
+    req = ChatRequest([_tiny_request().parts[0], TextPart("Describe what you see and when.")])
+    got: list[str] = []
+    with pytest.raises(ServerUnreachableError):
+        for c in make_backend(cfg).chat_stream(req):
+            got.append(c)
+    assert len(got) <= 2
+
+
+@pytest.mark.parametrize("which", ["openai", "dashscope"])
+def test_several_images(refserver: RefServer, which: str) -> None:
+    cfg = (openai_cfg if which == "openai" else dashscope_cfg)(refserver)
+    imgs = [ImagePart(render_frame(t, 160, 120, MARKERS)) for t in (3.0, 11.0, 16.0)]
+    resp = make_backend(cfg).chat(ChatRequest([*imgs, TextPart("Which shapes do these images show?")]))
+    rec = refserver.requests[-1]
+    assert rec.n_images == 3 and rec.status == 200
+    for label in ("blue triangle", "red square", "green circle"):
+        assert label in resp.text
+
+
+@pytest.mark.parametrize("mode", ["video", "frames"])
+@pytest.mark.parametrize("which", ["openai", "dashscope"])
+def test_estimate_matches_reference_server_tokens(refserver: RefServer, cfr_video: Path, which: str, mode: str) -> None:
+    cfg = (openai_cfg if which == "openai" else dashscope_cfg)(refserver, mode=mode, send_media_io_fps=(mode == "frames"))
+    backend = make_backend(cfg)
+    wf = next(iter(sample_windows(cfr_video, [WINDOW], SamplingBudget(fps=2.0))))
+    analyzer = WindowAnalyzer(backend, None)
+    req = analyzer.build_request(wf)
+    resp = backend.chat(req)
+    rec = refserver.requests[-1]
+    assert resp.extra["estimated_visual_tokens"] == rec.visual_tokens
+    est, _bytes = analyzer.estimate(wf.plan)
+    assert est == backend.estimate_tokens(req)
+    assert abs(est - rec.prompt_tokens) <= 0.15 * rec.prompt_tokens
+
+
+@pytest.mark.parametrize("which", ["openai", "dashscope"])
+def test_key_not_in_debug_logs_or_responses(refserver: RefServer, which: str, caplog: pytest.LogCaptureFixture) -> None:
+    secret = "sk-distinctive-secret-42"
+    refserver.configure(api_key=secret, rate_limit_first=1, retry_after=0.01)
+    caplog.set_level(logging.DEBUG)
+    cfg = (openai_cfg if which == "openai" else dashscope_cfg)(refserver, api_key=secret)
+    backend = make_backend(cfg)
+    resp = backend.chat(_tiny_request())
+    assert resp.text and secret not in caplog.text and secret not in repr(resp)
+    assert refserver.requests[-1].headers.get("Authorization", "***").endswith("***")
