@@ -110,6 +110,57 @@ print(len(windows), n)
 """
 
 
+class LatencyServer:
+    """A minimal OpenAI-compatible chat server that reads the request, waits L seconds and answers
+    "no events". It measures the pipeline's orchestration (decode overlapping requests) without the
+    reference server's perception CPU, which shares this machine's two cores with the client."""
+
+    def __init__(self, latency: float) -> None:
+        import http.server
+        import threading
+
+        outer = self
+        self.latency = latency
+        self.count = 0
+        self._lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                time.sleep(outer.latency)
+                with outer._lock:
+                    outer.count += 1
+                body = json.dumps({
+                    "id": "x", "object": "chat.completion", "created": 0, "model": "latency",
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": '{"events": []}'}}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                }).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.openai_base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> LatencyServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
 def iou(a: tuple[float, float], b: tuple[float, float]) -> float:
     inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
     union = max(a[1], b[1]) - min(a[0], b[0])
@@ -138,8 +189,12 @@ def check_events(doc: dict[str, Any], truth: list[tuple[str, float, float]],
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=60.0)
-    ap.add_argument("--latency", type=float, nargs="+", default=[0.2, 3.0])
+    ap.add_argument("--latency", type=float, nargs="+", default=[0.2, 3.0],
+                    help="latencies for the orchestration runs (latency-only server)")
+    ap.add_argument("--perception-latency", type=float, nargs="*", default=[0.2],
+                    help="latencies for the perception runs (reference server)")
     ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--prefetch", type=int, default=0)
     ap.add_argument("--window", type=float, default=125.0)
     ap.add_argument("--overlap", type=float, default=10.0)
     ap.add_argument("--fps", default="1", help="sampling fps per window (default 1)")
@@ -169,42 +224,61 @@ def main() -> int:
     print(f"decode floor: {decode_floor:.1f} s ({decode_cpu:.1f} CPU-s) for {n_windows} windows / {n_frames} frames, peak RSS {rss:.0f} MB",
           file=sys.stderr)
 
+    def cli(url: str, out_path: Path) -> list[str]:
+        return [py, "-m", "vidline", "timeline", str(video), "--base-url", url,
+                "--api-key", "sk-test", "--model", "qwen2.5-vl-ref", "--mode", args.mode, "--server", args.server,
+                "--window", str(args.window), "--overlap", str(args.overlap), "--fps", args.fps,
+                "--concurrency", str(args.concurrency), "--prefetch", str(args.prefetch), "--no-cache", "--quiet", "-o", str(out_path)]
+
     results: list[dict[str, Any]] = []
+    # 1. orchestration: wall time and memory against a server that only waits L seconds
     for latency in args.latency:
+        with LatencyServer(latency) as server, tempfile.TemporaryDirectory() as tmp:
+            wall, rss, code, _out, err = run_measured(cli(server.openai_base_url, Path(tmp) / "t.json"), env)
+            if code not in (0, 3):
+                print(err, file=sys.stderr)
+                return 1
+            target = 1.1 * max(decode_floor, n_windows * latency / args.concurrency)
+            row = {"server": "latency-only", "latency": latency, "wall": round(wall, 1), "target": round(target, 1),
+                   "wall_ok": wall <= target, "cpu_s": round(LAST_CPU[0], 1), "load": round(os.getloadavg()[0], 1),
+                   "peak_rss_mb": round(rss), "rss_ok": rss <= 300, "requests": server.count,
+                   "decode_floor": round(decode_floor, 1), "n_windows": n_windows}
+            results.append(row)
+            print(f"latency-only L={latency:g}s: wall {wall:.1f} s (target {target:.1f}), CPU {LAST_CPU[0]:.1f} s, "
+                  f"peak RSS {rss:.0f} MB, {server.count} requests", file=sys.stderr)
+    # 2. perception: the reference server really looks at every frame (its CPU shares this machine)
+    for latency in args.perception_latency:
         with RefServer(latency=latency) as server, tempfile.TemporaryDirectory() as tmp:
             out_path = Path(tmp) / "timeline.json"
-            cmd = [py, "-m", "vidline", "timeline", str(video), "--base-url", server.openai_base_url,
-                   "--api-key", "sk-test", "--model", "qwen2.5-vl-ref", "--mode", args.mode, "--server", args.server,
-                   "--window", str(args.window), "--overlap", str(args.overlap), "--fps", args.fps,
-                   "--concurrency", str(args.concurrency), "--no-cache", "--quiet", "-o", str(out_path)]
-            wall, rss, code, _out, err = run_measured(cmd, env)
+            wall, rss, code, _out, err = run_measured(cli(server.openai_base_url, out_path), env)
             if code not in (0, 3):
                 print(err, file=sys.stderr)
                 return 1
             doc = json.loads(out_path.read_text())
-            target = 1.1 * max(decode_floor, n_windows * latency / args.concurrency)
             check = check_events(doc, truth, static)
-            row = {"latency": latency, "wall": round(wall, 1), "target": round(target, 1),
+            row = {"server": "refserver", "latency": latency, "wall": round(wall, 1), "target": None,
                    "cpu_s": round(LAST_CPU[0], 1), "load": round(os.getloadavg()[0], 1),
-                   "wall_ok": wall <= target, "peak_rss_mb": round(rss), "rss_ok": rss <= 300,
-                   "requests": len(server.generation_requests), "decode_floor": round(decode_floor, 1),
-                   "n_windows": n_windows, **check}
+                   "peak_rss_mb": round(rss), "rss_ok": rss <= 300, "requests": len(server.generation_requests),
+                   "decode_floor": round(decode_floor, 1), "n_windows": n_windows, **check}
             row["events_ok"] = check["min_iou"] >= 0.5 and not check["duplicates"] and not check["static_events"]
             results.append(row)
-            print(f"L={latency:g}s: wall {wall:.1f} s (target {target:.1f}), CPU {LAST_CPU[0]:.1f} s, peak RSS {rss:.0f} MB, "
+            print(f"refserver L={latency:g}s: wall {wall:.1f} s, CPU {LAST_CPU[0]:.1f} s, peak RSS {rss:.0f} MB, "
                   f"min IoU {check['min_iou']}, duplicates {check['duplicates']}, static {check['static_events']}, "
                   f"spurious {check['spurious']}, failed windows {check['failed_windows']}", file=sys.stderr)
     if args.json:
         print(json.dumps(results, indent=2))
-    else:
-        print("| L (s) | windows | decode floor (s) | wall (s) | target (s) | CLI CPU (s) | load | peak RSS (MB) "
-              "| min IoU | dup | static | ok |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-        for r in results:
-            ok = r["wall_ok"] and r["rss_ok"] and r["events_ok"]
-            print(f"| {r['latency']:g} | {r['n_windows']} | {r['decode_floor']} | {r['wall']} | {r['target']} | "
-                  f"{r['cpu_s']} | {r['load']} | {r['peak_rss_mb']} | {r['min_iou']} | {r['duplicates']} | {r['static_events']} | "
-                  f"{'yes' if ok else 'NO'} |")
+        return 0
+    print(f"video: {video.name}, {n_windows} windows, {n_frames} frames sampled, concurrency {args.concurrency}, prefetch {args.prefetch}, "
+          f"decode floor {decode_floor:.1f} s ({decode_cpu:.1f} CPU-s)\n")
+    print("| server | L (s) | wall (s) | target (s) | client CPU (s) | load avg | peak RSS (MB) | min IoU | dup | "
+          "static | ok |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        perception = r["server"] == "refserver"
+        ok = r["rss_ok"] and (r["events_ok"] if perception else r["wall_ok"])
+        print(f"| {r['server']} | {r['latency']:g} | {r['wall']} | {r['target'] if r['target'] else '-'} | "
+              f"{r['cpu_s']} | {r['load']} | {r['peak_rss_mb']} | {r.get('min_iou', '-')} | "
+              f"{r.get('duplicates', '-')} | {r.get('static_events', '-')} | {'yes' if ok else 'NO'} |")
     return 0
 
 

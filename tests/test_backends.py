@@ -329,3 +329,16 @@ def test_key_not_in_debug_logs_or_responses(refserver: RefServer, which: str, ca
     resp = backend.chat(_tiny_request())
     assert resp.text and secret not in caplog.text and secret not in repr(resp)
     assert refserver.requests[-1].headers.get("Authorization", "***").endswith("***")
+
+
+@pytest.mark.parametrize("which", ["openai", "dashscope"])
+def test_one_backend_shared_by_threads(refserver: RefServer, which: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    refserver.configure(trust_mm_kwargs=False, latency=0.05)
+    cfg = (openai_cfg if which == "openai" else dashscope_cfg)(refserver, mode="video")
+    backend = make_backend(cfg)
+    with ThreadPoolExecutor(4) as pool:
+        texts = list(pool.map(lambda _: backend.chat(_tiny_request()).text, range(8)))
+    assert len(texts) == 8 and all(texts)
+    assert sum(1 for r in refserver.requests if r.status == 200) == 8

@@ -151,8 +151,8 @@ def test_wrong_key_is_one_line(capsys: pytest.CaptureFixture[str], clip: Path, r
 
 
 def test_partial_failures_exit_3(capsys: pytest.CaptureFixture[str], clip: Path, refserver: Any) -> None:
-    refserver.configure(fail_rate=0.5, seed=3)
-    code, out, err = _run(capsys, str(clip), *_model_args(refserver), "--quiet", "--no-cache")
+    refserver.configure(fail_rate=0.5, seed=3)  # sequential requests: a deterministic fault sequence
+    code, out, err = _run(capsys, str(clip), *_model_args(refserver), "--quiet", "--no-cache", "--concurrency", "1")
     doc = json.loads(out)
     failed = [w for w in doc["windows"] if w["status"] == "failed"]
     ok = [w for w in doc["windows"] if w["status"] == "ok"]
@@ -187,3 +187,45 @@ def test_resume_after_kill_sends_only_missing(clip: Path, refserver: Any, tmp_pa
     assert statuses.count("cached") == done and statuses.count("ok") == len(statuses) - done
     assert len(refserver.generation_requests) - sent_before == len(statuses) - done
     assert sorted(e["label"] for e in doc["events"]) == sorted(t[0] for t in TRUTH)
+
+
+def test_ctrl_c_exits_130_and_leaves_cache_consistent(clip: Path, refserver: Any, tmp_path: Path) -> None:
+    cache = tmp_path / "sigint-cache"
+    refserver.configure(latency=0.3)
+    cmd = [sys.executable, "-m", "vidline", "timeline", str(clip), *_model_args(refserver), "--quiet",
+           "--concurrency", "2", "--cache-dir", str(cache)]
+    env = {k: v for k, v in os.environ.items() if k not in MODEL_ENV}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(cache.glob("windows/*/*.json")):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert b"interrupted" in err and b"Traceback" not in err
+    entries = list(cache.glob("windows/*/*.json"))
+    assert entries and not list(cache.rglob(".tmp-*"))
+    for e in entries:  # every entry is complete JSON
+        assert "text" in json.loads(e.read_text())
+
+
+def test_every_window_failing_is_exit_1(capsys: pytest.CaptureFixture[str], clip: Path, refserver: Any) -> None:
+    refserver.configure(fail_rate=1.0)
+    code, out, err = _run(capsys, str(clip), *_model_args(refserver), "--quiet", "--no-cache")
+    assert code == 1
+    assert "every window failed" in err
+    assert json.loads(out)["events"] == []
+
+
+def test_unreachable_server_fails_fast_with_one_line(capsys: pytest.CaptureFixture[str], clip: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.monotonic()
+    code, out, err = _run(capsys, str(clip), "--base-url", f"http://127.0.0.1:{port}/v1", "--model", "m",
+                          "--retries", "0", "--quiet", "--no-cache", "--concurrency", "1")
+    assert code != 0 and out == ""
+    assert "unreachable" in _one_line(err)
+    assert time.monotonic() - t0 < 20

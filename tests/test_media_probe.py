@@ -91,3 +91,12 @@ def test_bad_input(request: pytest.FixtureRequest, fixture: str, error: type[Exc
     assert str(path) in msg and words in msg
     if error is VideoOpenError and fixture != "audio_only_file":
         assert not isinstance(exc.value, NoVideoStreamError)
+
+
+def test_probe_bframes(bframes_video: SynthVideo) -> None:
+    # B-frames: the first packet's DTS is negative; time 0 is still the first displayed frame
+    info = probe(bframes_video.path)
+    assert info.start_time == 0.0
+    assert info.duration == pytest.approx(bframes_video.duration, abs=1e-3)
+    assert info.keyframe_interval == pytest.approx(2.0)
+    assert not info.is_vfr

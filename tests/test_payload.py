@@ -302,3 +302,15 @@ def test_call_with_retries_gives_up(exc: BackendError, attempts: int) -> None:
     with pytest.raises(type(exc)):
         call_with_retries(fn, RetryPolicy(max_retries=2, backoff_base=0.0), sleep=lambda s: None)
     assert len(calls) == attempts
+
+
+def test_dashscope_text_that_names_a_file_is_not_uploaded(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from dashscope.utils.oss_utils import check_and_upload
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("private")
+    for text in ("notes.txt", f"file://{tmp_path}/notes.txt", "what is in the video?"):
+        p = build_dashscope(ChatRequest(parts=[TextPart(text)]), "frames", EncodeOptions())
+        item = dict(p.messages[0]["content"][0])
+        uploaded, _ = check_and_upload("m", item, "k")  # the SDK's own check (raises on upload attempts)
+        assert not uploaded and item["text"].strip() == text

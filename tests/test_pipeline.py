@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vidline.errors import AnswerParseError, AuthenticationError, ConfigError, ServerError
+from vidline.errors import (
+    AnswerParseError,
+    AuthenticationError,
+    ConfigError,
+    ServerError,
+    ServerUnreachableError,
+)
 from vidline.models.config import ModelConfig
 from vidline.pipeline import ModelRun, RunOptions, analyze, dry_run, select_model
 from vidline.progress import Progress
@@ -69,9 +75,11 @@ class FakeAnalyzer:
     """Answers with the ground-truth intervals clipped to the window, in clip-relative seconds."""
 
     def __init__(self, *, fail: set[int] = frozenset(), garbage: set[int] = frozenset(),  # type: ignore[assignment]
-                 auth: bool = False, latency: float = 0.0) -> None:
+                 auth: bool = False, latency: float = 0.0,
+                 unreachable: set[int] = frozenset()) -> None:  # type: ignore[assignment]
         self.backend = SimpleNamespace(config=ModelConfig("openai", model="fake-vl"), default_mode="video")
         self.fail, self.garbage, self.auth, self.latency = fail, garbage, auth, latency
+        self.unreachable = unreachable
         self.calls: list[int] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -94,6 +102,8 @@ class FakeAnalyzer:
                 raise AuthenticationError("401 Unauthorized: check --api-key", status=401)
             if wf.window.index in self.fail:
                 raise ServerError("server error 500 after 4 retries", status=500)
+            if wf.window.index in self.unreachable:
+                raise ServerUnreachableError("openai: server unreachable (connection refused)")
             if wf.window.index in self.garbage:
                 return "I am not sure what happens here.", None, 1.0
             w = wf.window
@@ -156,6 +166,15 @@ def test_authentication_error_stops_the_run(video: Path) -> None:
     with pytest.raises(AuthenticationError):
         _run(video, an, Decoder(), None, concurrency=2)
     assert len(an.calls) <= 2 + 1  # stops at the first windows in flight; never reaches all 4
+
+
+def test_unreachable_at_start_stops_but_later_is_one_failed_window(video: Path) -> None:
+    an = FakeAnalyzer(unreachable={0, 1, 2, 3})
+    with pytest.raises(ServerUnreachableError):
+        _run(video, an, Decoder(), None, concurrency=1)
+    assert an.calls == [0]  # never reached: no point waiting out every window's retries
+    tl = _run(video, FakeAnalyzer(unreachable={2}), Decoder(), None, concurrency=1)
+    assert [w.index for w in tl.failed_windows] == [2] and "unreachable" in (tl.windows[2].error or "")
 
 
 def test_windows_in_flight_are_bounded(video: Path) -> None:
@@ -293,3 +312,29 @@ def test_e2e_reference_server(refserver: Any, marker_video: Path, tmp_path: Path
     assert len(refserver.generation_requests) == n  # cache hit: nothing re-sent
     assert {w.status for w in again.windows} == {"cached"}
     _check_truth(again)
+
+
+def test_progress_non_tty_shows_windows_and_tokens() -> None:
+    import io
+
+    buf = io.StringIO()  # not a TTY
+    p = Progress(file=buf)
+    p.add_total(3)
+    p.advance(tokens=120)
+    p.advance(status="cached")
+    p.advance(status="failed")
+    p.close()
+    text = buf.getvalue()
+    assert "3/3" in text and "tokens=120" in text and "failed=1" in text and "cached=1" in text
+    quiet = io.StringIO()
+    q = Progress(enabled=False, file=quiet)
+    q.add_total(2)
+    q.advance(tokens=5)
+    q.close()
+    assert quiet.getvalue() == "" and q.tokens == 5
+
+
+def test_model_name_from_server_when_not_configured(refserver: Any, marker_video: Path) -> None:
+    cfg = ModelConfig("openai", base_url=refserver.openai_base_url, api_key="sk-test", server="vllm")
+    tl = analyze(marker_video, config=cfg, window=20.0, overlap=2.0, fps=1.0, cache=False)
+    assert tl.model == "qwen2.5-vl-ref" and not tl.partial

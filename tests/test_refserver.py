@@ -570,3 +570,40 @@ def test_no_auth_no_retry_after_and_uploads() -> None:
         assert chat(c, server, [{"type": "text", "text": "hi"}])
         up = requests.get(server.url + "/api/v1/uploads?action=getPolicy", timeout=5)
         assert up.status_code == 400 and "upload" in (server.last.error or "")
+
+
+def test_stream_error_event_mid_answer(refserver: RefServer) -> None:
+    refserver.configure(stream_error_after=2)
+    stream = client(refserver).chat.completions.create(
+        model=refserver.model, stream=True, messages=[{"role": "user", "content": "describe"}]
+    )
+    with pytest.raises(openai.APIError, match="injected fault"):
+        for _ in stream:
+            pass
+    assert refserver.last.fault == "stream_error"
+    got = [r for r in ds_call(refserver, [{"text": "describe"}], stream=True, incremental_output=True)]
+    assert got[-1].status_code == 500 and got[-1].code == "InternalError"
+    assert refserver.last.fault == "stream_error"
+
+
+def test_max_in_flight_counts_concurrent_requests(refserver: RefServer) -> None:
+    refserver.configure(latency=1.0)
+    clients = [client(refserver) for _ in range(3)]
+    barrier = threading.Barrier(3)
+
+    def call(c: openai.OpenAI) -> None:
+        barrier.wait(10)
+        chat(c, refserver, [{"type": "text", "text": "hi"}])
+
+    threads = [threading.Thread(target=call, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert refserver.max_in_flight == 3
+    deadline = time.monotonic() + 5  # handlers leave just after their last byte is written
+    while refserver.in_flight and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert refserver.in_flight == 0
+    refserver.reset()
+    assert refserver.max_in_flight == 0

@@ -464,7 +464,7 @@ def _find_ranges(line: str) -> Iterator[tuple[float, float, int, int]]:
             _has_unit_or_clock(a)
             or _has_unit_or_clock(b)
             or bool(m.group("unit"))
-            or bool(_CONTEXT_RE.search(line[: m.start()]))
+            or bool(_CONTEXT_RE.search(line[max(0, m.start() - 24) : m.start()]))
         )
         if not explicit:
             continue

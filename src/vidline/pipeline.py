@@ -32,7 +32,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vidline.cache import CachedAnswer, WindowCache, cache_key, resolve_cache_dir, video_fingerprint
-from vidline.errors import AnswerParseError, AuthenticationError, ConfigError, VidlineError
+from vidline.errors import (
+    AnswerParseError,
+    AuthenticationError,
+    ConfigError,
+    ServerUnreachableError,
+    VidlineError,
+)
 from vidline.log import logger
 from vidline.models.config import ModelConfig, resolve_model_config
 from vidline.motion import MotionParams
@@ -67,12 +73,14 @@ class RunOptions:
     fps: float | str = "auto"
     max_frames: int | None = None
     concurrency: int = 4
-    queue: int = 0  # decoded windows allowed to wait for a free worker
+    queue: int = 0  # windows decoded ahead of a free worker (--prefetch)
     cache_dir: Path | None = None
 
     def validate(self) -> None:
         if self.concurrency < 1:
             raise ConfigError(f"--concurrency must be >= 1, got {self.concurrency}")
+        if self.queue < 0:
+            raise ConfigError(f"--prefetch must be >= 0, got {self.queue}")
         if self.window is not None and self.window <= 0:
             raise ConfigError(f"--window must be > 0, got {self.window}")
         if self.overlap is not None and self.overlap < 0:
@@ -144,19 +152,21 @@ def analyze(
     concurrency: int = 4,
     cache: bool | str | Path = True,
     progress: bool | Progress = False,
+    prefetch: int = 0,
     **options: Any,
 ) -> Timeline:
     """Find the events of a video (matching ``query`` when given) and return a merged Timeline.
 
     ``options``: model settings (``base_url``, ``api_key``, ``model``, ``mode``, ...; used when
     ``config`` is None, else they override it) and motion settings (``threshold``, ``min_event``,
-    ``merge_gap``, ``pre``, ``post``, ``motion_fps``, ``motion_width``).
+    ``merge_gap``, ``pre``, ``post``, ``motion_fps``, ``motion_width``). ``prefetch``: windows decoded
+    ahead of a free worker (faster on slow servers, +1 window of frames in memory each).
     Raises ConfigError, VideoError, AuthenticationError, CacheError; other window failures are
     recorded in the Timeline (``timeline.partial``).
     """
     model_opts, motion_params = _split_options(options)
     run_opts = RunOptions(window=window, overlap=overlap, fps=fps, max_frames=max_frames,
-                          concurrency=concurrency, cache_dir=resolve_cache_dir(cache))
+                          concurrency=concurrency, queue=prefetch, cache_dir=resolve_cache_dir(cache))
     run_opts.validate()
     cfg = select_model(config, backend, query, model_opts)
     reporter, owned = _progress_for(progress)
@@ -188,8 +198,8 @@ def analyze_motion(path: str | os.PathLike[str], params: MotionParams | None = N
             done[0] = min(seconds, int(t))
 
     if progress is not None:
-        progress.set_description("motion (s of video)")
-        progress.add_total(seconds)
+        progress.set_description("motion")
+        progress.add_total(seconds, unit="s")
     times, scores = motion_scores(path, params, src_width=info.display_width, src_height=info.display_height,
                                   duration=info.duration, on_frame=tick)
     if progress is not None:
@@ -283,6 +293,7 @@ class ModelRun:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._fatal: BaseException | None = None
+        self._answered = False  # the server has answered at least once in this run
         self.cache: WindowCache | None = WindowCache(options.cache_dir) if options.cache_dir else None
 
     # -- steps -------------------------------------------------------------------------------------
@@ -379,11 +390,14 @@ class ModelRun:
             text, usage, time_scale = self.analyzer.analyze(wf)
             del wf
             events = self._events(text, job.window, time_scale)
-        except AuthenticationError as exc:
-            with self._lock:
-                if self._fatal is None:
-                    self._fatal = exc
-            self._stop.set()
+        except (AuthenticationError, ServerUnreachableError) as exc:
+            # a wrong key stops the run at once; so does a server that was never reached (after the
+            # backend's retries), rather than waiting out the retries of every window
+            if isinstance(exc, AuthenticationError) or not self._answered:
+                with self._lock:
+                    if self._fatal is None:
+                        self._fatal = exc
+                self._stop.set()
             self._record_failure(job, n_frames, exc)
             return
         except AnswerParseError as exc:
@@ -400,6 +414,7 @@ class ModelRun:
             self.cache.put(job.key, CachedAnswer(text=text, usage=usage, time_scale=time_scale))
         record = WindowRecord(index=job.window.index, start=job.window.start, end=job.window.end, frames=n_frames,
                               status="ok", estimated_tokens=job.estimated_tokens, usage=usage)
+        self._answered = True
         with self._lock:
             self.results[job.window.index] = WindowResult(record, events)
         tokens = (usage.prompt_tokens + usage.completion_tokens) if usage else 0
@@ -421,6 +436,17 @@ class ModelRun:
                 ev.windows = [window.index]
         return events
 
+    def _served_model(self) -> str | None:
+        """The model the backend used when the config named none (e.g. the server's only model)."""
+        backend = getattr(self.analyzer, "backend", None)
+        if not self._answered or backend is None:
+            return None
+        try:  # resolved while answering, so no further request
+            resolved = getattr(backend, "model", None)
+        except VidlineError:
+            return None
+        return resolved if isinstance(resolved, str) else None
+
     def _timeline(self, info: VideoInfo, jobs: Sequence[WindowJob]) -> Timeline:
         from vidline.merge import merge_events
         from vidline.timeline import Timeline
@@ -438,8 +464,7 @@ class ModelRun:
             events.extend(result.events)
         usage = sum((r.usage for r in records if r.status == "ok" and r.usage), Usage())
         merged = sorted(merge_events(events), key=lambda e: (e.start, e.end, e.label))
-        backend_cfg = getattr(self.analyzer, "backend", None)
-        model = getattr(getattr(backend_cfg, "config", None), "model", None) or self.config.model
+        model = self.config.model or self._served_model()
         return Timeline(video=_video_dict(self.path, info), query=self.query, backend=self.config.backend,
                         model=model, mode=self.mode, events=merged, windows=records, usage=usage)
 
@@ -623,6 +648,7 @@ def dry_run(
     fps: float | str = "auto",
     max_frames: int | None = None,
     concurrency: int = 4,
+    prefetch: int = 0,
     price_per_1k: float | None = None,
     **options: Any,
 ) -> DryRunReport:
@@ -632,7 +658,8 @@ def dry_run(
     model_opts, motion_params = _split_options(options)
     if price_per_1k is not None and price_per_1k < 0:
         raise ConfigError(f"--price-per-1k must be >= 0, got {price_per_1k}")
-    run_opts = RunOptions(window=window, overlap=overlap, fps=fps, max_frames=max_frames, concurrency=concurrency)
+    run_opts = RunOptions(window=window, overlap=overlap, fps=fps, max_frames=max_frames, concurrency=concurrency,
+                          queue=prefetch)
     run_opts.validate()
     cfg = select_model(config, backend, query, model_opts)
     info = probe(path)

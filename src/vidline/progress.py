@@ -25,23 +25,38 @@ class Progress:
         self.done = 0
         self._lock = threading.Lock()
         self._bar: Any = None
-        if enabled:
+        self._desc = desc
+        self._unit = "win"
+        self._file = file
+        self._total = total
+        self._closed = False
+
+    def _ensure_bar(self) -> Any:
+        """The tqdm bar, created on first use (so messages logged while planning come before it)."""
+        if self._bar is None and self.enabled and not self._closed:
             from tqdm import tqdm
 
-            stream = file if file is not None else sys.stderr
+            stream = self._file if self._file is not None else sys.stderr
             tty = bool(getattr(stream, "isatty", lambda: False)())
-            self._bar = tqdm(total=total, desc=desc, unit="win", file=stream, dynamic_ncols=tty,
-                             mininterval=0.2 if tty else 5.0, leave=True, disable=False)
+            self._bar = tqdm(total=self._total, desc=self._desc, unit=self._unit, file=stream, dynamic_ncols=tty,
+                             mininterval=0.2 if tty else 5.0, leave=True)
+        return self._bar
 
-    def add_total(self, n: int) -> None:
+    def add_total(self, n: int, *, unit: str | None = None) -> None:
+        """Announce ``n`` more units of work (windows, or seconds of video with ``unit="s"``)."""
         with self._lock:
-            if self._bar is not None:
-                self._bar.total = (self._bar.total or 0) + n
-                self._bar.refresh()
+            if unit and self._bar is None:
+                self._unit = unit
+            self._total += n
+            bar = self._ensure_bar()
+            if bar is not None:
+                bar.total = self._total
+                bar.refresh()
 
     def set_description(self, desc: str) -> None:
-        if self._bar is not None:
-            with self._lock:
+        with self._lock:
+            self._desc = desc
+            if self._bar is not None:
                 self._bar.set_description_str(desc, refresh=False)
 
     def advance(self, *, tokens: int = 0, status: str = "ok") -> None:
@@ -53,7 +68,7 @@ class Progress:
                 self.failed += 1
             elif status == "cached":
                 self.cached += 1
-            if self._bar is not None:
+            if self._ensure_bar() is not None:
                 post = {"tokens": self.tokens}
                 if self.cached:
                     post["cached"] = self.cached
@@ -75,6 +90,7 @@ class Progress:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             if self._bar is not None:
                 self._bar.close()
                 self._bar = None

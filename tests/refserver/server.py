@@ -61,6 +61,7 @@ _FAULT_DEFAULTS: dict[str, Any] = {
     "rate_limit_first": 0,
     "retry_after": 0.1,
     "drop_stream_after": None,
+    "stream_error_after": None,
     "context_limit": None,
     "chunk_delay": 0.0,
 }
@@ -137,6 +138,7 @@ class RefServer:
         trust_mm_kwargs: bool = True,
         styles: Sequence[str] | None = None,
         drop_stream_after: int | None = None,
+        stream_error_after: int | None = None,
         context_limit: int | None = None,
         chunk_delay: float = 0.0,
         strict_model: bool = True,
@@ -155,6 +157,9 @@ class RefServer:
         self.trust_mm_kwargs = trust_mm_kwargs
         self.styles: tuple[str, ...] = self._check_styles(styles)
         self.drop_stream_after = drop_stream_after
+        self.stream_error_after = stream_error_after
+        self.in_flight = 0  # generation requests being handled right now
+        self.max_in_flight = 0  # high-water mark of in_flight (for concurrency-limit tests)
         self.context_limit = context_limit
         self.chunk_delay = chunk_delay
         self.strict_model = strict_model
@@ -219,6 +224,7 @@ class RefServer:
             self._generation_count = 0
             self._style_counter = 0
             self._rng = random.Random(self.seed)
+            self.max_in_flight = self.in_flight
 
     def stop(self) -> None:
         if self._stopped:
@@ -259,6 +265,15 @@ class RefServer:
             style = self.styles[self._style_counter % len(self.styles)]
             self._style_counter += 1
             return style
+
+    def _enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     def _fault_roll(self) -> tuple[str | None, int]:
         """Decide rate limiting / random failure for one generation request."""
@@ -721,6 +736,7 @@ class _Handler(BaseHTTPRequestHandler):
         # recorded on arrival and filled in place: every field is set before the bytes the client
         # waits for are written, so a test reading ``server.last`` after a call sees the final record
         ref._record(rec)
+        ref._enter()
         try:
             self._handle_post(ref, api, cfg, body_bytes, rec)
         except (BrokenPipeError, ConnectionResetError) as exc:
@@ -730,6 +746,8 @@ class _Handler(BaseHTTPRequestHandler):
             rec.error = f"refserver bug: {type(exc).__name__}: {exc}"
             with contextlib.suppress(OSError):
                 self._error(api, 500, rec.error)
+        finally:
+            ref._leave()
 
     def _handle_post(
         self, ref: RefServer, api: str, cfg: dict[str, Any], raw: bytes, rec: RecordedRequest
@@ -907,7 +925,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         rec.status = 200
         drop_after = cfg["drop_stream_after"]
+        error_after = cfg["stream_error_after"]
         for event in events:
+            if error_after is not None and rec.chunks_sent >= error_after:
+                rec.fault = "stream_error"
+                for data in (_stream_error_event(rec), "data: [DONE]\n\n" if rec.api != "dashscope" else ""):
+                    if data:
+                        raw = data.encode("utf-8")
+                        rec.chunks_sent += 1
+                        self.wfile.write(f"{len(raw):x}\r\n".encode() + raw + b"\r\n")
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+                return
             if drop_after is not None and rec.chunks_sent >= drop_after:
                 rec.fault = "dropped"
                 self.wfile.flush()
@@ -915,14 +944,23 @@ class _Handler(BaseHTTPRequestHandler):
                 with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
                 return
-            data = event.encode("utf-8")
+            payload = event.encode("utf-8")
             rec.chunks_sent += 1
-            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
             self.wfile.flush()
             if cfg["chunk_delay"]:
                 time.sleep(cfg["chunk_delay"])
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+
+
+def _stream_error_event(rec: RecordedRequest) -> str:
+    message = "The server had an error while streaming the answer (injected fault)."
+    if rec.api == "dashscope":
+        body = {"code": "InternalError", "message": message, "request_id": rec.request_id}
+        return f"id:{rec.chunks_sent + 1}\nevent:error\n:HTTP_STATUS/500\nstatus:500\ndata:{json.dumps(body)}\n\n"
+    body_o = {"error": {"message": message, "type": "server_error", "param": None, "code": 500}}
+    return "data: " + json.dumps(body_o) + "\n\n"
 
 
 def _fmt_seconds(v: float) -> str:

@@ -1,7 +1,8 @@
 """``vidline timeline VIDEO...``: one merged event timeline per video (a thin layer over vidline.analyze).
 
-Exit codes: 0 ok; 1 error (one line on stderr); 2 bad options / no model for --query;
-3 partial (some windows failed: listed on stderr, the timeline of the rest is still written);
+Exit codes: 0 ok; 1 error (one line on stderr; also when every window failed); 2 bad options / no
+model for --query; 3 partial (some windows failed: listed on stderr, the timeline of the rest is
+still written);
 130 interrupted (answers already received stay in the cache).
 """
 
@@ -51,6 +52,9 @@ def register(subparsers: Any) -> None:
     g.add_argument("--fps", type=_fps, default="auto", metavar="auto|F", help="sampling fps (default auto)")
     g.add_argument("--max-frames", type=int, metavar="N", help="max frames per window")
     g.add_argument("--concurrency", type=int, default=4, metavar="N", help="requests in flight (default 4)")
+    g.add_argument("--prefetch", type=int, default=0, metavar="N",
+                   help="windows decoded ahead of a free request slot (default 0; each costs one window of "
+                   "frames in memory, saves the decode time per request on slow servers)")
     o = p.add_argument_group("output")
     o.add_argument("--format", choices=FORMATS, help="output format (default: from -o's suffix, else json)")
     o.add_argument("-o", "--output", metavar="PATH", help="write here instead of stdout")
@@ -76,6 +80,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "overlap": args.overlap,
         "fps": args.fps,
         "max_frames": args.max_frames,
+        "prefetch": args.prefetch,
         "threshold": args.threshold,
         "min_event": args.min_event,
         "merge_gap": args.merge_gap,
@@ -112,8 +117,8 @@ def _output_path(args: argparse.Namespace, video: str, fmt: str) -> Path | None:
 
 def _report_failures(timeline: Timeline, video: str) -> None:
     failed = timeline.failed_windows
-    print(f"vidline: {video}: {len(failed)} of {len(timeline.windows)} windows failed (partial timeline):",
-          file=sys.stderr)
+    what = "every window failed" if len(failed) == len(timeline.windows) else "partial timeline"
+    print(f"vidline: {video}: {len(failed)} of {len(timeline.windows)} windows failed ({what}):", file=sys.stderr)
     for w in failed:
         print(f"vidline:   window {w.index} [{w.start:.1f}-{w.end:.1f} s]: {w.error}", file=sys.stderr)
 
@@ -128,23 +133,24 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _run_dry(args, config, dry_run)
     cache: bool | str = False if args.no_cache else (args.cache_dir or True)
-    partial = 0
+    partial = 0  # 0 ok, 1 some windows failed, 2 every window failed
     stdout_docs: list[str] = []
     progress = Progress(enabled=not args.quiet)
     try:
         for video in args.videos:
             timeline = analyze(video, args.query, config=config, concurrency=args.concurrency, cache=cache,
                                progress=progress, **_options(args))
-            progress.set_description("windows")
-            partial += _emit(args, video, timeline, stdout_docs)
+            partial = max(partial, _emit(args, video, timeline, stdout_docs))
     finally:
         progress.close()
     _flush_stdout(args, stdout_docs)
+    if partial == 2 and len(args.videos) == 1:
+        return 1  # nothing succeeded: a failure, not a partial result
     return EXIT_PARTIAL if partial else 0
 
 
 def _emit(args: argparse.Namespace, video: str, timeline: Timeline, stdout_docs: list[str]) -> int:
-    """Write one timeline; returns 1 when it is partial (after listing its failed windows)."""
+    """Write one timeline; 0 complete, 1 partial, 2 every window failed (failed windows listed)."""
     fmt = _format_for(args, Path(args.output) if args.output and len(args.videos) == 1 else None)
     out = _output_path(args, video, fmt)
     if out is not None:
@@ -154,7 +160,7 @@ def _emit(args: argparse.Namespace, video: str, timeline: Timeline, stdout_docs:
         stdout_docs.append(timeline.to_json() if fmt == "json" else _render(timeline, fmt))
     if timeline.partial:
         _report_failures(timeline, video)
-        return 1
+        return 2 if len(timeline.failed_windows) == len(timeline.windows) else 1
     return 0
 
 

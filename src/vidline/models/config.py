@@ -96,12 +96,14 @@ def resolve_model_config(
     if backend not in ("auto", "openai", "dashscope"):
         raise ConfigError(f"unknown backend {backend!r}: choose auto, openai, dashscope or motion")
     if backend == "auto":
-        if base_url or api_key or model:
+        if base_url or api_key:
             backend = "dashscope" if (base_url and "/api/v1" in base_url and "compatible" not in base_url) else "openai"
         elif env.get("OPENAI_BASE_URL") or env.get("OPENAI_API_KEY"):
             backend = "openai"
         elif env.get("DASHSCOPE_API_KEY") or env.get("DASHSCOPE_HTTP_BASE_URL"):
             backend = "dashscope"
+        elif model:  # a model name alone says nothing about the server: env first, then OpenAI
+            backend = "openai"
         else:
             return None
     if backend == "openai":

@@ -182,22 +182,28 @@ class OpenAIBackend(Backend):
         return kwargs
 
     def _with_fallbacks(self, request: ChatRequest, send: Any) -> tuple[Any, BuiltPayload]:
-        """Build and send; on vLLM's media_io 400 or a response_format 400, adapt and resend."""
+        """Build and send; on vLLM's media_io 400 or a response_format 400, adapt and resend.
+
+        The fallbacks are remembered for the rest of the run (this backend instance) and are safe when
+        several threads hit the same refusal at once: each resends what it sent, minus the refused part."""
         for _ in range(3):
             payload = self.build(request)
+            kwargs = self._kwargs(request, payload)
             try:
-                return send(self._kwargs(request, payload)), payload
+                return send(kwargs), payload
             except _MediaIoRejected:
-                if not self._media_io_ok:
+                if "media_io_kwargs" not in payload.extra_body:
                     raise
-                logger.warning("server refuses per-request media_io_kwargs (start vLLM with "
-                               "--trust-request-mm-kwargs to send the real fps); falling back to its 2 fps "
-                               "default with retimed clips for the rest of this run")
+                if self._media_io_ok:
+                    logger.warning("server refuses per-request media_io_kwargs (start vLLM with "
+                                   "--trust-request-mm-kwargs to send the real fps); falling back to its "
+                                   "default sampling with retimed clips for the rest of this run")
                 self._media_io_ok = False
             except _ResponseFormatRejected:
-                if not (request.json_mode and self._response_format_ok):
+                if "response_format" not in kwargs:
                     raise
-                logger.warning("server refuses response_format json_object; asking for JSON in the prompt only")
+                if self._response_format_ok:
+                    logger.warning("server refuses response_format json_object; asking for JSON in the prompt only")
                 self._response_format_ok = False
         raise ServerError("openai: request kept being rejected")
 

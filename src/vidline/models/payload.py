@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -56,7 +57,8 @@ VLLM_DEFAULT_VIDEO_FPS = 2.0  # vLLM resamples an mp4 at 2 fps without media_io_
 VLLM_JPEG_LIST_DEFAULT_FPS = 1.0  # vLLM's jpeg_sequence loader: fps = media_io_kwargs fps or 1
 VLLM_JPEG_LIST_MAX_FRAMES = 32  # ... and it keeps only the first num_frames (default 32) frames
 VLLM_MP4_FPS_HEADROOM = 2.0  # ask vLLM to sample an mp4 faster than its real rate: it then keeps all
-FRAME_TEXT_FORMAT = "Frame at t={t:.2f}s:"  # generic servers: the text part before each image
+FRAME_TEXT_FORMAT = "Frame at t={t:.2f}s:"
+CHAT_TEMPLATE_TOKENS = 20  # Qwen chat template (+ its default system prompt): approximate
 
 DEFAULT_MODES: dict[str, PayloadMode] = {
     "dashscope": "frames",
@@ -431,6 +433,20 @@ def build_openai(request: ChatRequest, flavour: Flavour, mode: PayloadMode, opts
     return BuiltPayload(messages, extra, time_scale or 1.0, media, shape or "text", tokens)
 
 
+def dashscope_safe_text(text: str) -> str:
+    """The DashScope SDK uploads any ``text`` item that names a local file (or starts with file://)
+    to OSS; a trailing space keeps a question such as ``notes.txt`` a question."""
+    stripped = text.strip()
+    if stripped.startswith(("file://", "oss://")):
+        return " " + text
+    try:
+        if stripped and len(stripped) < 4096 and os.path.isfile(os.path.expanduser(text)):
+            return text + " "
+    except (OSError, ValueError):
+        pass
+    return text
+
+
 def build_dashscope(request: ChatRequest, mode: PayloadMode, opts: EncodeOptions) -> BuiltPayload:
     """DashScope native ``messages`` (MultiModalConversation). Only data URIs: never file paths."""
     content: list[dict[str, Any]] = []
@@ -440,7 +456,7 @@ def build_dashscope(request: ChatRequest, mode: PayloadMode, opts: EncodeOptions
     tokens = 0
     for part in request.parts:
         if isinstance(part, TextPart):
-            content.append({"text": part.text})
+            content.append({"text": dashscope_safe_text(part.text)})
         elif isinstance(part, ImagePart):
             url, h, w = encode_image_part(part, opts)
             content.append({"image": url})
@@ -480,7 +496,7 @@ def estimate_request_tokens(request: ChatRequest, flavour: Flavour, mode: Payloa
     total = sum(estimate_part_tokens(p, flavour, mode, opts) for p in request.parts)
     if request.system:
         total += estimate_text_tokens(request.system)
-    return total + 8  # chat template overhead (approximate)
+    return total + CHAT_TEMPLATE_TOKENS
 
 
 def estimate_payload_bytes(n_frames: int, height: int, width: int, mode: PayloadMode) -> int:

@@ -9,6 +9,7 @@ from vidline.log import logger
 from vidline.models.base import Backend, ChatRequest, TextPart, VideoPart
 from vidline.models.config import PayloadMode
 from vidline.models.payload import (
+    CHAT_TEMPLATE_TOKENS,
     DEFAULT_MODES,
     PAYLOAD_VERSION,
     EncodeOptions,
@@ -92,7 +93,7 @@ class WindowAnalyzer:
         tokens += estimate_text_tokens(self.prompt(wf_plan.end - wf_plan.start))
         if self.system:
             tokens += estimate_text_tokens(self.system)
-        return tokens + 8, estimate_payload_bytes(n, h, w, mode)
+        return tokens + CHAT_TEMPLATE_TOKENS, estimate_payload_bytes(n, h, w, mode)
 
     def analyze(self, wf: WindowFrames) -> tuple[str, Usage | None, float]:
         """Send the window; on a too-large answer shrink the payload (half the frames, smaller and

@@ -30,6 +30,8 @@ from vidline.media.source import FrameSource, Target, check_sorted
 from vidline.types import Frame, VideoInfo
 
 STRATEGIES = ("auto", "sequential", "seek")
+MIN_SKIP_SECONDS = 1.0
+MIN_SKIP_FRAMES = 10
 
 
 class PyAVSource(FrameSource):
@@ -40,8 +42,9 @@ class PyAVSource(FrameSource):
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}")
         self.strategy = strategy
-        self.stats: dict[str, int] = {"seeks": 0, "decoded": 0, "errors": 0}
+        self.stats: dict[str, int] = {"seeks": 0, "backward_seeks": 0, "decoded": 0, "errors": 0}
         self._warned = False
+        self._seeking_disabled = False
 
     # -- helpers ---------------------------------------------------------------------------
     def _open(self) -> tuple[Any, Any, Fraction, int]:
@@ -69,28 +72,38 @@ class PyAVSource(FrameSource):
             logger.debug("%s: demuxing stopped: %s", self.path, exc)
 
     def _keyframe_times(self, stream: Any, tb: Fraction, first: int) -> list[float] | None:
+        """Display times of the keyframes, from the container index (None without an index).
+
+        Index timestamps are decode times (DTS); seeking is by presentation time. With B-frames a
+        keyframe is shown ``delay`` ticks after it is decoded, where ``delay`` is the first frame's
+        PTS minus the first DTS; without this shift a seek to a keyframe's DTS lands one GOP early.
+        """
         entries = stream.index_entries
         if len(entries) < 2:
             return None
-        return [float((e.timestamp - first) * tb) for e in entries if e.is_keyframe]
+        delay = max(0, first - entries[0].timestamp)
+        return [float((e.timestamp + delay - first) * tb) for e in entries if e.is_keyframe]
 
     def _seek_point(self, pos: float, target: float, keys: list[float] | None) -> float | None:
         """Where to seek before decoding towards ``target`` (None: keep decoding forward).
 
-        Seek only when a keyframe lies after the current position ``pos`` and at or before the target
-        (minus two frames of margin, as index times are decode times and B-frames display later).
+        Seek only when a keyframe lies after the current position ``pos`` (by at least one second and
+        ten frames) and at or before the target.
         """
-        if self.strategy == "sequential":
+        if self.strategy == "sequential" or self._seeking_disabled:
             return None
         margin = 2.0 / self.info.fps if self.info.fps else 0.1
         if self.strategy == "seek":
             return target - margin if target > pos else None
         if keys is not None:
-            k = bisect.bisect_right(keys, target - margin) - 1
-            return keys[k] if k >= 0 and keys[k] > pos + 1e-6 else None
+            # a seek flushes the decoder (and its threads' work): worth it only when it skips at
+            # least MIN_SKIP seconds / frames of decoding
+            min_skip = max(MIN_SKIP_SECONDS, MIN_SKIP_FRAMES / self.info.fps if self.info.fps else 0.0)
+            k = bisect.bisect_right(keys, target + 1e-6) - 1
+            return keys[k] if k >= 0 and keys[k] > max(pos, 0.0) + min_skip else None
         interval = self.info.keyframe_interval
         limit = 2.0 * interval if interval else 30.0
-        return target - margin if target - pos > limit else None
+        return target - margin if target - max(pos, 0.0) > limit else None
 
     def _convert(self, f: Any, size: tuple[int, int], gray: bool) -> np.ndarray:
         w, h = size
@@ -136,9 +149,10 @@ class PyAVSource(FrameSource):
 
             while i < n:
                 seek_to = self._seek_point(pos, targets[i].t, keys)
+                before_seek = pos
                 if seek_to is not None:
                     container.seek(
-                        first + max(0, int(seek_to / tb)), stream=stream, backward=True, any_frame=False
+                        first + max(0, round(seek_to / tb)), stream=stream, backward=True, any_frame=False
                     )
                     self.stats["seeks"] += 1
                     frames = self._decode(container, stream)
@@ -150,6 +164,11 @@ class PyAVSource(FrameSource):
                     t = float((f.pts - first) * tb)
                     if prev is not None and t <= prev[1]:
                         continue
+                    if pos == -math.inf and before_seek > -math.inf and t < before_seek - 1e-6:
+                        # the seek landed before where we already were: seeking does not help on
+                        # this file (odd index); decode sequentially from here on
+                        self.stats["backward_seeks"] += 1
+                        self._seeking_disabled = True
                     pos = t
                     if t < targets[i].t:
                         prev = (f, t)
