@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -274,3 +275,33 @@ def test_roundtrip_parse_then_absolute() -> None:
     window = Window(index=1, start=600.0, end=720.0)
     events = to_absolute(parse_answer("00:12 - 00:15: a red car stops"), window)
     assert [(e.start, e.end) for e in events] == [(612.0, 615.0)]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "1" * 20000,
+        '{"start": ' * 2000,
+        "[" * 10000,
+        "[{" * 3000,
+        "1 2 3 - 4 - 5 " * 5000,
+        "00:01 " * 20000,
+        "1:" * 20000,
+    ],
+    ids=["digits", "nested-dicts", "brackets", "mixed", "dashes", "clocks", "colons"],
+)
+def test_pathological_input_is_fast(raw: str) -> None:
+    t0 = time.perf_counter()
+    with pytest.raises(AnswerParseError):
+        parse_answer(raw)
+    assert time.perf_counter() - t0 < 2.0
+
+
+def test_long_answer_is_fast() -> None:
+    raw = "\n".join(
+        f"- {i // 60:02d}:{i % 60:02d} - {i // 60:02d}:{i % 60:02d}.5: thing {i}" for i in range(3000)
+    )
+    t0 = time.perf_counter()
+    events = parse_answer(raw)
+    assert len(events) == 3000 and events[-1].start == 2999.0 and events[-1].end == 2999.5
+    assert time.perf_counter() - t0 < 2.0

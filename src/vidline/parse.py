@@ -138,7 +138,19 @@ _LABEL_KEYS = (
     "label", "event", "name", "event_name", "type", "class", "category", "object", "action",
     "query", "title", "activity", "事件", "标签", "名称", "类别",
 )  # fmt: skip
-_DESC_KEYS = ("description", "desc", "details", "detail", "caption", "summary", "text", "content", "描述", "说明", "内容")
+_DESC_KEYS = (
+    "description",
+    "desc",
+    "details",
+    "detail",
+    "caption",
+    "summary",
+    "text",
+    "content",
+    "描述",
+    "说明",
+    "内容",
+)
 _CONF_KEYS = ("confidence", "score", "probability", "prob", "conf")
 _LIST_KEYS = ("events", "results", "segments", "timeline", "items", "detections", "answer", "data", "output")
 
@@ -185,7 +197,10 @@ def _pair(value: Any) -> tuple[float, float] | None:
     return (a, a) if a is not None else None
 
 
-_LOOSE_PAIR_RE = re.compile(r"^\s*[\[(]?\s*([^\s,~\-–—]+?(?:\s*[a-z秒]+)?)\s*(?:-{1,3}>?|–|—|~|,|to|至|到)\s*([^\s,\])]+?(?:\s*[a-z秒]+)?)\s*[\])]?\s*$", re.I)
+_LOOSE_PAIR_RE = re.compile(
+    r"^\s*[\[(]?\s*([^\s,~\-–—]+?(?:\s*[a-z秒]+)?)\s*(?:-{1,3}>?|–|—|~|,|to|至|到)\s*([^\s,\])]+?(?:\s*[a-z秒]+)?)\s*[\])]?\s*$",
+    re.I,
+)
 
 
 def _text(value: Any) -> str | None:
@@ -323,20 +338,29 @@ def _try_json(text: str) -> list[RawEvent] | None:
     return None
 
 
+_MAX_JSON_ATTEMPTS = 4000  # bounds the work on pathological input (each attempt is a C-speed scan)
+
+
 def _scan_json_values(text: str) -> list[RawEvent] | None:
     out: list[RawEvent] = []
     recognised = False
+    attempts = 0
     pos = 0
     n = len(text)
     while pos < n:
         i = min((j for j in (text.find("{", pos), text.find("[", pos)) if j >= 0), default=-1)
         if i < 0:
             break
+        attempts += 1
+        if attempts > _MAX_JSON_ATTEMPTS:
+            break
         try:
             obj, end = _DECODER.raw_decode(text, i)
         except ValueError:
             pos = i + 1
             continue
+        except RecursionError:  # absurdly nested brackets: not an answer
+            break
         events = _events_from_json(obj)
         if events is None:
             pos = i + 1
@@ -390,14 +414,15 @@ def _complete_json(text: str) -> bool:
 # --------------------------------------------------------------------------------------------
 # prose answers
 
-_CLOCK = r"\d{1,3}:\d{2}(?::\d{2})?(?:[.,]\d+)?"
+_CLOCK = r"(?<![\d.:])\d{1,3}:\d{2}(?::\d{2})?(?:[.,]\d{1,6})?"
+_N = r"(?<![\d.])\d{1,7}(?:\.\d{1,6})?"  # a number starting at a number boundary: bounded backtracking
 _UNIT = r"(?:s|sec|secs|seconds?|秒|秒钟)"
-_T = rf"(?:{_CLOCK}|\d+(?:\.\d+)?(?:\s*{_UNIT}\b|\s*秒)?)"
+_T = rf"(?:{_CLOCK}|{_N}(?:\s*{_UNIT}\b|\s*秒)?)"
 _SEP = r"(?:-{1,3}>|→|->|–|—|-|~|～|〜|to|until|till|and|至|到|和)"
 _RANGE_RE = re.compile(
     rf"(?:第\s*)?(?P<a>{_T})\s*{_SEP}\s*(?:第\s*)?(?P<b>{_T})(?P<unit>\s*{_UNIT}(?![a-z]))?", re.I
 )
-_ARROW_RE = re.compile(rf"(?P<a>{_CLOCK}|\d+(?:\.\d+)?)\s*-->\s*(?P<b>{_CLOCK}|\d+(?:\.\d+)?)", re.I)
+_ARROW_RE = re.compile(rf"(?P<a>{_CLOCK}|{_N})\s*-->\s*(?P<b>{_CLOCK}|{_N})", re.I)
 _CONTEXT_RE = re.compile(r"(?:\bfrom|\bbetween|\bin|\bduring|\bat|从|在|于|自)\s*$", re.I)
 _POINT_RE = re.compile(
     rf"(?:\b(?:at|around|about)\s+|在\s*|于\s*|@\s*)(?P<a>{_CLOCK}|\d+(?:\.\d+)?\s*{_UNIT})", re.I
@@ -418,8 +443,12 @@ _BRACKET_RE = re.compile(rf"[\[(（【]\s*(?P<a>{_T})\s*[,，;]\s*(?P<b>{_T})\s*
 _KV_START_RE = re.compile(
     rf"(?:start(?:\s*time)?|begin(?:\s*time)?|from|开始时间|起始时间|开始|起始)\s*[:：=]\s*(?P<t>{_T})", re.I
 )
-_KV_END_RE = re.compile(rf"(?:end(?:\s*time)?|stop|until|to|结束时间|终止时间|结束|终止)\s*[:：=]\s*(?P<t>{_T})", re.I)
-_KV_LABEL_RE = re.compile(r"(?:event|label|description|activity|事件|标签|描述|内容)\s*[:：=]\s*(?P<v>.+)$", re.I)
+_KV_END_RE = re.compile(
+    rf"(?:end(?:\s*time)?|stop|until|to|结束时间|终止时间|结束|终止)\s*[:：=]\s*(?P<t>{_T})", re.I
+)
+_KV_LABEL_RE = re.compile(
+    r"(?:event|label|description|activity|事件|标签|描述|内容)\s*[:：=]\s*(?P<v>.+)$", re.I
+)
 
 
 def _kv_event(line: str) -> RawEvent | None:

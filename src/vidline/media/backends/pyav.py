@@ -9,8 +9,10 @@ Decoding strategy, chosen per video and per target as decoding goes:
   and degrades to the sequential pass; with sparse targets it skips whole GOPs.
 * keyframes only (``keyframes()``): ``codec_context.skip_frame = "NONKEY"``.
 
-Frames are converted with ``VideoFrame.reformat`` (libswscale) straight to the output size, so no
-full-resolution RGB array is ever made; only the current and previous decoded frames are held.
+Frames are converted with a cached ``VideoReformatter`` (libswscale, area filter) straight to the
+output size, so no full-resolution RGB array is ever made; only the current and previous decoded
+frames are held. A seek is made only when it skips at least 1 s and 10 frames of decoding (a seek
+flushes the decoder's frame threads).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from vidline.log import logger
 from vidline.media.probe import open_container
@@ -45,6 +48,8 @@ class PyAVSource(FrameSource):
         self.stats: dict[str, int] = {"seeks": 0, "backward_seeks": 0, "decoded": 0, "errors": 0}
         self._warned = False
         self._seeking_disabled = False
+        # one reformatter per source keeps libswscale's context cached between frames
+        self._reformatter = VideoReformatter()
 
     # -- helpers ---------------------------------------------------------------------------
     def _open(self) -> tuple[Any, Any, Fraction, int]:
@@ -109,7 +114,10 @@ class PyAVSource(FrameSource):
         w, h = size
         rot = self.info.rotation
         cw, ch = (h, w) if rot in (90, 270) else (w, h)
-        arr: np.ndarray = f.reformat(width=cw, height=ch, format="gray" if gray else "rgb24").to_ndarray()
+        out = self._reformatter.reformat(
+            f, width=cw, height=ch, format="gray" if gray else "rgb24", interpolation="AREA"
+        )
+        arr: np.ndarray = out.to_ndarray()
         if rot:
             arr = np.ascontiguousarray(np.rot90(arr, k=-(rot // 90)))
         return arr
