@@ -9,9 +9,9 @@ from vidline.errors import (
     ConfigError,
     DecodeError,
     NoVideoStreamError,
-    VidlineError,
     VideoError,
     VideoOpenError,
+    VidlineError,
 )
 from vidline.log import logger
 from vidline.types import Event, Frame, Usage, VideoInfo, Window
