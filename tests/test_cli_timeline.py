@@ -229,3 +229,39 @@ def test_unreachable_server_fails_fast_with_one_line(capsys: pytest.CaptureFixtu
     assert code != 0 and out == ""
     assert "unreachable" in _one_line(err)
     assert time.monotonic() - t0 < 20
+
+
+def test_folder_run_indexes_and_keeps_going_past_a_bad_file(
+    capsys: pytest.CaptureFixture[str], clip: Path, refserver: Any, tmp_path: Path
+) -> None:
+    folder = tmp_path / "recordings"
+    (folder / "cam2").mkdir(parents=True)
+    (folder / "cam1.mp4").write_bytes(clip.read_bytes())
+    (folder / "cam2" / "late.mp4").write_bytes(clip.read_bytes())
+    (folder / "broken.mp4").write_bytes(b"\x00not a video" * 100)
+    (folder / "notes.txt").write_text("not a video")
+    db = tmp_path / "index.db"
+    code, out, err = _run(capsys, str(folder), *_model_args(refserver), "--window", "20", "--overlap", "2",
+                          "--fps", "1", "--quiet", "--index", "--db", str(db), "-o", str(tmp_path / "out"))
+    assert code == 3, err  # partial: one recording could not be read
+    assert "broken.mp4" in err and "Traceback" not in err
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["cam1.json", "late.json"]
+    from vidline.index import EventIndex
+
+    hits = EventIndex(db).search("red square")
+    assert {Path(h.video).name for h in hits} == {"cam1.mp4", "late.mp4"}
+    for h in hits:
+        assert h.start == pytest.approx(31.0, abs=1.5) and h.end == pytest.approx(35.0, abs=1.5)
+    # indexing the same runs again stores nothing new
+    code2, _, err2 = _run(capsys, str(folder / "cam1.mp4"), *_model_args(refserver), "--window", "20",
+                          "--overlap", "2", "--fps", "1", "--quiet", "--index", "--db", str(db))
+    assert code2 == 0, err2
+    assert len(EventIndex(db).search("red square")) == 2
+
+
+def test_empty_folder_is_one_line_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    code, _, err = _run(capsys, str(tmp_path / "empty"))
+    assert code == 2
+    assert "no video files" in _one_line(err)

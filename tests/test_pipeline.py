@@ -338,3 +338,13 @@ def test_model_name_from_server_when_not_configured(refserver: Any, marker_video
     cfg = ModelConfig("openai", base_url=refserver.openai_base_url, api_key="sk-test", server="vllm")
     tl = analyze(marker_video, config=cfg, window=20.0, overlap=2.0, fps=1.0, cache=False)
     assert tl.model == "qwen2.5-vl-ref" and not tl.partial
+
+
+def test_model_name_survives_a_fully_cached_rerun(refserver: Any, marker_video: Path, tmp_path: Path) -> None:
+    cfg = ModelConfig("openai", base_url=refserver.openai_base_url, api_key="sk-test", server="vllm")
+    first = analyze(marker_video, config=cfg, window=20.0, overlap=2.0, fps=1.0, cache=tmp_path)
+    sent = len(refserver.generation_requests)
+    again = analyze(marker_video, config=cfg, window=20.0, overlap=2.0, fps=1.0, cache=tmp_path)
+    assert len(refserver.generation_requests) == sent
+    assert {w.status for w in again.windows} == {"cached"}
+    assert first.model == again.model == "qwen2.5-vl-ref"

@@ -110,6 +110,7 @@ class CachedAnswer:
     text: str
     usage: Usage | None = None
     time_scale: float = 1.0
+    model: str | None = None  # the model that answered (when the config named none)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,13 +118,16 @@ class CachedAnswer:
             "text": self.text,
             "usage": self.usage.to_dict() if self.usage else None,
             "time_scale": self.time_scale,
+            "model": self.model,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CachedAnswer:
         u = d.get("usage")
         usage = Usage(int(u.get("prompt_tokens", 0)), int(u.get("completion_tokens", 0))) if u else None
-        return cls(text=str(d["text"]), usage=usage, time_scale=float(d.get("time_scale", 1.0)))
+        model = d.get("model")
+        return cls(text=str(d["text"]), usage=usage, time_scale=float(d.get("time_scale", 1.0)),
+                   model=str(model) if model else None)
 
 
 class WindowCache:

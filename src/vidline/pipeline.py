@@ -294,6 +294,7 @@ class ModelRun:
         self._stop = threading.Event()
         self._fatal: BaseException | None = None
         self._answered = False  # the server has answered at least once in this run
+        self._cached_model: str | None = None  # the model named by cached answers
         self.cache: WindowCache | None = WindowCache(options.cache_dir) if options.cache_dir else None
 
     # -- steps -------------------------------------------------------------------------------------
@@ -335,6 +336,7 @@ class ModelRun:
         record = WindowRecord(index=job.window.index, start=job.window.start, end=job.window.end,
                               frames=job.plan.n_frames, status="cached", estimated_tokens=job.estimated_tokens,
                               usage=hit.usage)
+        self._cached_model = self._cached_model or hit.model
         self.results[job.window.index] = WindowResult(record, events)
         self.progress.advance(status="cached")
         return True
@@ -410,11 +412,12 @@ class ModelRun:
             logger.debug("window %d crashed", job.window.index, exc_info=True)
             self._record_failure(job, n_frames, exc, prefix=f"internal error ({type(exc).__name__}): ")
             return
+        self._answered = True
         if self.cache is not None and job.key is not None:
-            self.cache.put(job.key, CachedAnswer(text=text, usage=usage, time_scale=time_scale))
+            model = self.config.model or self._served_model()
+            self.cache.put(job.key, CachedAnswer(text=text, usage=usage, time_scale=time_scale, model=model))
         record = WindowRecord(index=job.window.index, start=job.window.start, end=job.window.end, frames=n_frames,
                               status="ok", estimated_tokens=job.estimated_tokens, usage=usage)
-        self._answered = True
         with self._lock:
             self.results[job.window.index] = WindowResult(record, events)
         tokens = (usage.prompt_tokens + usage.completion_tokens) if usage else 0
@@ -464,7 +467,7 @@ class ModelRun:
             events.extend(result.events)
         usage = sum((r.usage for r in records if r.status == "ok" and r.usage), Usage())
         merged = sorted(merge_events(events), key=lambda e: (e.start, e.end, e.label))
-        model = self.config.model or self._served_model()
+        model = self.config.model or self._served_model() or self._cached_model
         return Timeline(video=_video_dict(self.path, info), query=self.query, backend=self.config.backend,
                         model=model, mode=self.mode, events=merged, windows=records, usage=usage)
 

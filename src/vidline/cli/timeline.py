@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vidline.cli.common import add_model_arguments, config_from_args
-from vidline.errors import ConfigError
+from vidline.errors import ConfigError, VideoError
 
 if TYPE_CHECKING:
     from vidline.timeline import Timeline
 
 EXIT_PARTIAL = 3
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts", ".mts", ".m2ts", ".flv",
+                              ".wmv", ".mpg", ".mpeg", ".3gp", ".h264", ".hevc"})
 FORMATS = ("json", "csv", "srt", "vtt", "html")
 
 
@@ -43,7 +45,8 @@ def register(subparsers: Any) -> None:
         description="Find events in a video (matching --query) with a vision-language model, or activity "
         "segments with the offline motion detector when no model is configured.",
     )
-    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video file(s)")
+    p.add_argument("videos", nargs="+", metavar="VIDEO",
+                   help="video file(s) or folder(s) (folders are searched recursively for video files)")
     p.add_argument("--query", "-q", help="what to look for (needs a model); default: all notable events")
     add_model_arguments(p, allow_motion=True)
     g = p.add_argument_group("windows and sampling")
@@ -64,6 +67,9 @@ def register(subparsers: Any) -> None:
     o.add_argument("--cache-dir", metavar="DIR", help="answer cache directory (default: VIDLINE_CACHE_DIR "
                    "or the user cache dir)")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
+    o.add_argument("--index", action="store_true", help="add each timeline to the event index (see vidline search)")
+    o.add_argument("--db", metavar="PATH", help="event index database for --index (default: VIDLINE_DB or the "
+                   "user data dir)")
     m = p.add_argument_group("motion backend (offline)")
     m.add_argument("--threshold", type=float, help="fraction of changed pixels that is motion (default 0.01)")
     m.add_argument("--min-event", type=float, metavar="SEC", help="shortest motion kept (default 1.0)")
@@ -124,9 +130,12 @@ def _report_failures(timeline: Timeline, video: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from vidline.pipeline import analyze, dry_run
     from vidline.progress import Progress
 
+    args.videos = expand_videos(args.videos)
     if args.output and len(args.videos) > 1 and Path(args.output).is_file():
         raise ConfigError("with several videos, -o must be a directory")
     config = config_from_args(args)
@@ -136,17 +145,54 @@ def run(args: argparse.Namespace) -> int:
     partial = 0  # 0 ok, 1 some windows failed, 2 every window failed
     stdout_docs: list[str] = []
     progress = Progress(enabled=not args.quiet)
+    several = len(args.videos) > 1
+    indexed = 0
     try:
         for video in args.videos:
-            timeline = analyze(video, args.query, config=config, concurrency=args.concurrency, cache=cache,
-                               progress=progress, **_options(args))
+            try:
+                timeline = analyze(video, args.query, config=config, concurrency=args.concurrency, cache=cache,
+                                   progress=progress, **_options(args))
+            except VideoError as exc:
+                if not several:
+                    raise
+                # in a folder run one bad recording must not lose the others
+                tqdm.write(f"vidline: error: {exc}", file=sys.stderr)
+                partial = max(partial, 1)
+                continue
             partial = max(partial, _emit(args, video, timeline, stdout_docs))
+            if args.index:
+                indexed += _index(timeline, args.db)
     finally:
         progress.close()
+    if args.index and not args.quiet:
+        print(f"vidline: indexed {indexed} events from {len(args.videos)} video(s)", file=sys.stderr)
     _flush_stdout(args, stdout_docs)
     if partial == 2 and len(args.videos) == 1:
         return 1  # nothing succeeded: a failure, not a partial result
     return EXIT_PARTIAL if partial else 0
+
+
+def expand_videos(inputs: list[str]) -> list[str]:
+    """Files as given; folders replaced by the video files below them (sorted, recursive)."""
+    out: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(str(p) for p in path.rglob("*")
+                           if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith("."))
+            if not found:
+                raise ConfigError(f"{item}: no video files found in this folder")
+            out.extend(found)
+        else:
+            out.append(item)
+    return out
+
+
+def _index(timeline: Timeline, db: str | None) -> int:
+    from vidline.index import index_timeline
+
+    result = index_timeline(timeline, db)
+    return int(result.n_events)
 
 
 def _emit(args: argparse.Namespace, video: str, timeline: Timeline, stdout_docs: list[str]) -> int:
