@@ -182,6 +182,9 @@ def main() -> int:
     ap.add_argument("--gop", type=int, default=None, help="keyframe interval in frames (default: x264's 250)")
     ap.add_argument("--video", default=None, help="use this video instead of generating one")
     ap.add_argument("--out", default=None, help="write the markdown table here as well")
+    ap.add_argument("--qwen-python", default=None,
+                    help="a Python that has qwen-vl-utils (with torch, torchvision, decord) installed, e.g. a "
+                    "separate venv; default: this one")
     ap.add_argument("--skip", default="", help="comma-separated methods to skip (e.g. decord,qwen-vl-utils)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--fps", type=float, default=None, help=argparse.SUPPRESS)
@@ -264,11 +267,12 @@ def main() -> int:
         record("qwen-vl-utils-emulated", None, w("qwen-vl-utils-emulated"))
     except ImportError:
         rows.append({"method": "decord", "fps": None, "error": ["decord not installed"]})
-    try:
-        import qwen_vl_utils  # type: ignore[import-not-found]  # noqa: F401
-
-        record("qwen-vl-utils", None, w("qwen-vl-utils"))
-    except ImportError:
+    qpy = args.qwen_python or py
+    has_qwen = subprocess.run([qpy, "-c", "import qwen_vl_utils"], capture_output=True).returncode == 0
+    if has_qwen:
+        os.environ.setdefault("FORCE_QWENVL_VIDEO_READER", "decord")
+        record("qwen-vl-utils", None, [qpy, me, "--worker", "qwen-vl-utils", "--video", str(video)])
+    else:
         rows.append(
             {"method": "qwen-vl-utils", "fps": None, "error": ["not installed (needs torch/torchvision)"]}
         )
