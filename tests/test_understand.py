@@ -585,3 +585,20 @@ def test_caption_windows_run_concurrently(marker_video: Path) -> None:
     answer = ask(marker_video, "q", config=CFG, backend=backend, strategy="map-reduce", window=3.4, caption_fps=2,
                  concurrency=3, cache=False)
     assert [c.status for c in answer.captions] == ["ok"] * 3 and not barrier.broken
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_refserver_vllm_own_clock_answers_in_real_seconds(
+    refserver: RefServer, marker_video: Path, stream: bool
+) -> None:
+    # vLLM without --trust-request-mm-kwargs: vidline retimes the clip to 0.5 s spacing (here 8 frames
+    # over 10 s, so the server's clock runs 2.5x fast) and must scale the answer's times back
+    refserver.configure(trust_mm_kwargs=False)
+    cfg = _config(refserver, "openai").with_(server="vllm", mode="video")
+    result = ask(marker_video, "which shapes appear and when?", config=cfg, stream=stream, max_frames=8,
+                 cache=False)
+    text = "".join(result) if stream else str(result)
+    assert getattr(result, "complete", True)
+    served = [g for g in _generations(refserver, 2) if g.status == 200]
+    assert served and max(served[-1].frame_times) < 4.0  # the server really saw a compressed clock
+    assert_citations_match_truth(text, MARKERS, 1.3)  # 1.25 s between frames

@@ -68,6 +68,9 @@ class Backend(abc.ABC):
     """One model server. Implementations retry, time out and translate errors themselves."""
 
     name: str = "?"
+    #: set by ``chat_stream`` once the payload is built (before the first delta is yielded): multiply
+    #: clip-relative times in the streamed text by this to get real seconds (see ChatResponse.time_scale)
+    last_time_scale: float = 1.0
 
     def __init__(self, config: ModelConfig) -> None:
         self.config = config

@@ -125,6 +125,7 @@ class DashScopeBackend(Backend):
         from dashscope import MultiModalConversation
 
         payload = self.build(request)
+        self.last_time_scale = payload.time_scale or 1.0
         kwargs = {**self._call_kwargs(request, payload), "stream": True, "incremental_output": True}
         self.last_usage = None
         received = 0

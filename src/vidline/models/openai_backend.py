@@ -230,7 +230,8 @@ class OpenAIBackend(Backend):
             kwargs = {**kwargs, "stream": True, "stream_options": {"include_usage": True}}
             return self._call(lambda: self._client.chat.completions.create(**kwargs), "chat stream")
 
-        stream, _payload = self._with_fallbacks(request, send)
+        stream, payload = self._with_fallbacks(request, send)
+        self.last_time_scale = payload.time_scale or 1.0
         self.last_usage = None
         finished = False
         received = 0

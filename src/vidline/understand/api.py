@@ -18,7 +18,7 @@ from __future__ import annotations
 import html
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -639,8 +639,8 @@ def ask(
             usage = getattr(run.backend, "last_usage", None)
             holder[0].answer = run.answer(text, usage if isinstance(usage, Usage) else None)
 
-        s = AskStream(lambda: run.backend.chat_stream(request), retry=config.retry, on_restart=on_restart,
-                      on_complete=done, on_retry=on_retry)
+        s = AskStream(lambda: _rescaled_stream(run.backend, request, single=run.plan.path == "single"),
+                      retry=config.retry, on_restart=on_restart, on_complete=done, on_retry=on_retry)
         holder.append(s)
         return s
     resp = run.backend.chat(request)
@@ -648,6 +648,25 @@ def ask(
     if run.plan.path == "single" and abs(resp.time_scale - 1.0) > 1e-6:
         text = rewrite_caption_times(text, 0.0, scale=resp.time_scale)
     return run.answer(text, resp.usage)
+
+
+def _rescaled_stream(backend: Backend, request: ChatRequest, *, single: bool) -> Iterator[str]:
+    """``backend.chat_stream`` whose times are real seconds.
+
+    When the server keeps its own clock for the media (``last_time_scale`` != 1, e.g. vLLM without
+    per-request fps), times in the text need rescaling; a time can be split across deltas, so the
+    answer is then collected and yielded once, rewritten, instead of streamed piece by piece.
+    """
+    deltas = backend.chat_stream(request)
+    first = next(deltas, None)  # the payload is built (and the scale known) before the first delta
+    scale = backend.last_time_scale
+    if single and abs(scale - 1.0) > 1e-6:
+        text = (first or "") + "".join(deltas)
+        yield rewrite_caption_times(text, 0.0, scale=scale)
+        return
+    if first is not None:
+        yield first
+    yield from deltas
 
 
 def describe(path: Source, *, config: ModelConfig | None = None, stream: bool = False,
