@@ -348,3 +348,24 @@ def test_model_name_survives_a_fully_cached_rerun(refserver: Any, marker_video: 
     assert len(refserver.generation_requests) == sent
     assert {w.status for w in again.windows} == {"cached"}
     assert first.model == again.model == "qwen2.5-vl-ref"
+
+
+def test_detected_server_decides_mode_and_estimates_and_cached_rerun_asks_nothing(
+    refserver: Any, marker_video: Path, tmp_path: Path
+) -> None:
+    # the reference server is no vLLM (owned_by), so frames go as image_url parts with their times:
+    # the timeline must say "frames" and estimate the image tokens it really sends
+    cfg = ModelConfig("openai", base_url=refserver.openai_base_url, api_key="sk-test", model="qwen2.5-vl-ref")
+    tl = analyze(marker_video, config=cfg, window=20.0, overlap=2.0, fps=1.0, cache=tmp_path)
+    assert tl.mode == "frames" and not tl.partial
+    assert {r.media[0] for r in refserver.generation_requests} == {"openai.image_url"}
+    for w in tl.windows:
+        visual = next(r.visual_tokens for r in refserver.generation_requests if len(r.media) == w.frames)
+        assert w.usage is not None and w.estimated_tokens is not None
+        assert visual <= w.estimated_tokens <= w.usage.prompt_tokens * 1.25
+    seen = len(refserver.requests)
+    again = analyze(marker_video, config=cfg, window=20.0, overlap=2.0, fps=1.0, cache=tmp_path)
+    assert len(refserver.requests) == seen  # not even GET /v1/models
+    assert again.mode == "frames" and [w.estimated_tokens for w in again.windows] == [
+        w.estimated_tokens for w in tl.windows
+    ]

@@ -111,6 +111,8 @@ class CachedAnswer:
     usage: Usage | None = None
     time_scale: float = 1.0
     model: str | None = None  # the model that answered (when the config named none)
+    mode: str | None = None  # the payload mode that was sent
+    estimated_tokens: int | None = None  # the estimate for what was sent
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -119,6 +121,8 @@ class CachedAnswer:
             "usage": self.usage.to_dict() if self.usage else None,
             "time_scale": self.time_scale,
             "model": self.model,
+            "mode": self.mode,
+            "estimated_tokens": self.estimated_tokens,
         }
 
     @classmethod
@@ -126,8 +130,10 @@ class CachedAnswer:
         u = d.get("usage")
         usage = Usage(int(u.get("prompt_tokens", 0)), int(u.get("completion_tokens", 0))) if u else None
         model = d.get("model")
+        mode = d.get("mode")
         return cls(text=str(d["text"]), usage=usage, time_scale=float(d.get("time_scale", 1.0)),
-                   model=str(model) if model else None)
+                   model=str(model) if model else None, mode=str(mode) if mode else None,
+                   estimated_tokens=int(d["estimated_tokens"]) if d.get("estimated_tokens") is not None else None)
 
 
 class WindowCache:

@@ -295,6 +295,7 @@ class ModelRun:
         self._fatal: BaseException | None = None
         self._answered = False  # the server has answered at least once in this run
         self._cached_model: str | None = None  # the model named by cached answers
+        self._cached_mode: str | None = None  # the payload mode recorded with cached answers
         self.cache: WindowCache | None = WindowCache(options.cache_dir) if options.cache_dir else None
 
     # -- steps -------------------------------------------------------------------------------------
@@ -310,18 +311,43 @@ class ModelRun:
             self._analyzer = WindowAnalyzer(make_backend(self.config), self.query)
         self.analyzer: WindowAnalyzer = self._analyzer
         self.budget = make_budget(self.options, self.config.backend)
-        self.mode = payload_mode(self.config, getattr(self.analyzer, "backend", None))
         jobs = plan_jobs(info, self.analyzer, self.config, self.options, self.budget)
         self.progress.add_total(len(jobs))
         if self.cache is not None:
+            # keyed by the configured mode: the config's identity (base URL, server flavour setting) decides
+            # the payload shape, so a cached re-run needs no request at all, not even to detect the server
             fingerprint = video_fingerprint(self.path, info.duration)
             identity = self.analyzer.identity()
             for job in jobs:
-                job.key = job_key(job, fingerprint, self.mode, identity, self.query)
+                job.key = job_key(job, fingerprint, self.config.mode or "auto", identity, self.query)
+        cache = self.cache
+        needs_server = cache is None or any(job.key is None or job.key not in cache for job in jobs)
+        if needs_server and self._detect_server():  # the payload shape is known: estimate what is sent
+            exact_jobs = plan_jobs(info, self.analyzer, self.config, self.options, self.budget)
+            for job, exact in zip(jobs, exact_jobs, strict=True):
+                job.estimated_tokens, job.payload_bytes = exact.estimated_tokens, exact.payload_bytes
+        self.mode = payload_mode(self.config, getattr(self.analyzer, "backend", None))
         missing = [job for job in jobs if not self._answer_from_cache(job)]
         if missing:
             self._send(info, missing)
         return self._timeline(info, jobs)
+
+    def _detect_server(self) -> bool:
+        """Ask an OpenAI-compatible server what it is (one GET /v1/models) when the config leaves it open.
+
+        True when detected. A wrong key or an unreachable server stops the run here, as it would at the
+        first window; other answers leave the no-I/O guess in place."""
+        backend = getattr(self.analyzer, "backend", None)
+        if backend is None or not isinstance(getattr(type(backend), "flavour", None), property):
+            return False
+        try:
+            backend.flavour  # noqa: B018 - a property that asks the server once
+        except (AuthenticationError, ServerUnreachableError):
+            raise
+        except VidlineError as exc:
+            logger.debug("could not detect the server flavour: %s", exc)
+            return False
+        return True
 
     def _answer_from_cache(self, job: WindowJob) -> bool:
         if self.cache is None or job.key is None:
@@ -334,9 +360,10 @@ class ModelRun:
         except AnswerParseError:
             return False  # parser changed since; treat as a miss
         record = WindowRecord(index=job.window.index, start=job.window.start, end=job.window.end,
-                              frames=job.plan.n_frames, status="cached", estimated_tokens=job.estimated_tokens,
-                              usage=hit.usage)
+                              frames=job.plan.n_frames, status="cached",
+                              estimated_tokens=hit.estimated_tokens or job.estimated_tokens, usage=hit.usage)
         self._cached_model = self._cached_model or hit.model
+        self._cached_mode = self._cached_mode or hit.mode
         self.results[job.window.index] = WindowResult(record, events)
         self.progress.advance(status="cached")
         return True
@@ -415,7 +442,8 @@ class ModelRun:
         self._answered = True
         if self.cache is not None and job.key is not None:
             model = self.config.model or self._served_model()
-            self.cache.put(job.key, CachedAnswer(text=text, usage=usage, time_scale=time_scale, model=model))
+            self.cache.put(job.key, CachedAnswer(text=text, usage=usage, time_scale=time_scale, model=model,
+                                                 mode=self.mode, estimated_tokens=job.estimated_tokens))
         record = WindowRecord(index=job.window.index, start=job.window.start, end=job.window.end, frames=n_frames,
                               status="ok", estimated_tokens=job.estimated_tokens, usage=usage)
         with self._lock:
@@ -469,7 +497,8 @@ class ModelRun:
         merged = sorted(merge_events(events), key=lambda e: (e.start, e.end, e.label))
         model = self.config.model or self._served_model() or self._cached_model
         return Timeline(video=_video_dict(self.path, info), query=self.query, backend=self.config.backend,
-                        model=model, mode=self.mode, events=merged, windows=records, usage=usage)
+                        model=model, mode=self.mode if self._answered else (self._cached_mode or self.mode),
+                        events=merged, windows=records, usage=usage)
 
 
 # --------------------------------------------------------------------------------------------------
