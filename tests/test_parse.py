@@ -305,3 +305,23 @@ def test_long_answer_is_fast() -> None:
     events = parse_answer(raw)
     assert len(events) == 3000 and events[-1].start == 2999.0 and events[-1].end == 2999.5
     assert time.perf_counter() - t0 < 2.0
+
+
+@pytest.mark.parametrize(
+    ("raw", "description"),
+    [
+        ("00:00 - 00:03: blue triangle", "blue triangle"),
+        ("From 12s to 15.5s: a dog runs", "a dog runs"),
+        ("00:00:01.000 --> 00:00:02.500 red square", "red square"),
+        ("A red car stops at the gate from 12s to 15s.", "A red car stops at the gate"),
+        ("From 00:02 to 00:06 a red square is visible.", "a red square is visible"),
+        ("在 12.5 秒到 15 秒之间，一辆红色汽车停下。", "一辆红色汽车停下"),
+        ("At 00:05 a man waves.", "a man waves"),
+        ("The given query happens in 64.0 - 72.0 seconds.", None),
+    ],
+)
+def test_prose_descriptions_carry_no_clip_relative_times(raw: str, description: str | None) -> None:
+    # the times in the sentence are clip-relative: left in the description they would contradict the
+    # event's absolute start/end once the window offset is added
+    (ev,) = parse_answer(raw)
+    assert ev.description == description

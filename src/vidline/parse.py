@@ -568,14 +568,15 @@ def _sentence_events(sentence: str, following: list[str]) -> list[RawEvent]:
             except ValueError:
                 continue
             label = _clean_label(sentence[m.end() :]) or _clean_prefix(sentence[: m.start()])
-            out.append(RawEvent(t, t, label, sentence))
+            out.append(RawEvent(t, t, label, _without_times(sentence, [(m.start(), m.end())]) or None))
         return out
     for k, (a, b, s, e) in enumerate(ranges):
         nxt = ranges[k + 1][2] if k + 1 < len(ranges) else len(sentence)
         after = _clean_label(sentence[e:nxt])
         before = _clean_prefix(sentence[:s] if k == 0 else sentence[ranges[k - 1][3] : s])
         label = after or before
-        description: str | None = sentence
+        # the sentence's own clip-relative times would be wrong once the event is made absolute
+        description: str | None = _without_times(sentence, [(r[2], r[3]) for r in ranges]) or None
         if not label and not _QWEN_FILLER_RE.match(_clean_prefix_raw(sentence[:s])):
             # SRT block or "00:12 - 00:15:" with the text on the following line
             for follow in following:
@@ -586,6 +587,25 @@ def _sentence_events(sentence: str, following: list[str]) -> list[RawEvent]:
                 break
         out.append(RawEvent(a, b, label, description))
     return out
+
+
+_LEAD_IN_RE = re.compile(r"(?:\b(?:from|between|in|during|at|to|and)|从|在|于|自|到|至)\s*$", re.I)
+_LEAD_OUT_RE = re.compile(r"^\s*(?:seconds?\b|secs?\b|s\b|秒钟?|之间|期间)", re.I)
+
+
+def _without_times(sentence: str, spans: list[tuple[int, int]]) -> str:
+    """``sentence`` with the time expressions at ``spans`` cut out, with the words that led into and
+    out of them ("from", "seconds", "之间"); empty when nothing but Qwen's filler is left."""
+    pieces, pos = [], 0
+    for s, e in sorted(spans):
+        pieces.append(_LEAD_IN_RE.sub("", _LEAD_OUT_RE.sub("", sentence[pos:s]) if pos else sentence[pos:s]))
+        pos = max(pos, e)
+    pieces.append(_LEAD_OUT_RE.sub("", sentence[pos:]))
+    text = " ".join(p.strip() for p in pieces if p.strip())
+    text = re.sub(r"\s+([:;,.，。：])", r"\1", text)
+    text = re.sub(r"([:;,，：])(?=[:;,.，。：])", "", text)
+    text = text.strip(_LEAD_JUNK).rstrip(":;,，： ").strip()
+    return "" if _QWEN_FILLER_RE.fullmatch(text.rstrip(".。")) else text
 
 
 def _clean_prefix_raw(text: str) -> str:
