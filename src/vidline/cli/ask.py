@@ -18,20 +18,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vidline.cli.common import add_model_arguments, config_from_args
+from vidline.cli.common import add_model_arguments, config_from_args, positive_float
 from vidline.errors import ConfigError
 
 CHAPTER_FORMATS = ("youtube", "vtt", "json")
-
-
-def _positive(value: str) -> float:
-    try:
-        f = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-    if f <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return f
 
 
 def _add_common(p: argparse.ArgumentParser, *, streaming: bool = True) -> None:
@@ -40,10 +30,10 @@ def _add_common(p: argparse.ArgumentParser, *, streaming: bool = True) -> None:
     g.add_argument("--strategy", choices=["auto", "single", "map-reduce"], default="auto",
                    help="auto: one request when the video fits at a useful fps, else captions per window "
                    "then a final request (default auto)")
-    g.add_argument("--window", type=_positive, metavar="SEC", help="caption window length (default 120)")
-    g.add_argument("--min-fps", type=_positive, metavar="F", dest="useful_fps",
+    g.add_argument("--window", type=positive_float, metavar="SEC", help="caption window length (default 120)")
+    g.add_argument("--min-fps", type=positive_float, metavar="F", dest="useful_fps",
                    help="lowest fps that still counts as fitting one request (default 0.5)")
-    g.add_argument("--caption-fps", type=_positive, metavar="F", help="sampling fps of caption windows (default 1)")
+    g.add_argument("--caption-fps", type=positive_float, metavar="F", help="sampling fps of caption windows (default 1)")
     g.add_argument("--budget-tokens", type=int, metavar="N", dest="max_visual_tokens",
                    help="visual tokens one request may carry (default 24576)")
     g.add_argument("--max-frames", type=int, metavar="N", help="frames one request may carry")
@@ -88,7 +78,7 @@ def register(subparsers: Any) -> None:
     c.add_argument("video", metavar="VIDEO")
     c.add_argument("--format", choices=CHAPTER_FORMATS, default="youtube", help="output format (default youtube)")
     c.add_argument("-o", "--output", metavar="PATH", help="write here instead of stdout")
-    c.add_argument("--min-length", type=_positive, metavar="SEC",
+    c.add_argument("--min-length", type=positive_float, metavar="SEC",
                    help="shortest chapter (default min(10, duration/20)); shorter ones are merged")
     _add_common(c, streaming=False)
     c.set_defaults(func=run_chapters)

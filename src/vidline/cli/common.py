@@ -7,6 +7,28 @@ import argparse
 from vidline.models.config import ModelConfig, RetryPolicy, Timeout, resolve_model_config
 
 
+def positive_float(value: str) -> float:
+    """argparse type: a number > 0."""
+    try:
+        f = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if f <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return f
+
+
+def fps_arg(value: str) -> float | str:
+    """argparse type for --fps: ``auto`` or a number > 0."""
+    if value == "auto":
+        return "auto"
+    try:
+        float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {value!r}") from None
+    return positive_float(value)
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, *, allow_motion: bool = False) -> None:
     g = parser.add_argument_group("model")
     choices = ["auto", "openai", "dashscope"] + (["motion"] if allow_motion else [])

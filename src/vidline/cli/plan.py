@@ -6,7 +6,8 @@ import argparse
 import json
 from typing import Any
 
-from vidline.cli.sample import budget_from_args, parse_fps
+from vidline.cli.common import fps_arg
+from vidline.cli.sample import budget_from_args
 
 
 def register(subparsers: Any) -> None:
@@ -16,7 +17,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--overlap", type=float, default=10.0, help="overlap between windows in seconds (default 10)"
     )
-    p.add_argument("--fps", type=parse_fps, default="auto", help="sampling fps or 'auto' (default)")
+    p.add_argument("--fps", type=fps_arg, default="auto", help="sampling fps or 'auto' (default)")
     p.add_argument("--max-frames", type=int, default=None, help="frames per window at most")
     p.add_argument("--max-pixels", type=int, default=None, help="pixels per frame at most")
     p.add_argument(

@@ -7,19 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from vidline.cli.common import fps_arg
 from vidline.errors import ConfigError
-
-
-def parse_fps(value: str) -> float | str:
-    if value == "auto":
-        return "auto"
-    try:
-        fps = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {value!r}") from None
-    if fps <= 0:
-        raise argparse.ArgumentTypeError("fps must be positive")
-    return fps
 
 
 def budget_from_args(args: argparse.Namespace, *, default_max_frames: int | None = None) -> Any:
@@ -45,7 +34,7 @@ def frame_filename(t: float) -> str:
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("sample", help="write sampled frames (JPEG) and frames.json")
     p.add_argument("video", help="video file")
-    p.add_argument("--fps", type=parse_fps, default="auto", help="sampling fps or 'auto' (default)")
+    p.add_argument("--fps", type=fps_arg, default="auto", help="sampling fps or 'auto' (default)")
     p.add_argument("--start", type=float, default=None, help="start time in seconds")
     p.add_argument("--end", type=float, default=None, help="end time in seconds")
     p.add_argument("--max-frames", type=int, default=None, help="frames at most")

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vidline.cli.common import add_model_arguments, config_from_args
+from vidline.cli.common import add_model_arguments, config_from_args, fps_arg
 from vidline.errors import ConfigError, VideoError
 
 if TYPE_CHECKING:
@@ -24,18 +24,6 @@ EXIT_PARTIAL = 3
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts", ".mts", ".m2ts", ".flv",
                               ".wmv", ".mpg", ".mpeg", ".3gp", ".h264", ".hevc"})
 FORMATS = ("json", "csv", "srt", "vtt", "html")
-
-
-def _fps(value: str) -> float | str:
-    if value == "auto":
-        return "auto"
-    try:
-        f = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {value!r}") from None
-    if f <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return f
 
 
 def register(subparsers: Any) -> None:
@@ -52,7 +40,7 @@ def register(subparsers: Any) -> None:
     g = p.add_argument_group("windows and sampling")
     g.add_argument("--window", type=float, metavar="SEC", help="window length in seconds (default 120)")
     g.add_argument("--overlap", type=float, metavar="SEC", help="overlap between windows (default 10)")
-    g.add_argument("--fps", type=_fps, default="auto", metavar="auto|F", help="sampling fps (default auto)")
+    g.add_argument("--fps", type=fps_arg, default="auto", metavar="auto|F", help="sampling fps (default auto)")
     g.add_argument("--max-frames", type=int, metavar="N", help="max frames per window")
     g.add_argument("--concurrency", type=int, default=4, metavar="N", help="requests in flight (default 4)")
     g.add_argument("--prefetch", type=int, default=0, metavar="N",
