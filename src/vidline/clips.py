@@ -26,6 +26,7 @@ import av
 import numpy as np
 
 from vidline.errors import ConfigError, DecodeError, NoVideoStreamError, VideoOpenError
+from vidline.export.timefmt import split_ms
 from vidline.log import logger
 
 _EPS = 1e-6
@@ -60,10 +61,7 @@ def slugify(text: str, max_len: int = 40) -> str:
 
 def file_timestamp(seconds: float) -> str:
     """``62.5`` -> ``"00-01-02.500"`` (a timestamp safe in file names on every OS)."""
-    ms = int(round(max(0.0, seconds) * 1000))
-    h, rem = divmod(ms, 3_600_000)
-    m, rem = divmod(rem, 60_000)
-    s, ms = divmod(rem, 1000)
+    h, m, s, ms = split_ms(seconds)
     return f"{h:02d}-{m:02d}-{s:02d}.{ms:03d}"
 
 

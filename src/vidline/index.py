@@ -235,24 +235,15 @@ def fts_query(tokens: Sequence[str], *, any_token: bool = False, prefix: bool = 
     return (" OR " if any_token else " ").join(parts)
 
 
-_TIME_RE = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d*)?)$")
-
-
 def parse_time(value: str | float | int) -> float:
-    """Seconds from ``"90"``, ``"90.5"``, ``"1:30"`` or ``"00:01:30.5"`` (also accepts numbers)."""
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        text = value.strip()
-        m = _TIME_RE.match(text)
-        if m:
-            h, mnt, s = m.groups()
-            seconds = int(h or 0) * 3600 + int(mnt) * 60 + float(s)
-        else:
-            try:
-                seconds = float(text.rstrip("sS"))
-            except ValueError as exc:
-                raise ConfigError(f"bad time {value!r}: use seconds (90.5) or hh:mm:ss(.ms)") from exc
+    """Seconds from ``"90"``, ``"90.5"``, ``"1:30"``, ``"00:01:30.5"``, ``"15s"`` (also numbers); a
+    ConfigError (one line, exit code 2) for anything else or a negative time."""
+    from vidline.parse import parse_time as parse_any_time
+
+    try:
+        seconds = parse_any_time(value)
+    except ValueError as exc:
+        raise ConfigError(f"bad time {value!r}: use seconds (90.5) or hh:mm:ss(.ms)") from exc
     if seconds < 0 or seconds != seconds:
         raise ConfigError(f"bad time {value!r}: must be >= 0")
     return seconds
@@ -260,11 +251,9 @@ def parse_time(value: str | float | int) -> float:
 
 def format_time(seconds: float) -> str:
     """``hh:mm:ss.mmm``."""
-    ms = int(round(max(0.0, seconds) * 1000))
-    h, rem = divmod(ms, 3_600_000)
-    m, rem = divmod(rem, 60_000)
-    s, ms = divmod(rem, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
+    from vidline.export.timefmt import hms_ms
+
+    return hms_ms(seconds)
 
 
 def _like_snippet(text: str, tokens: Sequence[str], width: int = 60) -> str:
