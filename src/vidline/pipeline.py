@@ -333,21 +333,21 @@ class ModelRun:
         return self._timeline(info, jobs)
 
     def _detect_server(self) -> bool:
-        """Ask an OpenAI-compatible server what it is (one GET /v1/models) when the config leaves it open.
+        """Let the backend identify its server (Backend.identify_server: one GET /v1/models for an open
+        OpenAI-compatible flavour).
 
         True when detected. A wrong key or an unreachable server stops the run here, as it would at the
         first window; other answers leave the no-I/O guess in place."""
-        backend = getattr(self.analyzer, "backend", None)
-        if backend is None or not isinstance(getattr(type(backend), "flavour", None), property):
+        identify = getattr(getattr(self.analyzer, "backend", None), "identify_server", None)
+        if identify is None:
             return False
         try:
-            backend.flavour  # noqa: B018 - a property that asks the server once
+            return bool(identify())
         except (AuthenticationError, ServerUnreachableError):
             raise
         except VidlineError as exc:
             logger.debug("could not detect the server flavour: %s", exc)
             return False
-        return True
 
     def _answer_from_cache(self, job: WindowJob) -> bool:
         if self.cache is None or job.key is None:

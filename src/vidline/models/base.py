@@ -83,6 +83,12 @@ class Backend(abc.ABC):
     def chat_stream(self, request: ChatRequest) -> Iterator[str]:
         """Text deltas as the model writes; raises BackendError on failure."""
 
+    def identify_server(self) -> bool:
+        """Find out (with I/O if needed) what the server is, so payload shapes and estimates are exact.
+
+        True when the backend now knows; the default backends need no detection."""
+        return False
+
     @abc.abstractmethod
     def list_models(self) -> list[str]:
         """Model names the server serves."""

@@ -147,6 +147,10 @@ class OpenAIBackend(Backend):
                 logger.info("server flavour: %s", self._flavour)
             return self._flavour
 
+    def identify_server(self) -> bool:
+        self.flavour  # noqa: B018 - resolves it (one GET /v1/models when the config leaves it open)
+        return True
+
     @property
     def default_mode(self) -> PayloadMode:
         return DEFAULT_MODES[self._flavour or "vllm"]
