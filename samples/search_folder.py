@@ -18,11 +18,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+from vidline.errors import ConfigError
 from vidline.index import EventIndex, format_time
+from vidline.media.files import find_videos
 from vidline.models.config import resolve_model_config
 from vidline.pipeline import analyze
 
-VIDEO_EXTS = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v"}
 HERE = Path(__file__).resolve().parent
 
 
@@ -37,9 +38,10 @@ def main() -> int:
     model = os.environ.get("VIDLINE_MODEL")
     has_model = resolve_model_config("auto", model=model) is not None
     query = args.query or ("square" if has_model else "motion")
-    videos = sorted(p for p in args.folder.iterdir() if p.suffix.lower() in VIDEO_EXTS)
-    if not videos:
-        print(f"no videos in {args.folder}", file=sys.stderr)
+    try:
+        videos = [Path(v) for v in find_videos([args.folder])]
+    except ConfigError as exc:
+        print(f"search_folder: {exc}", file=sys.stderr)
         return 1
 
     tmp = tempfile.TemporaryDirectory()

@@ -29,6 +29,7 @@ _LAZY: dict[str, str] = {
     "estimate_video_tokens": "vidline.media.plan",
     "estimate_image_tokens": "vidline.media.plan",
     "plan_windows": "vidline.media.windows",
+    "find_videos": "vidline.media.files",
     "sample": "vidline.media.sampler",
     "sample_windows": "vidline.media.sampler",
     "ModelConfig": "vidline.models.config",

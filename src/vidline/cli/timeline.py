@@ -21,8 +21,6 @@ if TYPE_CHECKING:
     from vidline.timeline import Timeline
 
 EXIT_PARTIAL = 3
-VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts", ".mts", ".m2ts", ".flv",
-                              ".wmv", ".mpg", ".mpeg", ".3gp", ".h264", ".hevc"})
 FORMATS = ("json", "csv", "srt", "vtt", "html")
 
 
@@ -120,10 +118,11 @@ def _report_failures(timeline: Timeline, video: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from vidline.media.files import find_videos
     from vidline.pipeline import analyze, dry_run
     from vidline.progress import Progress
 
-    args.videos = expand_videos(args.videos)
+    args.videos = find_videos(args.videos)
     if args.output and len(args.videos) > 1 and Path(args.output).is_file():
         raise ConfigError("with several videos, -o must be a directory")
     config = config_from_args(args)
@@ -158,22 +157,6 @@ def run(args: argparse.Namespace) -> int:
     if partial == 2 and len(args.videos) == 1:
         return 1  # nothing succeeded: a failure, not a partial result
     return EXIT_PARTIAL if partial else 0
-
-
-def expand_videos(inputs: list[str]) -> list[str]:
-    """Files as given; folders replaced by the video files below them (sorted, recursive)."""
-    out: list[str] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(str(p) for p in path.rglob("*")
-                           if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith("."))
-            if not found:
-                raise ConfigError(f"{item}: no video files found in this folder")
-            out.extend(found)
-        else:
-            out.append(item)
-    return out
 
 
 def _index(timeline: Timeline, db: str | None) -> int:
