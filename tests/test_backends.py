@@ -342,3 +342,62 @@ def test_one_backend_shared_by_threads(refserver: RefServer, which: str) -> None
         texts = list(pool.map(lambda _: backend.chat(_tiny_request()).text, range(8)))
     assert len(texts) == 8 and all(texts)
     assert sum(1 for r in refserver.requests if r.status == 200) == 8
+
+
+# ------------------------------------------------------------------------- payloads encoded ahead
+
+
+def _yuv_window(path: Path) -> object:
+    return next(iter(sample_windows(path, [WINDOW], SamplingBudget(fps=2.0), pixel_format="yuv420p")))
+
+
+@pytest.mark.parametrize("which", ["openai", "dashscope"])
+def test_prepared_payload_is_sent_without_its_frames(refserver: RefServer, cfr_video: Path, which: str) -> None:
+    cfg = (openai_cfg if which == "openai" else dashscope_cfg)(refserver, mode="video")
+    analyzer = WindowAnalyzer(make_backend(cfg), None)
+    assert analyzer.pixel_format == "yuv420p"  # mp4 payload: the decoder's planar YUV goes straight to x264
+    wf = _yuv_window(cfr_video)
+    assert {f.format for f in wf.frames} == {"yuv420p"}  # type: ignore[attr-defined]
+    prepared = analyzer.prepare(wf)  # type: ignore[arg-type]
+    assert prepared.released and prepared.request.videos[0].frames == []
+
+    def no_reload() -> object:
+        raise AssertionError("a valid prepared payload needs no second decode")
+
+    text, _usage, scale = analyzer.send(prepared, no_reload)  # type: ignore[arg-type]
+    assert [r.status for r in refserver.requests] == [200]
+    assert_ground_truth(analyzer.to_events(text, WINDOW, scale), WINDOW)
+
+
+def test_payloads_outdated_by_the_media_io_fallback_are_rebuilt_from_a_second_decode(
+        refserver: RefServer, cfr_video: Path) -> None:
+    refserver.configure(trust_mm_kwargs=False)
+    analyzer = WindowAnalyzer(make_backend(openai_cfg(refserver, mode="video")), None)
+    # two windows encoded ahead (with media_io_kwargs), frames released, before the server refuses them
+    prepared = [analyzer.prepare(_yuv_window(cfr_video)) for _ in range(2)]  # type: ignore[arg-type]
+    reloads: list[int] = []
+
+    def reload() -> object:
+        reloads.append(1)
+        return _yuv_window(cfr_video)
+
+    for p in prepared:
+        text, _usage, scale = analyzer.send(p, reload)  # type: ignore[arg-type]
+        assert_ground_truth(analyzer.to_events(text, WINDOW, scale), WINDOW)
+    assert [r.status for r in refserver.requests] == [400, 200, 200]
+    assert refserver.requests[1].media_io_kwargs is None and refserver.requests[2].media_io_kwargs is None
+    assert len(reloads) == 2  # each released payload was rebuilt once, from its window decoded again
+
+
+def test_413_on_a_released_payload_decodes_again_and_shrinks(refserver: RefServer, cfr_video: Path) -> None:
+    analyzer = WindowAnalyzer(make_backend(openai_cfg(refserver, mode="frames")), None)
+    wf = next(iter(sample_windows(cfr_video, [WINDOW], SamplingBudget(fps=2.0))))
+    prepared = analyzer.prepare(wf)
+    refserver.configure(max_body_bytes=int(len(str(prepared.payload.messages)) * 0.8))
+    text, _usage, scale = analyzer.send(prepared, lambda: wf)
+    assert [r.status for r in refserver.requests] == [413, 200] and refserver.requests[1].n_frames == 10
+    assert_ground_truth(analyzer.to_events(text, WINDOW, scale), WINDOW, tol=1.1)
+    with pytest.raises(Exception, match="too large"):  # without a way to decode again it is reported
+        refserver.reset()
+        refserver.configure(max_body_bytes=int(len(str(prepared.payload.messages)) * 0.8))
+        analyzer.send(analyzer.prepare(wf))

@@ -83,3 +83,29 @@ def test_burn_timestamp_draws_in_the_corner_only() -> None:
     assert ys.max() < 240 // 3 and xs.max() < 320 // 2  # confined to the top-left corner
     assert (out[diff] == 255).all(axis=1).any()  # white text
     assert not np.array_equal(burn_timestamp(img, 12.5), burn_timestamp(img, 99.0))
+
+
+def _yuv(frames: list[Frame]) -> list[Frame]:
+    return [Frame(t=f.t, image=av.VideoFrame.from_ndarray(f.image, format="rgb24").reformat(format="yuv420p")
+                  .to_ndarray(), format="yuv420p") for f in frames]
+
+
+def test_mp4_from_planar_yuv_frames_matches_rgb_input() -> None:
+    times = [0.2, 0.7, 1.1, 1.9, 2.6, 3.0, 3.7, 3.9]
+    rgb = _frames(times, 600.0)
+    from_yuv = _decode(encode_mp4(_yuv(rgb), origin=600.0))
+    from_rgb = _decode(encode_mp4(rgb, origin=600.0))
+    assert [round(t, 3) for t, _ in from_yuv] == [round(t, 3) for t in times]
+    for (_, a), (_, b), wrote in zip(from_yuv, from_rgb, times, strict=True):
+        assert a.shape == b.shape == (168, 224, 3)
+        assert np.abs(a.astype(int) - b.astype(int)).mean() < 3
+        assert sorted(detect_markers(a)) == sorted(m.label for m in MARKERS if m.start <= wrote < m.end)
+
+
+def test_mp4_from_yuv_frames_scaled_or_mixed_sizes() -> None:
+    frames = _yuv(_frames([0.0, 0.5, 1.0, 1.5]))
+    (_, small), *_ = _decode(encode_mp4(frames, scale=0.5))  # scaling goes through RGB
+    assert small.shape[:2] == (84, 112)
+    mixed = [*frames[:2], *_yuv(_frames([1.0, 1.5], size=(112, 84)))]  # a smaller frame is resized to fit
+    decoded = _decode(encode_mp4(mixed))
+    assert [img.shape[:2] for _, img in decoded] == [(168, 224)] * 4

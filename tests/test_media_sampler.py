@@ -227,3 +227,47 @@ def test_bframes_seeking_exact(bframes_video: SynthVideo, step: float) -> None:
         assert [f.t for f in got] == [f.t for f in seq]
         assert [f.pts for f in got] == [f.pts for f in seq]
     _check_times(seq, bframes_video, [t.t for t in targets])
+
+
+# ---- pixel formats: a yuv420p preference gives planar I420 (pyav) or RGB (decord), same picture
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("fixture", ["cfr_video", "rotated_video", "portrait_video"])
+def test_conformance_yuv420p_preference(request: pytest.FixtureRequest, backend: str, fixture: str) -> None:
+    video: SynthVideo = request.getfixturevalue(fixture)
+    info = probe(video.path)
+    ts = [0.0, 0.5, 1.5, 2.5]
+    size = (info.display_width // 2 * 2, info.display_height // 2 * 2)
+    with open_source(video.path, info, backend) as src:
+        rgb = list(src.read([Target(t, *size) for t in ts]))
+    with open_source(video.path, info, backend) as src:
+        yuv = list(src.read([Target(t, *size) for t in ts], pixel_format="yuv420p"))
+    assert [f.t for f in yuv] == [f.t for f in rgb] and [f.pts for f in yuv] == [f.pts for f in rgb]
+    expected = "yuv420p" if backend == "pyav" else "rgb24"
+    for a, b in zip(rgb, yuv, strict=True):
+        assert b.format == expected and b.size == size
+        if expected == "yuv420p":
+            assert b.image.shape == (size[1] * 3 // 2, size[0])
+        back = b.rgb()
+        assert back.shape == a.image.shape
+        assert np.abs(back.astype(int) - a.image.astype(int)).mean() < 4  # same picture, same orientation
+        if video.markers:
+            assert detect_markers(back) == detect_markers(a.image)
+
+
+def test_yuv420p_falls_back_to_rgb_for_odd_sizes(cfr_video: SynthVideo) -> None:
+    info = probe(cfr_video.path)
+    with open_source(cfr_video.path, info) as src:
+        (frame,) = src.read([Target(1.0, 81, 61)], pixel_format="yuv420p")
+    assert frame.format == "rgb24" and frame.image.shape == (61, 81, 3)
+
+
+def test_sample_windows_yuv420p(long_video: SynthVideo) -> None:
+    info = probe(long_video.path)
+    windows = plan_windows(info.duration, window=20.0, overlap=5.0)
+    budget = SamplingBudget(fps=1.0)
+    rgb = list(sample_windows(long_video.path, windows, budget, info=info))
+    yuv = list(sample_windows(long_video.path, windows, budget, info=info, pixel_format="yuv420p"))
+    assert [[f.t for f in w.frames] for w in yuv] == [[f.t for f in w.frames] for w in rgb]
+    assert all(f.format == "yuv420p" for w in yuv for f in w.frames)

@@ -57,10 +57,13 @@ class Decoder:
 
     fail_after: int | None = None  # raise KeyboardInterrupt after yielding this many windows
     decoded: list[int] = field(default_factory=list)
+    formats: list[str] = field(default_factory=list)
 
-    def __call__(self, path: Any, windows: Sequence[Window], budget: Any, *, info: Any = None) -> Iterator[FakeWF]:
+    def __call__(self, path: Any, windows: Sequence[Window], budget: Any, *, info: Any = None,
+                 pixel_format: str = "rgb24") -> Iterator[FakeWF]:
         from vidline.media.plan import plan_sampling
 
+        self.formats.append(pixel_format)
         for n, w in enumerate(windows):
             if self.fail_after is not None and n >= self.fail_after:
                 raise KeyboardInterrupt
@@ -90,6 +93,13 @@ class FakeAnalyzer:
 
     def estimate(self, plan: Any) -> tuple[int, int]:
         return plan.n_frames * 10, plan.n_frames * 1000
+
+    def prepare(self, wf: FakeWF, *, release: bool = True) -> Any:
+        """The 'encoded payload': only the window survives (the frames are dropped)."""
+        return SimpleNamespace(window=wf.window)
+
+    def send(self, prepared: Any, reload: Any = None) -> tuple[str, Any, float]:
+        return self.analyze(prepared)
 
     def analyze(self, wf: FakeWF) -> tuple[str, Any, float]:
         with self._lock:
@@ -128,7 +138,8 @@ class FakeAnalyzer:
 def _run(video: Path, analyzer: FakeAnalyzer, decoder: Decoder, cache: Path | None,
          **opts: Any) -> Any:
     options = RunOptions(window=opts.pop("window", 20.0), overlap=opts.pop("overlap", 5.0),
-                         fps=opts.pop("fps", 1.0), concurrency=opts.pop("concurrency", 3), cache_dir=cache)
+                         fps=opts.pop("fps", 1.0), concurrency=opts.pop("concurrency", 3), cache_dir=cache,
+                         queue=opts.pop("prefetch", None))
     run = ModelRun(video, "shapes", ModelConfig("openai", model="fake-vl"), options, Progress(enabled=False),
                    analyzer=analyzer, decoder=decoder)  # type: ignore[arg-type]
     return run.execute()
@@ -178,32 +189,76 @@ def test_unreachable_at_start_stops_but_later_is_one_failed_window(video: Path) 
 
 
 def test_windows_in_flight_are_bounded(video: Path) -> None:
-    alive: list[int] = []
-    peak = [0]
+    from vidline.pipeline import encoder_threads
+
+    with_frames: list[int] = []  # decoded windows whose frames still exist (not yet encoded)
+    pending: list[int] = []  # decoded windows whose request has not finished
+    peak = {"frames": 0, "pending": 0}
+    lock = threading.Lock()
 
     class CountingDecoder(Decoder):
         def __call__(self, *a: Any, **k: Any) -> Iterator[FakeWF]:
             for wf in super().__call__(*a, **k):
-                alive.append(wf.window.index)
-                peak[0] = max(peak[0], len(alive))
+                with lock:
+                    with_frames.append(wf.window.index)
+                    pending.append(wf.window.index)
+                    peak["frames"] = max(peak["frames"], len(with_frames))
+                    peak["pending"] = max(peak["pending"], len(pending))
                 yield wf
 
     class ReleasingAnalyzer(FakeAnalyzer):
+        def prepare(self, wf: FakeWF, *, release: bool = True) -> Any:
+            time.sleep(0.02)  # encoding takes a while
+            try:
+                return super().prepare(wf)
+            finally:
+                with lock:
+                    with_frames.remove(wf.window.index)
+
         def analyze(self, wf: FakeWF) -> tuple[str, Any, float]:
             try:
                 return super().analyze(wf)
             finally:
-                alive.remove(wf.window.index)
+                with lock:
+                    pending.remove(wf.window.index)
 
     an = ReleasingAnalyzer(latency=0.1)
     t0 = time.monotonic()
-    tl = _run(video, an, CountingDecoder(), None, window=10.0, overlap=2.0, concurrency=2)
+    tl = _run(video, an, CountingDecoder(), None, window=10.0, overlap=2.0, concurrency=2, prefetch=1)
     elapsed = time.monotonic() - t0
     n = len(tl.windows)
-    assert n >= 7
+    assert n >= 7 and all(w.status == "ok" for w in tl.windows)
     assert an.max_in_flight == 2  # requests really ran concurrently, never more than `concurrency`
-    assert peak[0] <= 2 + 1  # concurrency + queue: decoding waited for a free slot
+    # frames exist only for the window being decoded and those being encoded ...
+    assert peak["frames"] <= encoder_threads(2) + 1
+    # ... and decoding waits for a request slot: concurrency + prefetch windows between decode and answer
+    assert peak["pending"] <= 2 + 1
     assert elapsed < n * 0.1 * 0.8  # concurrency actually overlapped the latency
+
+
+def test_decoder_is_asked_for_the_analyzers_pixel_format(video: Path) -> None:
+    class YuvAnalyzer(FakeAnalyzer):
+        pixel_format = "yuv420p"
+
+    dec = Decoder()
+    _run(video, FakeAnalyzer(), dec, None)
+    assert set(dec.formats) == {"rgb24"}
+    dec = Decoder()
+    _run(video, YuvAnalyzer(), dec, None)
+    assert set(dec.formats) == {"yuv420p"}
+
+
+def test_encode_failure_is_one_failed_window(video: Path) -> None:
+    class BrokenEncoder(FakeAnalyzer):
+        def prepare(self, wf: FakeWF, *, release: bool = True) -> Any:
+            if wf.window.index == 1:
+                raise ValueError("x264 refused the frames")
+            return super().prepare(wf)
+
+    tl = _run(video, BrokenEncoder(), Decoder(), None)
+    assert [w.index for w in tl.failed_windows] == [1]
+    assert "internal error (ValueError): x264 refused the frames" in (tl.windows[1].error or "")
+    assert tl.windows[0].status == "ok" and tl.windows[2].status == "ok"
 
 
 def test_cache_rerun_sends_and_decodes_nothing(video: Path, tmp_path: Path) -> None:
@@ -369,3 +424,23 @@ def test_detected_server_decides_mode_and_estimates_and_cached_rerun_asks_nothin
     assert again.mode == "frames" and [w.estimated_tokens for w in again.windows] == [
         w.estimated_tokens for w in tl.windows
     ]
+
+
+@pytest.mark.parametrize("trust", [True, False])
+def test_e2e_vllm_mp4_payloads_encoded_ahead(refserver: Any, marker_video: Path, trust: bool) -> None:
+    """vLLM mp4 payloads: planar YUV frames straight to x264, encoded ahead of a free request slot. An
+    untrusted server refuses media_io_kwargs: the payloads already encoded are rebuilt from a second
+    decode of their window, and the timeline is the same."""
+    refserver.configure(trust_mm_kwargs=trust, latency=0.05)
+    cfg = ModelConfig("openai", base_url=refserver.openai_base_url, api_key="sk-test", model="qwen2.5-vl-ref",
+                      server="vllm")
+    tl = analyze(marker_video, config=cfg, window=8.0, overlap=2.0, fps=2.0, cache=False, concurrency=2)
+    assert not tl.partial and tl.mode == "video"
+    _check_truth(tl)
+    gen = [r for r in refserver.requests if r.api == "openai" and r.status in (200, 400)]
+    ok = [r for r in gen if r.status == 200]
+    assert len(ok) == len(tl.windows)
+    if not trust:
+        assert gen[0].status == 400 and all(r.media_io_kwargs is None for r in ok)
+    else:
+        assert all(r.status == 200 and r.media_io_kwargs for r in gen)

@@ -16,6 +16,7 @@ from vidline.errors import AuthenticationError, ServerError, ServerUnreachableEr
 from vidline.media.plan import image_size_for
 from vidline.models.base import Backend, ChatRequest, ChatResponse, ImagePart
 from vidline.models.config import ModelConfig, RetryPolicy
+from vidline.models.payload import BuiltPayload
 from vidline.synth import Marker, detect_markers, make_video
 from vidline.types import Usage
 from vidline.understand import (
@@ -306,6 +307,9 @@ class LookingBackend(Backend):
 
     def estimate_tokens(self, request: ChatRequest) -> int:
         return 0
+
+    def build(self, request: ChatRequest) -> BuiltPayload:
+        return BuiltPayload(messages=[])
 
 
 CFG = ModelConfig(backend="openai", base_url="http://127.0.0.1:9", model="fake")

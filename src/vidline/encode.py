@@ -56,8 +56,8 @@ def encode_mp4(
     rel = [f.t - origin for f in frames] if times is None else list(times)
     if len(rel) != len(frames):
         raise ValueError("times must have one entry per frame")
-    first = _even(_scaled(frames[0].image, scale))
-    height, width = first.shape[:2]
+    first, first_fmt = _picture(frames[0], scale)
+    height, width = _picture_hw(first, first_fmt)
     steps = np.diff(np.array(rel, dtype=float)) if len(rel) > 1 else np.array([0.5])
     mean_step = float(np.mean(steps)) if len(steps) and float(np.mean(steps)) > 0 else 0.5
     nominal = Fraction(1.0 / mean_step).limit_denominator(100000)
@@ -74,10 +74,13 @@ def encode_mp4(
         stream.options = {"crf": str(int(crf)), "preset": "veryfast", "bf": "0", "threads": "1"}
         last_pts = -1
         for frame, t in zip(frames, rel, strict=False):
-            img = first if frame is frames[0] else _even(_scaled(frame.image, scale))
-            if img.shape[:2] != (height, width):
-                img = np.asarray(Image.fromarray(img).resize((width, height), Image.Resampling.BILINEAR))
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            img, fmt = (first, first_fmt) if frame is frames[0] else _picture(frame, scale)
+            if _picture_hw(img, fmt) != (height, width):
+                rgb = img if fmt == "rgb24" else frame.rgb()
+                img = np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BILINEAR))
+                fmt = "rgb24"
+            # yuv420p frames (the decoder's planar output) go to x264 without any colour conversion
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format=fmt)
             pts = max(int(round(max(t, 0.0) / MP4_TIME_BASE)), last_pts + 1)
             last_pts = pts
             vf.pts = pts
@@ -87,6 +90,18 @@ def encode_mp4(
         for packet in stream.encode():
             out.mux(packet)
     return buf.getvalue()
+
+
+def _picture(frame: Frame, scale: float) -> tuple[np.ndarray, str]:
+    """(array, format) to feed the encoder: planar yuv420p frames as they are, else even-sided RGB."""
+    if frame.format == "yuv420p" and scale >= 0.999:
+        return frame.image, "yuv420p"
+    return _even(_scaled(frame.rgb(), scale)), "rgb24"
+
+
+def _picture_hw(image: np.ndarray, fmt: str) -> tuple[int, int]:
+    rows, width = image.shape[:2]
+    return (rows * 2 // 3 if fmt == "yuv420p" else rows), width
 
 
 def _scaled(image: np.ndarray, scale: float) -> np.ndarray:

@@ -11,6 +11,7 @@
     │   ├── AuthenticationError  401 / 403: fails fast, never retried
     │   ├── RateLimitError       429 after retries
     │   ├── PayloadTooLargeError 413 or context-length answers
+    │   ├── StalePayloadError    a pre-encoded payload outdated by a server fallback (handled inside)
     │   └── ServerError          5xx after retries, other unexpected statuses
     ├── AnswerParseError         a model answer that cannot be parsed into events
     └── CacheError               cache directory unusable
@@ -76,6 +77,11 @@ class RateLimitError(BackendError):
 
 class PayloadTooLargeError(BackendError):
     pass
+
+
+class StalePayloadError(BackendError):
+    """A payload encoded ahead of time no longer fits the server (a fallback changed the shape) and
+    its frames were released: the caller decodes the window again and rebuilds it."""
 
 
 class ServerError(BackendError):

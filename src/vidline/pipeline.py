@@ -5,10 +5,14 @@ Model path, in order:
 1. probe the video;
 2. plan the windows and each window's sampling (pure; no decoding yet);
 3. answer windows from the cache (no decoding, no request for those);
-4. decode the missing windows in ONE streaming pass (``media.sample_windows``);
-5. hand each decoded window to a thread pool of ``concurrency`` workers that encode its payload and
-   send it, while decoding continues; a semaphore bounds the windows in flight (``concurrency`` +
-   ``queue``), so decoding pauses when the server is slower than the decoder and memory stays bounded;
+4. decode the missing windows in ONE streaming pass (``media.sample_windows``; planar yuv420p
+   frames when the payload is an mp4, so x264 needs no colour conversion);
+5. encode each window's payload as soon as it is decoded (encoder threads beside the decoder), drop
+   its frames, and send the payloads from a pool of ``concurrency`` request threads while decoding
+   continues. Two semaphores bound memory: decoded windows waiting for an encoder (``encoders``), and
+   windows between decoding and a finished request (``concurrency`` + ``prefetch``, the waiting ones
+   holding only their small encoded payload). Decoding pauses when the server is slower than the
+   decoder; a request slot that frees up finds its next payload ready;
 6. parse each answer (``WindowAnalyzer.to_events``), store it in the cache (atomic write);
 7. merge the events of all windows (``merge.merge_events``) into a :class:`~vidline.timeline.Timeline`.
 
@@ -22,6 +26,7 @@ detector (:mod:`vidline.motion`) makes the timeline.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -29,13 +34,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from vidline.cache import CachedAnswer, WindowCache, cache_key, resolve_cache_dir, video_fingerprint
 from vidline.errors import (
     AnswerParseError,
     AuthenticationError,
     ConfigError,
+    DecodeError,
     ServerUnreachableError,
     VidlineError,
 )
@@ -50,6 +56,8 @@ if TYPE_CHECKING:
     from vidline.media.sampler import WindowFrames
     from vidline.models.window import WindowAnalyzer
     from vidline.timeline import Timeline
+
+_T = TypeVar("_T")
 
 NO_MODEL_HELP = (
     "no model is configured: pass --base-url URL (or set OPENAI_BASE_URL) for an OpenAI-compatible "
@@ -73,13 +81,17 @@ class RunOptions:
     fps: float | str = "auto"
     max_frames: int | None = None
     concurrency: int = 4
-    queue: int = 0  # windows decoded ahead of a free worker (--prefetch)
+    queue: int | None = None  # payloads encoded ahead of a free request slot (--prefetch); None: concurrency
     cache_dir: Path | None = None
+
+    @property
+    def prefetch(self) -> int:
+        return self.concurrency if self.queue is None else self.queue
 
     def validate(self) -> None:
         if self.concurrency < 1:
             raise ConfigError(f"--concurrency must be >= 1, got {self.concurrency}")
-        if self.queue < 0:
+        if self.queue is not None and self.queue < 0:
             raise ConfigError(f"--prefetch must be >= 0, got {self.queue}")
         if self.window is not None and self.window <= 0:
             raise ConfigError(f"--window must be > 0, got {self.window}")
@@ -152,15 +164,15 @@ def analyze(
     concurrency: int = 4,
     cache: bool | str | Path = True,
     progress: bool | Progress = False,
-    prefetch: int = 0,
+    prefetch: int | None = None,
     **options: Any,
 ) -> Timeline:
     """Find the events of a video (matching ``query`` when given) and return a merged Timeline.
 
     ``options``: model settings (``base_url``, ``api_key``, ``model``, ``mode``, ...; used when
     ``config`` is None, else they override it) and motion settings (``threshold``, ``min_event``,
-    ``merge_gap``, ``pre``, ``post``, ``motion_fps``, ``motion_width``). ``prefetch``: windows decoded
-    ahead of a free worker (faster on slow servers, +1 window of frames in memory each).
+    ``merge_gap``, ``pre``, ``post``, ``motion_fps``, ``motion_width``). ``prefetch``: window payloads
+    encoded ahead of a free request slot (default: ``concurrency``; each holds only its encoded payload).
     Raises ConfigError, VideoError, AuthenticationError, CacheError; other window failures are
     recorded in the Timeline (``timeline.partial``).
     """
@@ -297,6 +309,7 @@ class ModelRun:
         self._cached_model: str | None = None  # the model named by cached answers
         self._cached_mode: str | None = None  # the payload mode recorded with cached answers
         self.cache: WindowCache | None = WindowCache(options.cache_dir) if options.cache_dir else None
+        self._requests: ThreadPoolExecutor | None = None
 
     # -- steps -------------------------------------------------------------------------------------
 
@@ -369,76 +382,105 @@ class ModelRun:
         return True
 
     def _send(self, info: VideoInfo, jobs: Sequence[WindowJob]) -> None:
-        """Stream-decode ``jobs``' windows and send them concurrently, decoding at most a few ahead."""
+        """Stream-decode ``jobs``' windows (this thread), encode each window's payload as soon as it is
+        decoded (encoder threads) and send the payloads concurrently (request threads).
+
+        Two bounds keep memory flat: at most ``encoders + 1`` windows of frames exist (one being
+        decoded, the others being encoded; their frames are dropped once encoded), and at most ``concurrency + queue`` windows are between
+        decoding and a finished request (the ones waiting hold only their small encoded payload), so
+        decoding pauses when the server is slower than the decoder, and a request slot that frees up
+        finds its next payload ready.
+        """
         tune_malloc()
-        if self._decoder is None:
+        decoder = self._decoder
+        if decoder is None:
             from vidline.media.sampler import sample_windows
 
-            self._decoder = sample_windows
+            decoder = self._decoder = sample_windows
         by_index = {job.window.index: job for job in jobs}
-        # A slot is taken BEFORE the next window is decoded and given back when its request is done:
-        # at most `concurrency + queue` decoded windows exist, so decoding pauses on a slow server.
-        gate = threading.BoundedSemaphore(self.options.concurrency + self.options.queue)
-        decoded: Iterator[WindowFrames] = iter(self._decoder(self.path, [job.window for job in jobs], self.budget,
-                                                             info=info))
-        pool = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="vidline-window")
-        futures: list[Future[None]] = []
+        pixel_format = getattr(self.analyzer, "pixel_format", "rgb24")
+        n_encoders = encoder_threads(self.options.concurrency)
+        slots = threading.BoundedSemaphore(self.options.concurrency + self.options.prefetch)
+        raw = threading.BoundedSemaphore(n_encoders + 1)  # + the window being decoded
+        decoded: Iterator[WindowFrames] = iter(decoder(self.path, [job.window for job in jobs], self.budget,
+                                                       info=info, pixel_format=pixel_format))
+
+        def reload(window: Window) -> WindowFrames:
+            """The window decoded again (a payload outdated by a server fallback, or a shrink)."""
+            for wf in decoder(self.path, [window], self.budget, info=info, pixel_format=pixel_format):
+                return wf
+            raise DecodeError(self.path, f"window {window.index} could not be decoded again")
+
+        encoders = ThreadPoolExecutor(max_workers=n_encoders, thread_name_prefix="vidline-encode")
+        self._requests = ThreadPoolExecutor(max_workers=self.options.concurrency,
+                                            thread_name_prefix="vidline-request")
+        encoded: list[Future[Future[None] | None]] = []
         try:
             while True:
-                gate.acquire()
+                slots.acquire()
+                raw.acquire()
                 wf = None if self._stop.is_set() else next(decoded, None)
                 if wf is None:
-                    gate.release()
+                    raw.release()
+                    slots.release()
                     break
                 holder = [wf]
-                del wf  # the worker owns the frames from now on, and drops them after sending
-                fut = pool.submit(self._work, by_index[holder[0].window.index], holder)
-                fut.add_done_callback(lambda _f: gate.release())
-                futures.append(fut)
-            for fut in futures:
-                fut.result()
+                del wf  # the encoder owns the frames from now on, and drops them once encoded
+                job = by_index[holder[0].window.index]
+                fut = encoders.submit(self._encode, job, holder, slots, functools.partial(reload, job.window))
+                fut.add_done_callback(lambda _f: raw.release())
+                encoded.append(fut)
+            for fut in encoded:
+                sent = fut.result()
+                if sent is not None:
+                    sent.result()
         except BaseException:
             self._stop.set()
-            pool.shutdown(wait=False, cancel_futures=True)
+            encoders.shutdown(wait=False, cancel_futures=True)
+            self._requests.shutdown(wait=False, cancel_futures=True)
             raise
         finally:
             close = getattr(decoded, "close", None)
             if close is not None:
                 close()  # stop the decoder early (auth error) and release the file
-        pool.shutdown(wait=True)
+        encoders.shutdown(wait=True)
+        self._requests.shutdown(wait=True)
         if self._fatal is not None:
             raise self._fatal
 
-    def _work(self, job: WindowJob, holder: list[WindowFrames]) -> None:
-        """Worker thread: send one window, parse, cache. Never raises (errors become records)."""
-        wf = holder.pop()
+    def _encode(self, job: WindowJob, holder: list[WindowFrames], slot: threading.BoundedSemaphore,
+                reload: Callable[[], WindowFrames]) -> Future[None] | None:
+        """Encoder thread: build the window's payload, drop its frames, queue the request. Never raises;
+        gives the window's slot back itself when no request is queued."""
+        n_frames = len(holder[0].frames)
+        prepared = None if self._stop.is_set() else self._guarded(job, n_frames,
+                                                                   lambda: self.analyzer.prepare(holder.pop()))
+        holder.clear()
+        if prepared is not None and not self._stop.is_set():
+            try:
+                assert self._requests is not None
+                fut = self._requests.submit(self._work, job, prepared, n_frames, reload)
+            except RuntimeError:  # the request pool shut down (the run is stopping)
+                pass
+            else:
+                fut.add_done_callback(lambda _f: slot.release())
+                return fut
+        slot.release()
+        return None
+
+    def _work(self, job: WindowJob, prepared: Any, n_frames: int, reload: Callable[[], WindowFrames]) -> None:
+        """Request thread: send one prepared window, parse, cache. Never raises (errors become records)."""
         if self._stop.is_set():
             return
-        n_frames = len(wf.frames)
-        try:
-            text, usage, time_scale = self.analyzer.analyze(wf)
-            del wf
-            events = self._events(text, job.window, time_scale)
-        except (AuthenticationError, ServerUnreachableError) as exc:
-            # a wrong key stops the run at once; so does a server that was never reached (after the
-            # backend's retries), rather than waiting out the retries of every window
-            if isinstance(exc, AuthenticationError) or not self._answered:
-                with self._lock:
-                    if self._fatal is None:
-                        self._fatal = exc
-                self._stop.set()
-            self._record_failure(job, n_frames, exc)
+
+        def answer() -> tuple[str, Usage | None, float, list[Event]]:
+            text, usage, time_scale = self.analyzer.send(prepared, reload)
+            return text, usage, time_scale, self._events(text, job.window, time_scale)
+
+        result = self._guarded(job, n_frames, answer)
+        if result is None:
             return
-        except AnswerParseError as exc:
-            self._record_failure(job, n_frames, exc, prefix="unparseable answer: ")
-            return
-        except VidlineError as exc:
-            self._record_failure(job, n_frames, exc)
-            return
-        except Exception as exc:  # a bug must not lose the other windows
-            logger.debug("window %d crashed", job.window.index, exc_info=True)
-            self._record_failure(job, n_frames, exc, prefix=f"internal error ({type(exc).__name__}): ")
-            return
+        text, usage, time_scale, events = result
         self._answered = True
         if self.cache is not None and job.key is not None:
             model = self.config.model or self._served_model()
@@ -450,6 +492,29 @@ class ModelRun:
             self.results[job.window.index] = WindowResult(record, events)
         tokens = (usage.prompt_tokens + usage.completion_tokens) if usage else 0
         self.progress.advance(tokens=tokens)
+
+    def _guarded(self, job: WindowJob, n_frames: int, step: Callable[[], _T]) -> _T | None:
+        """``step()``, or None after recording the window as failed. A wrong key, or a server never
+        reached, also stops the run."""
+        try:
+            return step()
+        except (AuthenticationError, ServerUnreachableError) as exc:
+            # a wrong key stops the run at once; so does a server that was never reached (after the
+            # backend's retries), rather than waiting out the retries of every window
+            if isinstance(exc, AuthenticationError) or not self._answered:
+                with self._lock:
+                    if self._fatal is None:
+                        self._fatal = exc
+                self._stop.set()
+            self._record_failure(job, n_frames, exc)
+        except AnswerParseError as exc:
+            self._record_failure(job, n_frames, exc, prefix="unparseable answer: ")
+        except VidlineError as exc:
+            self._record_failure(job, n_frames, exc)
+        except Exception as exc:  # a bug must not lose the other windows
+            logger.debug("window %d crashed", job.window.index, exc_info=True)
+            self._record_failure(job, n_frames, exc, prefix=f"internal error ({type(exc).__name__}): ")
+        return None
 
     def _record_failure(self, job: WindowJob, n_frames: int, exc: BaseException, prefix: str = "") -> None:
         error = prefix + _one_line(exc)
@@ -503,6 +568,12 @@ class ModelRun:
 
 # --------------------------------------------------------------------------------------------------
 # planning helpers (pure apart from the analyzer's estimate)
+
+
+def encoder_threads(concurrency: int) -> int:
+    """Threads that encode payloads beside the decoder: half the CPUs (the decoder has the rest),
+    never more than the requests in flight."""
+    return max(1, min(concurrency, (os.cpu_count() or 2) // 2))
 
 
 def payload_mode(config: ModelConfig, backend: object | None = None) -> str:
@@ -610,13 +681,17 @@ class DryRunReport:
     windows: list[DryRunWindow]
     price_per_1k: float | None = None
     note: str | None = None
-    windows_in_flight: int = 0  # decoded windows held at once (concurrency + queue)
+    windows_in_flight: int = 0  # encoded payloads held at once (concurrency + prefetch)
+    decoded_windows: int = 1  # windows of decoded frames held at once (being decoded or encoded)
+    bytes_per_pixel: float = 3.0  # of the decoded frames: 3 RGB, 1.5 planar yuv420p (mp4 payloads)
 
     @property
     def peak_memory_mb(self) -> int:
-        """Rough peak RSS: ~100 MB of libraries + the raw RGB frames of the windows in flight."""
-        largest = max((w.frames * w.width * w.height * 3 for w in self.windows), default=0)
-        return int(100 + max(1, self.windows_in_flight) * largest / 2**20)
+        """Rough peak RSS: ~100 MB of libraries + the decoded frames of the windows being decoded or
+        encoded + the encoded payloads waiting for (or in) a request."""
+        frames = max((w.frames * w.width * w.height * self.bytes_per_pixel for w in self.windows), default=0)
+        payload = max((w.payload_bytes for w in self.windows), default=0)
+        return int(100 + (max(1, self.decoded_windows) * frames + self.windows_in_flight * payload) / 2**20)
 
     @property
     def total_tokens(self) -> int:
@@ -680,7 +755,7 @@ def dry_run(
     fps: float | str = "auto",
     max_frames: int | None = None,
     concurrency: int = 4,
-    prefetch: int = 0,
+    prefetch: int | None = None,
     price_per_1k: float | None = None,
     **options: Any,
 ) -> DryRunReport:
@@ -703,7 +778,9 @@ def dry_run(
                          j.plan.height, j.plan.fps, j.estimated_tokens, j.payload_bytes) for j in jobs]
     return DryRunReport(video=_video_dict(path, info), backend=cfg.backend, model=cfg.model,
                         mode=payload_mode(cfg, getattr(analyzer, "backend", None)), windows=rows,
-                        price_per_1k=price_per_1k, windows_in_flight=run_opts.concurrency + run_opts.queue)
+                        price_per_1k=price_per_1k, windows_in_flight=run_opts.concurrency + run_opts.prefetch,
+                        decoded_windows=encoder_threads(run_opts.concurrency) + 2,
+                        bytes_per_pixel=1.5 if (getattr(analyzer, "pixel_format", "rgb24") == "yuv420p") else 3.0)
 
 
 def _offline_analyzer(cfg: ModelConfig, query: str | None) -> WindowAnalyzer | None:

@@ -45,12 +45,36 @@ class VideoInfo:
 
 @dataclass
 class Frame:
-    """One sampled frame: ``t`` seconds from the first displayed frame, an upright RGB uint8 array."""
+    """One sampled frame: ``t`` seconds from the first displayed frame, an upright uint8 picture.
+
+    ``image`` is RGB (H x W x 3) unless ``format`` says otherwise: ``"gray"`` (H x W) or
+    ``"yuv420p"`` (planar I420, H*3/2 x W; see :mod:`vidline.media.pixels`), which the decoder
+    gives when asked for the mp4 payload path. ``rgb()`` gives RGB whatever the format.
+    """
 
     t: float
-    image: np.ndarray  # H x W x 3, uint8, RGB, rotation applied, resized to the plan's size
+    image: np.ndarray  # uint8, rotation applied, resized to the plan's size; layout per ``format``
     pts: int | None = None  # source PTS in ``time_base`` units
     time_base: Fraction | None = None
+    format: str = "rgb24"  # "rgb24" | "gray" | "yuv420p"
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the picture."""
+        if self.format == "yuv420p":
+            from vidline.media.pixels import i420_size
+
+            return i420_size(self.image)
+        h, w = self.image.shape[:2]
+        return int(w), int(h)
+
+    def rgb(self) -> np.ndarray:
+        """The picture as an H x W x 3 RGB uint8 array (a conversion for gray / yuv420p frames)."""
+        if self.format == "rgb24":
+            return self.image
+        from vidline.media.pixels import to_rgb
+
+        return to_rgb(self.image, self.format)
 
 
 @dataclass(frozen=True)

@@ -73,9 +73,9 @@ def run(args: argparse.Namespace) -> int:
     ):
         name = frame_filename(frame.t)
         if name not in written:
-            Image.fromarray(frame.image).save(out / name, quality=args.quality)
+            Image.fromarray(frame.rgb()).save(out / name, quality=args.quality)
             written.add(name)
-        h, w = frame.image.shape[:2]
+        w, h = frame.size
         entries.append(
             {
                 "t": round(frame.t, 6),

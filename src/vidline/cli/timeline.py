@@ -41,9 +41,9 @@ def register(subparsers: Any) -> None:
     g.add_argument("--fps", type=fps_arg, default="auto", metavar="auto|F", help="sampling fps (default auto)")
     g.add_argument("--max-frames", type=int, metavar="N", help="max frames per window")
     g.add_argument("--concurrency", type=int, default=4, metavar="N", help="requests in flight (default 4)")
-    g.add_argument("--prefetch", type=int, default=0, metavar="N",
-                   help="windows decoded ahead of a free request slot (default 0; each costs one window of "
-                   "frames in memory, saves the decode time per request on slow servers)")
+    g.add_argument("--prefetch", type=int, default=None, metavar="N",
+                   help="window payloads encoded ahead of a free request slot (default: as many as "
+                   "--concurrency; each holds only its encoded payload, not its frames)")
     o = p.add_argument_group("output")
     o.add_argument("--format", choices=FORMATS, help="output format (default: from -o's suffix, else json)")
     o.add_argument("-o", "--output", metavar="PATH", help="write here instead of stdout")

@@ -135,8 +135,12 @@ def sample_windows(
     *,
     backend: str = "pyav",
     info: VideoInfo | None = None,
+    pixel_format: str = "rgb24",
 ) -> Iterator[WindowFrames]:
     """Sample every window in ONE streaming decode pass; yield windows in order as they complete.
+
+    ``pixel_format="yuv420p"`` asks for planar YUV frames where the decoder can give them (the
+    mp4 payload path; see ``FrameSource.read``); check ``Frame.format``.
 
     Overlapping windows share decoded frames; only frames of windows still in flight are held. If
     the file ends early (truncated), unfinished windows are yielded with the frames that exist
@@ -145,7 +149,7 @@ def sample_windows(
     info = info or probe(path)
     windows = list(windows)
     plans = plan_windows_sampling(info, windows, budget)
-    return _sample_windows(path, info, windows, plans, backend)
+    return _sample_windows(path, info, windows, plans, backend, pixel_format)
 
 
 def _sample_windows(
@@ -154,6 +158,7 @@ def _sample_windows(
     windows: list[Window],
     plans: list[SamplingPlan],
     backend: str,
+    pixel_format: str,
 ) -> Iterator[WindowFrames]:
     entries: list[tuple[float, int, int]] = []  # (t, window index, frame index)
     for wi, plan in enumerate(plans):
@@ -166,7 +171,7 @@ def _sample_windows(
     next_out = 0
     source = open_source(path, info, backend)
     try:
-        for (_, wi, fi), frame in zip(entries, source.read(targets), strict=False):
+        for (_, wi, fi), frame in zip(entries, source.read(targets, pixel_format=pixel_format), strict=False):
             slots = pending.setdefault(wi, [None] * plans[wi].n_frames)
             slots[fi] = frame
             remaining[wi] -= 1

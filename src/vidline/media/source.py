@@ -12,6 +12,9 @@ table in tests/test_media_sampler.py:
 * ``keyframes(start, end)`` yields the keyframes displayed in ``[start, end)``.
 * Images are RGB ``uint8`` H x W x 3 (or H x W with ``gray=True``), rotation metadata applied,
   resized to the target's ``(width, height)`` (upright size) or the display size when ``None``.
+* ``read(..., pixel_format="yuv420p")`` is a *preference*: a backend that can give planar I420
+  without going through RGB does (``Frame.format == "yuv420p"``, see media/pixels.py); the others,
+  and odd output sizes, give RGB. Consumers look at ``Frame.format`` or call ``Frame.rgb()``.
 """
 
 from __future__ import annotations
@@ -49,8 +52,11 @@ class FrameSource(abc.ABC):
         self.truncated_at: float | None = None
 
     @abc.abstractmethod
-    def read(self, targets: Sequence[Target], *, gray: bool = False) -> Iterator[Frame]:
-        """One frame per target (nearest by display time), in order; targets sorted by ``t``."""
+    def read(self, targets: Sequence[Target], *, gray: bool = False,
+             pixel_format: str = "rgb24") -> Iterator[Frame]:
+        """One frame per target (nearest by display time), in order; targets sorted by ``t``.
+
+        ``pixel_format="yuv420p"`` asks for planar I420 where the backend can give it cheaply."""
 
     @abc.abstractmethod
     def keyframes(

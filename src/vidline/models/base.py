@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vidline.errors import StalePayloadError
 from vidline.models.config import ModelConfig, PayloadMode
 from vidline.types import Frame, Usage
+
+if TYPE_CHECKING:
+    from vidline.models.payload import BuiltPayload
 
 
 @dataclass
@@ -55,6 +60,29 @@ class ChatRequest:
 
 
 @dataclass
+class PreparedRequest:
+    """A request whose media is already encoded (``Backend.prepare``): sending it is I/O only.
+
+    The timeline encodes each window right after decoding it and then drops the frames
+    (``release_media``), so only small encoded payloads wait for a free request slot. ``settings``
+    records what the payload was built for; if a server fallback changes that before it is sent
+    (e.g. vLLM refusing ``media_io_kwargs``), the backend rebuilds it from ``request``, or raises
+    ``StalePayloadError`` when the frames are gone, and the caller decodes them again.
+    """
+
+    request: ChatRequest
+    payload: BuiltPayload
+    settings: tuple[object, ...]
+    released: bool = False
+
+    def release_media(self) -> None:
+        """Drop the video frames (the encoded payload stays)."""
+        parts = [replace(p, frames=[]) if isinstance(p, VideoPart) else p for p in self.request.parts]
+        self.request = replace(self.request, parts=parts)
+        self.released = True
+
+
+@dataclass
 class ChatResponse:
     text: str
     usage: Usage | None
@@ -76,8 +104,48 @@ class Backend(abc.ABC):
         self.config = config
 
     @abc.abstractmethod
-    def chat(self, request: ChatRequest) -> ChatResponse:
-        """Send one request; retries, timeouts and error translation included."""
+    def chat(self, request: ChatRequest | PreparedRequest) -> ChatResponse:
+        """Send one request (or a prepared one); retries, timeouts and error translation included."""
+
+    @abc.abstractmethod
+    def build(self, request: ChatRequest) -> BuiltPayload:
+        """Encode the request's media into this server's request body (CPU only, no I/O once the
+        server flavour is known)."""
+
+    def payload_settings(self, request: ChatRequest) -> tuple[object, ...]:
+        """What a payload built now for ``request`` depends on besides the request itself."""
+        return (self.effective_mode(request), request.shrink)
+
+    def prepare(self, request: ChatRequest) -> PreparedRequest:
+        """Encode now, send later with ``chat(prepared)``. The settings are read before and after the
+        build, so a fallback switched by another thread meanwhile cannot mislabel the payload."""
+        for _ in range(3):
+            settings = self.payload_settings(request)
+            payload = self.build(request)
+            if self.payload_settings(request) == settings:
+                break
+        return PreparedRequest(request, payload, settings)
+
+    @staticmethod
+    def without_payload(item: ChatRequest | PreparedRequest) -> ChatRequest:
+        """The request to rebuild after the server refused ``item``'s payload (StalePayloadError when
+        its frames were released: the caller decodes the window again)."""
+        if isinstance(item, PreparedRequest):
+            if item.released:
+                raise StalePayloadError("the server refused the prepared payload and its frames were released")
+            return item.request
+        return item
+
+    def payload_for(self, item: ChatRequest | PreparedRequest) -> tuple[ChatRequest, BuiltPayload]:
+        """The request and the payload to send for it: the prepared one while it still matches the
+        backend's settings, else a fresh build (StalePayloadError when its frames were released)."""
+        if isinstance(item, PreparedRequest):
+            if item.settings == self.payload_settings(item.request):
+                return item.request, item.payload
+            if item.released:
+                raise StalePayloadError("the prepared payload no longer matches the server's settings")
+            item = item.request
+        return item, self.build(item)
 
     @abc.abstractmethod
     def chat_stream(self, request: ChatRequest) -> Iterator[str]:

@@ -23,7 +23,7 @@ from typing import Any
 import requests
 
 from vidline.errors import BackendError, ConfigError, ServerError, ServerUnreachableError, redact
-from vidline.models.base import Backend, ChatRequest, ChatResponse
+from vidline.models.base import Backend, ChatRequest, ChatResponse, PreparedRequest
 from vidline.models.config import ModelConfig, PayloadMode
 from vidline.models.payload import (
     DEFAULT_MODES,
@@ -110,8 +110,8 @@ class DashScopeBackend(Backend):
 
         return call_with_retries(once, self.config.retry, what="dashscope request")
 
-    def chat(self, request: ChatRequest) -> ChatResponse:
-        payload = self.build(request)
+    def chat(self, request: ChatRequest | PreparedRequest) -> ChatResponse:
+        request, payload = self.payload_for(request)
         resp = self._send(self._call_kwargs(request, payload))
         text = _response_text(resp)
         usage = _usage(resp)
@@ -120,11 +120,11 @@ class DashScopeBackend(Backend):
                             payload=payload.shape,
                             extra={"media_bytes": payload.media_bytes, "estimated_visual_tokens": payload.visual_tokens})
 
-    def chat_stream(self, request: ChatRequest) -> Iterator[str]:
+    def chat_stream(self, request: ChatRequest | PreparedRequest) -> Iterator[str]:
         """Text deltas (SSE, incremental output); opening is retried, a drop mid-answer raises."""
         from dashscope import MultiModalConversation
 
-        payload = self.build(request)
+        request, payload = self.payload_for(request)
         self.last_time_scale = payload.time_scale or 1.0
         kwargs = {**self._call_kwargs(request, payload), "stream": True, "incremental_output": True}
         self.last_usage = None

@@ -14,7 +14,7 @@ import openai
 
 from vidline.errors import BackendError, ConfigError, ServerError, ServerUnreachableError, redact
 from vidline.log import logger
-from vidline.models.base import Backend, ChatRequest, ChatResponse
+from vidline.models.base import Backend, ChatRequest, ChatResponse, PreparedRequest
 from vidline.models.config import ModelConfig, PayloadMode
 from vidline.models.payload import (
     DEFAULT_MODES,
@@ -171,6 +171,9 @@ class OpenAIBackend(Backend):
     def build(self, request: ChatRequest) -> BuiltPayload:
         return build_openai(request, self.flavour, self.mode_for(request), self.encode_options(request))
 
+    def payload_settings(self, request: ChatRequest) -> tuple[object, ...]:
+        return (self.flavour, self.mode_for(request), request.shrink, self._media_io_ok)
+
     def _kwargs(self, request: ChatRequest, payload: BuiltPayload) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": self.model,
@@ -185,13 +188,16 @@ class OpenAIBackend(Backend):
             kwargs["extra_body"] = payload.extra_body
         return kwargs
 
-    def _with_fallbacks(self, request: ChatRequest, send: Any) -> tuple[Any, BuiltPayload]:
-        """Build and send; on vLLM's media_io 400 or a response_format 400, adapt and resend.
+    def _with_fallbacks(self, item: ChatRequest | PreparedRequest, send: Any) -> tuple[Any, BuiltPayload]:
+        """Build (or take the prepared payload) and send; on vLLM's media_io 400 or a response_format
+        400, adapt and resend.
 
         The fallbacks are remembered for the rest of the run (this backend instance) and are safe when
-        several threads hit the same refusal at once: each resends what it sent, minus the refused part."""
+        several threads hit the same refusal at once: each resends what it sent, minus the refused part.
+        A prepared payload whose frames were released and that the media_io fallback outdates raises
+        StalePayloadError (the caller decodes the window again)."""
         for _ in range(3):
-            payload = self.build(request)
+            request, payload = self.payload_for(item)
             kwargs = self._kwargs(request, payload)
             try:
                 return send(kwargs), payload
@@ -203,6 +209,7 @@ class OpenAIBackend(Backend):
                                    "--trust-request-mm-kwargs to send the real fps); falling back to its "
                                    "default sampling with retimed clips for the rest of this run")
                 self._media_io_ok = False
+                item = self.without_payload(item)  # never resend a refused payload
             except _ResponseFormatRejected:
                 if "response_format" not in kwargs:
                     raise
@@ -211,7 +218,7 @@ class OpenAIBackend(Backend):
                 self._response_format_ok = False
         raise ServerError("openai: request kept being rejected")
 
-    def chat(self, request: ChatRequest) -> ChatResponse:
+    def chat(self, request: ChatRequest | PreparedRequest) -> ChatResponse:
         def send(kwargs: dict[str, Any]) -> Any:
             return self._call(lambda: self._client.chat.completions.create(**kwargs), "chat request")
 
@@ -227,7 +234,7 @@ class OpenAIBackend(Backend):
                             time_scale=payload.time_scale, payload=payload.shape,
                             extra={"media_bytes": payload.media_bytes, "estimated_visual_tokens": payload.visual_tokens})
 
-    def chat_stream(self, request: ChatRequest) -> Iterator[str]:
+    def chat_stream(self, request: ChatRequest | PreparedRequest) -> Iterator[str]:
         """Text deltas; opening the stream is retried, a drop mid-answer raises ServerUnreachableError."""
 
         def send(kwargs: dict[str, Any]) -> Any:

@@ -201,14 +201,18 @@ def limit_frames(frames: Sequence[Frame], flavour: Flavour, mode: PayloadMode, *
     return out
 
 
-def _prepare_images(frames: Sequence[Frame], model_times: Sequence[float], opts: EncodeOptions) -> list[np.ndarray]:
-    images = []
+def _prepare_frames(frames: Sequence[Frame], model_times: Sequence[float], opts: EncodeOptions) -> list[Frame]:
+    """The frames as they will be shown: downscaled and/or with burned-in times when asked (RGB),
+    else untouched (a yuv420p frame then reaches x264 without any conversion)."""
+    if opts.scale >= 0.999 and not opts.burn_timestamps:
+        return list(frames)
+    shown = []
     for f, mt in zip(frames, model_times, strict=False):
-        img = f.image if opts.scale >= 0.999 else downscale(f.image, opts.scale)
+        img = f.rgb() if opts.scale >= 0.999 else downscale(f.rgb(), opts.scale)
         if opts.burn_timestamps:
             img = burn_timestamp(img, mt)
-        images.append(img)
-    return images
+        shown.append(Frame(t=f.t, image=img))
+    return shown
 
 
 def data_uri(mime: str, data: bytes) -> str:
@@ -255,16 +259,15 @@ def encode_video_part(part: VideoPart, flavour: Flavour, mode: PayloadMode, opts
     prefix = len("data:video/mp4;base64,")
     for _ in range(12):
         o = EncodeOptions(jpeg_quality=quality, crf=crf, scale=scale, burn_timestamps=opts.burn_timestamps)
-        images = _prepare_images(frames, clock.model_times, o)
-        h, w = images[0].shape[:2]
+        shown = _prepare_frames(frames, clock.model_times, o)
+        w, h = shown[0].size
         if mode == "video":
-            shown = [Frame(t=f.t, image=img) for f, img in zip(frames, images, strict=False)]
             times = clock.model_times if clock.retimed else None
             data = [encode_mp4(shown, crf=crf, origin=part.origin, times=times)]
             size = b64_len(len(data[0])) + prefix
             h, w = h - h % 2, w - w % 2
         else:
-            data = [encode_jpeg(img, quality) for img in images]
+            data = [encode_jpeg(f.rgb(), quality) for f in shown]
             if per_item_limit:
                 size = max(b64_len(len(d)) for d in data) + prefix
             else:
@@ -337,7 +340,7 @@ def estimate_part_tokens(part: TextPart | ImagePart | VideoPart, flavour: Flavou
         return image_tokens_as_sent(h, w) + 2
     if not part.frames:
         return 0
-    h, w = part.frames[0].image.shape[:2]
+    w, h = part.frames[0].size
     return estimate_video_part_tokens(len(part.frames), h, w, flavour, mode, opts)
 
 

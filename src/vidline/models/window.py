@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from vidline.errors import PayloadTooLargeError
+from vidline.errors import PayloadTooLargeError, StalePayloadError
 from vidline.log import logger
-from vidline.models.base import Backend, ChatRequest, TextPart, VideoPart
+from vidline.models.base import Backend, ChatRequest, PreparedRequest, TextPart, VideoPart
 from vidline.models.config import PayloadMode
 from vidline.models.payload import (
     CHAT_TEMPLATE_TOKENS,
@@ -95,16 +96,43 @@ class WindowAnalyzer:
             tokens += estimate_text_tokens(self.system)
         return tokens + CHAT_TEMPLATE_TOKENS, estimate_payload_bytes(n, h, w, mode)
 
-    def analyze(self, wf: WindowFrames) -> tuple[str, Usage | None, float]:
-        """Send the window; on a too-large answer shrink the payload (half the frames, smaller and
-        lower-quality images) and retry once. Raises BackendError."""
-        request = self.build_request(wf)
+    @property
+    def pixel_format(self) -> str:
+        """The frame layout to decode for this backend: planar yuv420p when the payload is an mp4 with
+        nothing drawn on the frames (x264 takes it as is), else RGB."""
+        cfg = self.backend.config
+        return "yuv420p" if backend_mode(self.backend) == "video" and not cfg.burn_timestamps else "rgb24"
+
+    def prepare(self, wf: WindowFrames, *, release: bool = True) -> PreparedRequest:
+        """Encode the window's payload now (CPU only). With ``release`` the frames are dropped and
+        only the encoded payload is kept until ``send``."""
+        prepared = self.backend.prepare(self.build_request(wf))
+        if release:
+            prepared.release_media()
+        return prepared
+
+    def send(self, prepared: PreparedRequest,
+             reload: Callable[[], WindowFrames] | None = None) -> tuple[str, Usage | None, float]:
+        """Send a prepared window; on a too-large answer shrink the payload (half the frames, smaller
+        and lower-quality images) and retry once. ``reload`` decodes the window again when the frames
+        were released and are needed (a shrink, or a payload outdated by a server fallback).
+        Raises BackendError."""
         try:
-            resp = self.backend.chat(request)
+            resp = self.backend.chat(prepared)
+        except StalePayloadError:
+            if reload is None:
+                raise
+            logger.debug("payload outdated by a server fallback: decoding the window again")
+            return self.send(self.prepare(reload(), release=False))
         except PayloadTooLargeError as exc:
-            logger.warning("window %d: %s; retrying once with a smaller payload", wf.window.index, exc)
+            request = prepared.request
+            if prepared.released:
+                if reload is None:
+                    raise
+                request = self.build_request(reload())
             video = request.parts[0]
             assert isinstance(video, VideoPart)
+            logger.warning("window at %.1f s: %s; retrying once with a smaller payload", video.origin, exc)
             frames = shrink_frames(video.frames)
             fps = video.fps * (len(frames) / max(1, len(video.frames)))
             smaller = ChatRequest(
@@ -114,6 +142,10 @@ class WindowAnalyzer:
             )
             resp = self.backend.chat(smaller)
         return resp.text, resp.usage, resp.time_scale
+
+    def analyze(self, wf: WindowFrames) -> tuple[str, Usage | None, float]:
+        """Encode and send the window (``prepare`` + ``send`` with the frames kept)."""
+        return self.send(self.prepare(wf, release=False))
 
     def to_events(self, text: str, window: Window, time_scale: float = 1.0) -> list[Event]:
         from vidline.parse import parse_answer, to_absolute

@@ -74,8 +74,11 @@ class DecordSource(FrameSource):
     def _fetch(self, vr: Any, indices: list[int]) -> np.ndarray:
         return np.asarray(vr.get_batch(indices).asnumpy())
 
-    def read(self, targets: Sequence[Target], *, gray: bool = False) -> Iterator[Frame]:
+    def read(self, targets: Sequence[Target], *, gray: bool = False,
+             pixel_format: str = "rgb24") -> Iterator[Frame]:
+        """decord decodes to RGB only: a ``yuv420p`` preference is answered with RGB frames."""
         check_sorted(targets)
+        fmt = "gray" if gray else "rgb24"
         if not targets:
             return
         tb = self.info.time_base
@@ -116,7 +119,8 @@ class DecordSource(FrameSource):
                 size = self.output_size(target)
                 t = float(times[j])
                 pts = round(Fraction(t + self.info.start_time).limit_denominator(10**6) / tb)
-                yield Frame(t=t, image=self._fix(arrays[size][j], size, gray), pts=int(pts), time_base=tb)
+                yield Frame(t=t, image=self._fix(arrays[size][j], size, gray), pts=int(pts), time_base=tb,
+                            format=fmt)
 
     def keyframes(
         self,

@@ -10,7 +10,8 @@ Decoding strategy, chosen per video and per target as decoding goes:
 * keyframes only (``keyframes()``): ``codec_context.skip_frame = "NONKEY"``.
 
 Frames are converted with a cached ``VideoReformatter`` (libswscale, area filter) straight to the
-output size, so no full-resolution RGB array is ever made; only the current and previous decoded
+output size and format (RGB, or planar yuv420p for the mp4 payload path, which then needs no colour
+conversion at all), so no full-resolution RGB array is ever made; only the current and previous decoded
 frames are held. A seek is made only when it skips at least 1 s and 10 frames of decoding (a seek
 flushes the decoder's frame threads).
 """
@@ -28,6 +29,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from vidline.log import logger
+from vidline.media.pixels import FORMATS, i420_rotate
 from vidline.media.probe import open_container
 from vidline.media.source import FrameSource, Target, check_sorted
 from vidline.types import Frame, VideoInfo
@@ -110,17 +112,21 @@ class PyAVSource(FrameSource):
         limit = 2.0 * interval if interval else 30.0
         return target - margin if target - max(pos, 0.0) > limit else None
 
-    def _convert(self, f: Any, size: tuple[int, int], gray: bool) -> np.ndarray:
+    def _convert(self, f: Any, size: tuple[int, int], fmt: str) -> tuple[np.ndarray, str]:
+        """(array, format) of decoded frame ``f`` scaled to ``size`` (upright) in ``fmt``
+        ("rgb24", "gray" or "yuv420p"; yuv420p needs even sides, else RGB is given)."""
         w, h = size
+        if fmt == "yuv420p" and (w % 2 or h % 2):
+            fmt = "rgb24"
         rot = self.info.rotation
         cw, ch = (h, w) if rot in (90, 270) else (w, h)
-        out = self._reformatter.reformat(
-            f, width=cw, height=ch, format="gray" if gray else "rgb24", interpolation="AREA"
-        )
+        out = self._reformatter.reformat(f, width=cw, height=ch, format=fmt, interpolation="AREA")
         arr: np.ndarray = out.to_ndarray()
-        if rot:
+        if rot and fmt == "yuv420p":
+            arr = i420_rotate(arr, rot)
+        elif rot:
             arr = np.ascontiguousarray(np.rot90(arr, k=-(rot // 90)))
-        return arr
+        return arr, fmt
 
     def _warn_truncated(self, last_t: float | None) -> None:
         at = last_t if last_t is not None else 0.0
@@ -130,8 +136,12 @@ class PyAVSource(FrameSource):
             logger.warning("%s: decoding stopped at %.3f s (file truncated or damaged)", self.path, at)
 
     # -- FrameSource ---------------------------------------------------------------------
-    def read(self, targets: Sequence[Target], *, gray: bool = False) -> Iterator[Frame]:
+    def read(self, targets: Sequence[Target], *, gray: bool = False,
+             pixel_format: str = "rgb24") -> Iterator[Frame]:
         check_sorted(targets)
+        fmt = "gray" if gray else pixel_format
+        if fmt not in FORMATS:
+            raise ValueError(f"pixel_format must be one of {FORMATS}")
         if not targets:
             return
         container, stream, tb, first = self._open()
@@ -141,7 +151,7 @@ class PyAVSource(FrameSource):
             i = 0
             pos = -math.inf
             prev: tuple[Any, float] | None = None
-            cache: tuple[Any, tuple[int, int], np.ndarray] | None = None
+            cache: tuple[Any, tuple[int, int], np.ndarray, str] | None = None
             frames = self._decode(container, stream)
 
             def make(choice: tuple[Any, float], target: Target) -> Frame:
@@ -149,11 +159,11 @@ class PyAVSource(FrameSource):
                 f, t = choice
                 size = self.output_size(target)
                 if cache is not None and cache[0] is f and cache[1] == size:
-                    img = cache[2]
+                    img, got = cache[2], cache[3]
                 else:
-                    img = self._convert(f, size, gray)
-                    cache = (f, size, img)
-                return Frame(t=t, image=img, pts=int(f.pts), time_base=tb)
+                    img, got = self._convert(f, size, fmt)
+                    cache = (f, size, img, got)
+                return Frame(t=t, image=img, pts=int(f.pts), time_base=tb, format=got)
 
             while i < n:
                 seek_to = self._seek_point(pos, targets[i].t, keys)
@@ -233,6 +243,7 @@ class PyAVSource(FrameSource):
                     continue
                 if end is not None and t >= end:
                     break
-                yield Frame(t=t, image=self._convert(f, out, gray), pts=int(f.pts), time_base=tb)
+                img, got = self._convert(f, out, "gray" if gray else "rgb24")
+                yield Frame(t=t, image=img, pts=int(f.pts), time_base=tb, format=got)
         finally:
             container.close()

@@ -1,0 +1,66 @@
+"""Pixel layouts of sampled frames (pure numpy, apart from PyAV's colour conversion).
+
+Frames are RGB by default. The mp4 payload path asks the decoder for **planar yuv420p** instead
+(``Frame.format == "yuv420p"``): libswscale then scales the decoded YUV picture straight to the
+plan's size and x264 takes it as it is, skipping a YUV -> RGB -> YUV round trip that costs about as
+much CPU as the H.264 encode itself (bench/results/pipeline.md).
+
+The yuv420p array is PyAV's I420 layout (``VideoFrame.to_ndarray()`` / ``from_ndarray``): shape
+``(H * 3 // 2, W)`` uint8 holding the Y plane (H x W), then U and V (each H/2 x W/2) packed row
+after row. Width and height are even.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FORMATS = ("rgb24", "gray", "yuv420p")
+
+
+def i420_size(image: np.ndarray) -> tuple[int, int]:
+    """(width, height) of an I420 array."""
+    rows, width = image.shape[:2]
+    return int(width), int(rows * 2 // 3)
+
+
+def i420_planes(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Y (H x W), U and V (H/2 x W/2) views of an I420 array."""
+    w, h = i420_size(image)
+    flat = np.ascontiguousarray(image).reshape(-1)
+    q = (h // 2) * (w // 2)
+    y = flat[: h * w].reshape(h, w)
+    u = flat[h * w : h * w + q].reshape(h // 2, w // 2)
+    v = flat[h * w + q : h * w + 2 * q].reshape(h // 2, w // 2)
+    return y, u, v
+
+
+def i420_pack(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """An I420 array from its three planes (H and W even)."""
+    h, w = y.shape
+    if h % 2 or w % 2 or u.shape != (h // 2, w // 2) or v.shape != u.shape:
+        raise ValueError("I420 needs even sides and half-size chroma planes")
+    return np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(h * 3 // 2, w)
+
+
+def i420_rotate(image: np.ndarray, degrees: int) -> np.ndarray:
+    """Rotate an I420 picture clockwise by 0/90/180/270 degrees (each plane turns the same way)."""
+    k = -((degrees // 90) % 4)
+    if k == 0:
+        return image
+    y, u, v = i420_planes(image)
+    return i420_pack(*(np.ascontiguousarray(np.rot90(p, k=k)) for p in (y, u, v)))
+
+
+def to_rgb(image: np.ndarray, fmt: str) -> np.ndarray:
+    """An H x W x 3 RGB uint8 array from an image in ``fmt`` (returned as is when already RGB)."""
+    if fmt == "rgb24":
+        return image
+    if fmt == "gray":
+        return np.repeat(image[..., None], 3, axis=2)
+    if fmt == "yuv420p":
+        import av
+
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="yuv420p")
+        rgb: np.ndarray = frame.to_ndarray(format="rgb24")
+        return rgb
+    raise ValueError(f"unknown pixel format {fmt!r} (one of {', '.join(FORMATS)})")
