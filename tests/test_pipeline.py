@@ -60,7 +60,7 @@ class Decoder:
     formats: list[str] = field(default_factory=list)
 
     def __call__(self, path: Any, windows: Sequence[Window], budget: Any, *, info: Any = None,
-                 pixel_format: str = "rgb24") -> Iterator[FakeWF]:
+                 pixel_format: str = "rgb24", threads: int | None = None) -> Iterator[FakeWF]:
         from vidline.media.plan import plan_sampling
 
         self.formats.append(pixel_format)

@@ -62,3 +62,16 @@ def test_frame_rgb_and_size_for_every_format() -> None:
     assert g.size == (8, 6) and g.rgb().shape == (6, 8, 3) and int(g.rgb()[0, 0, 2]) == 77
     with pytest.raises(ValueError):
         to_rgb(rgb, "nv12")
+
+
+@pytest.mark.parametrize(("w", "h"), [(392, 280), (644, 364), (30, 22)])
+def test_video_frame_equals_pyav_from_ndarray(w: int, h: int) -> None:
+    from vidline.media.pixels import video_frame
+
+    yuv = _i420(w, h)
+    assert np.array_equal(video_frame(yuv, "yuv420p").to_ndarray(), yuv)
+    rgb = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    frame = video_frame(rgb, "rgb24")
+    assert frame.format.name == "rgb24" and np.array_equal(frame.to_ndarray(), rgb)
+    with pytest.raises(ValueError):
+        video_frame(rgb, "gray")

@@ -16,6 +16,7 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from vidline.media.pixels import video_frame
 from vidline.types import Frame
 
 MP4_TIME_BASE = Fraction(1, 1000)
@@ -80,7 +81,7 @@ def encode_mp4(
                 img = np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BILINEAR))
                 fmt = "rgb24"
             # yuv420p frames (the decoder's planar output) go to x264 without any colour conversion
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format=fmt)
+            vf = video_frame(img, fmt)
             pts = max(int(round(max(t, 0.0) / MP4_TIME_BASE)), last_pts + 1)
             last_pts = pts
             vf.pts = pts

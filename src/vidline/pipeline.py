@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -258,30 +257,6 @@ class WindowResult:
     events: list[Event] = field(default_factory=list)
 
 
-_MALLOC_TUNED = False
-
-
-def tune_malloc() -> None:
-    """Pin glibc's mmap threshold at its 128 KiB default (Linux only; a no-op elsewhere).
-
-    Decoded frames are ~100-700 KB numpy arrays allocated and freed by several threads. glibc's
-    *dynamic* threshold then moves such blocks onto per-thread heaps that are never given back,
-    which measured +100 MB of peak RSS on an hour-long run. A fixed threshold keeps every frame
-    in its own mmap, returned to the OS as soon as the window's request is done.
-    """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED or not sys.platform.startswith("linux"):
-        return
-    _MALLOC_TUNED = True
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):  # not glibc (musl...): nothing to tune
-        pass
-
-
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
@@ -391,7 +366,6 @@ class ModelRun:
         decoding pauses when the server is slower than the decoder, and a request slot that frees up
         finds its next payload ready.
         """
-        tune_malloc()
         decoder = self._decoder
         if decoder is None:
             from vidline.media.sampler import sample_windows
@@ -400,14 +374,17 @@ class ModelRun:
         by_index = {job.window.index: job for job in jobs}
         pixel_format = getattr(self.analyzer, "pixel_format", "rgb24")
         n_encoders = encoder_threads(self.options.concurrency)
+        # the decoder gets the CPUs the encoders do not use (oversubscribed frame threads cost CPU)
+        threads = max(1, usable_cpus() - n_encoders)
         slots = threading.BoundedSemaphore(self.options.concurrency + self.options.prefetch)
         raw = threading.BoundedSemaphore(n_encoders + 1)  # + the window being decoded
         decoded: Iterator[WindowFrames] = iter(decoder(self.path, [job.window for job in jobs], self.budget,
-                                                       info=info, pixel_format=pixel_format))
+                                                       info=info, pixel_format=pixel_format, threads=threads))
 
         def reload(window: Window) -> WindowFrames:
             """The window decoded again (a payload outdated by a server fallback, or a shrink)."""
-            for wf in decoder(self.path, [window], self.budget, info=info, pixel_format=pixel_format):
+            for wf in decoder(self.path, [window], self.budget, info=info, pixel_format=pixel_format,
+                              threads=threads):
                 return wf
             raise DecodeError(self.path, f"window {window.index} could not be decoded again")
 
@@ -570,10 +547,18 @@ class ModelRun:
 # planning helpers (pure apart from the analyzer's estimate)
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (containers, taskset), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 2
+
+
 def encoder_threads(concurrency: int) -> int:
     """Threads that encode payloads beside the decoder: half the CPUs (the decoder has the rest),
     never more than the requests in flight."""
-    return max(1, min(concurrency, (os.cpu_count() or 2) // 2))
+    return max(1, min(concurrency, usable_cpus() // 2))
 
 
 def payload_mode(config: ModelConfig, backend: object | None = None) -> str:

@@ -136,11 +136,13 @@ def sample_windows(
     backend: str = "pyav",
     info: VideoInfo | None = None,
     pixel_format: str = "rgb24",
+    threads: int | None = None,
 ) -> Iterator[WindowFrames]:
     """Sample every window in ONE streaming decode pass; yield windows in order as they complete.
 
     ``pixel_format="yuv420p"`` asks for planar YUV frames where the decoder can give them (the
-    mp4 payload path; see ``FrameSource.read``); check ``Frame.format``.
+    mp4 payload path; see ``FrameSource.read``); check ``Frame.format``. ``threads``: decoder threads
+    (see ``open_source``; None = automatic).
 
     Overlapping windows share decoded frames; only frames of windows still in flight are held. If
     the file ends early (truncated), unfinished windows are yielded with the frames that exist
@@ -149,7 +151,7 @@ def sample_windows(
     info = info or probe(path)
     windows = list(windows)
     plans = plan_windows_sampling(info, windows, budget)
-    return _sample_windows(path, info, windows, plans, backend, pixel_format)
+    return _sample_windows(path, info, windows, plans, backend, pixel_format, threads)
 
 
 def _sample_windows(
@@ -159,6 +161,7 @@ def _sample_windows(
     plans: list[SamplingPlan],
     backend: str,
     pixel_format: str,
+    threads: int | None = None,
 ) -> Iterator[WindowFrames]:
     entries: list[tuple[float, int, int]] = []  # (t, window index, frame index)
     for wi, plan in enumerate(plans):
@@ -169,7 +172,7 @@ def _sample_windows(
     remaining = {wi: plan.n_frames for wi, plan in enumerate(plans)}
     done: dict[int, WindowFrames] = {}
     next_out = 0
-    source = open_source(path, info, backend)
+    source = open_source(path, info, backend, threads=threads)
     try:
         for (_, wi, fi), frame in zip(entries, source.read(targets, pixel_format=pixel_format), strict=False):
             slots = pending.setdefault(wi, [None] * plans[wi].n_frames)

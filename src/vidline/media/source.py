@@ -93,12 +93,17 @@ def check_sorted(targets: Sequence[Target]) -> None:
             raise ValueError("targets must be sorted by time")
 
 
-def open_source(path: str | os.PathLike[str], info: VideoInfo, backend: str = "pyav") -> FrameSource:
-    """The FrameSource for ``backend`` ("pyav" or "decord"). ConfigError for unknown/missing backends."""
+def open_source(path: str | os.PathLike[str], info: VideoInfo, backend: str = "pyav", *,
+                threads: int | None = None) -> FrameSource:
+    """The FrameSource for ``backend`` ("pyav" or "decord"). ConfigError for unknown/missing backends.
+
+    ``threads``: decoder threads (PyAV; None = FFmpeg's automatic frame + slice threading over all
+    CPUs, 1 = decode on the calling thread only). The timeline gives the decoder the CPUs its payload
+    encoders do not use."""
     if backend == "pyav":
         from vidline.media.backends.pyav import PyAVSource
 
-        return PyAVSource(path, info)
+        return PyAVSource(path, info, threads=threads)
     if backend == "decord":
         from vidline.media.backends.decord import DecordSource
 

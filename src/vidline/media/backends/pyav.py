@@ -9,6 +9,12 @@ Decoding strategy, chosen per video and per target as decoding goes:
   and degrades to the sequential pass; with sparse targets it skips whole GOPs.
 * keyframes only (``keyframes()``): ``codec_context.skip_frame = "NONKEY"``.
 
+Threads: FFmpeg's automatic frame + slice threading over every CPU by default; ``threads=1``
+decodes on the calling thread only, which is what a caller wants when its other CPUs are busy
+with other work (the timeline's payload encoders): oversubscribed frame threads spend their time
+handing frames to each other (measured: a 60-min 640x360 decode plus encoding cost 2.3x the CPU
+of each alone).
+
 Frames are converted with a cached ``VideoReformatter`` (libswscale, area filter) straight to the
 output size and format (RGB, or planar yuv420p for the mp4 payload path, which then needs no colour
 conversion at all), so no full-resolution RGB array is ever made; only the current and previous decoded
@@ -42,11 +48,14 @@ MIN_SKIP_FRAMES = 10
 class PyAVSource(FrameSource):
     name = "pyav"
 
-    def __init__(self, path: Any, info: VideoInfo, *, strategy: str = "auto") -> None:
+    def __init__(self, path: Any, info: VideoInfo, *, strategy: str = "auto", threads: int | None = None) -> None:
         super().__init__(path, info)
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}")
+        if threads is not None and threads < 1:
+            raise ValueError("threads must be >= 1 (or None for automatic)")
         self.strategy = strategy
+        self.threads = threads
         self.stats: dict[str, int] = {"seeks": 0, "backward_seeks": 0, "decoded": 0, "errors": 0}
         self._warned = False
         self._seeking_disabled = False
@@ -57,7 +66,12 @@ class PyAVSource(FrameSource):
     def _open(self) -> tuple[Any, Any, Fraction, int]:
         container = open_container(self.path)
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        if self.threads == 1:
+            stream.thread_type = "NONE"  # no decoder threads: their hand-offs cost more than they give
+        else:
+            stream.thread_type = "AUTO"
+            if self.threads:
+                stream.codec_context.thread_count = self.threads
         tb: Fraction = stream.time_base or self.info.time_base
         first = round(Fraction(self.info.start_time).limit_denominator(10**9) / tb)
         return container, stream, tb, first
