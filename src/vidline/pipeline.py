@@ -9,7 +9,7 @@ Model path, in order:
    frames when the payload is an mp4, so x264 needs no colour conversion);
 5. encode each window's payload as soon as it is decoded (encoder threads beside the decoder), drop
    its frames, and send the payloads from a pool of ``concurrency`` request threads while decoding
-   continues. Two semaphores bound memory: decoded windows waiting for an encoder (``encoders``), and
+   continues. Two semaphores bound memory: windows of frames (being decoded or encoded: encoders + 1), and
    windows between decoding and a finished request (``concurrency`` + ``prefetch``, the waiting ones
    holding only their small encoded payload). Decoding pauses when the server is slower than the
    decoder; a request slot that frees up finds its next payload ready;
@@ -361,10 +361,11 @@ class ModelRun:
         decoded (encoder threads) and send the payloads concurrently (request threads).
 
         Two bounds keep memory flat: at most ``encoders + 1`` windows of frames exist (one being
-        decoded, the others being encoded; their frames are dropped once encoded), and at most ``concurrency + queue`` windows are between
-        decoding and a finished request (the ones waiting hold only their small encoded payload), so
-        decoding pauses when the server is slower than the decoder, and a request slot that frees up
-        finds its next payload ready.
+        decoded, the others being encoded; their frames are dropped once encoded), and at most
+        ``concurrency + prefetch`` windows are between decoding and a finished request (the ones
+        waiting hold only their small encoded payload), so decoding pauses when the server is slower
+        than the decoder, and a request slot that frees up finds its next payload ready. The decoder
+        gets the CPUs the encoders leave.
         """
         decoder = self._decoder
         if decoder is None:
