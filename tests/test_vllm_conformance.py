@@ -225,3 +225,24 @@ def test_too_long_prompt_is_payload_too_large_and_the_window_shrinks_once(vllm_u
     _text, usage, scale = analyzer.analyze(WF())  # type: ignore[arg-type]
     assert usage is not None and usage.prompt_tokens < 16384  # half the frames, smaller frames
     assert scale == pytest.approx(1.0, abs=0.02) or scale == pytest.approx(2.0, abs=0.05)
+
+
+def test_timeline_encode_ahead_on_real_server(vllm_url: str, tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """The whole timeline run against real vLLM: planar-YUV mp4 payloads encoded ahead of the requests.
+    Without --trust-request-mm-kwargs the payloads already encoded with media_io_kwargs are rebuilt
+    from a second decode; every window must get a 200 answer (the tiny random model's text may not
+    parse: that is the only failure allowed)."""
+    from vidline.pipeline import analyze
+    from vidline.synth import make_video
+
+    video = make_video(tmp_path / "v.mp4", duration=24.0, fps=10, size=(320, 240), markers=MARKERS)
+    cfg = ModelConfig(backend="openai", base_url=vllm_url, api_key="EMPTY", max_tokens=16,
+                      retry=RetryPolicy(max_retries=1, backoff_base=0.1))
+    tl = analyze(video, config=cfg, window=8.0, overlap=2.0, fps=2.0, cache=False, concurrency=2)
+    assert tl.mode == "video" and len(tl.windows) >= 3
+    for w in tl.windows:
+        assert w.status == "ok" or (w.error or "").startswith("unparseable answer"), w
+    ok = [w for w in tl.windows if w.status == "ok"]
+    assert all(w.usage and w.usage.prompt_tokens > 0 for w in ok)
+    info = server_info(vllm_url)
+    assert info is not None
