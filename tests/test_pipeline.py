@@ -444,3 +444,19 @@ def test_e2e_vllm_mp4_payloads_encoded_ahead(refserver: Any, marker_video: Path,
         assert gen[0].status == 400 and all(r.media_io_kwargs is None for r in ok)
     else:
         assert all(r.status == 200 and r.media_io_kwargs for r in gen)
+
+
+def test_dry_run_memory_estimate_counts_frames_being_decoded_and_payloads_waiting(video: Path) -> None:
+    from vidline.pipeline import encoder_threads
+
+    cfg = ModelConfig("openai", base_url="http://127.0.0.1:9/v1", model="m", server="vllm")
+    video_mode = dry_run(video, config=cfg, window=20.0, overlap=5.0, fps=1.0, concurrency=3)
+    frames_mode = dry_run(video, config=cfg.with_(mode="frames"), window=20.0, overlap=5.0, fps=1.0, concurrency=3)
+    assert video_mode.bytes_per_pixel == 1.5 and frames_mode.bytes_per_pixel == 3.0  # planar YUV for mp4 payloads
+    assert video_mode.decoded_windows == encoder_threads(3) + 2
+    assert video_mode.windows_in_flight == 3 + 3  # concurrency + prefetch (default: concurrency)
+    w = video_mode.windows[0]
+    frames = video_mode.decoded_windows * w.frames * w.width * w.height * 1.5
+    payloads = video_mode.windows_in_flight * max(x.payload_bytes for x in video_mode.windows)
+    assert video_mode.peak_memory_mb == int(100 + (frames + payloads) / 2**20)
+    assert f"~{video_mode.peak_memory_mb} MB peak memory" in video_mode.to_text()
