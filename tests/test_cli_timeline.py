@@ -265,3 +265,17 @@ def test_empty_folder_is_one_line_error(capsys: pytest.CaptureFixture[str], tmp_
     code, _, err = _run(capsys, str(tmp_path / "empty"))
     assert code == 2
     assert "no video files" in _one_line(err)
+
+
+def test_console_exit_after_a_normal_run_keeps_every_output(clip: Path, refserver: Any, tmp_path: Path) -> None:
+    """`python -m vidline` skips the interpreter's teardown after exit 0 / 3: stdout through a pipe and
+    the -o file must be complete."""
+    env = {k: v for k, v in os.environ.items() if k not in MODEL_ENV}
+    base = [sys.executable, "-m", "vidline", "timeline", str(clip), *_model_args(refserver), "--quiet", "--no-cache"]
+    proc = subprocess.run(base, env=env, capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)  # the whole document arrived before the process ended
+    assert sorted(e["label"] for e in doc["events"]) == sorted(t[0] for t in TRUTH)
+    out = tmp_path / "t.csv"
+    proc = subprocess.run([*base, "-o", str(out)], env=env, capture_output=True, timeout=120)
+    assert proc.returncode == 0 and out.read_text().count("\n") == len(doc["events"]) + 1

@@ -14,13 +14,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vidline.cli import EXIT_PARTIAL
 from vidline.cli.common import add_model_arguments, config_from_args, fps_arg
 from vidline.errors import ConfigError, VideoError
 
 if TYPE_CHECKING:
     from vidline.timeline import Timeline
 
-EXIT_PARTIAL = 3
 FORMATS = ("json", "csv", "srt", "vtt", "html")
 
 
