@@ -1,5 +1,3 @@
-import sys
+from vidline.cli import entry
 
-from vidline.cli import main
-
-sys.exit(main())
+entry()
