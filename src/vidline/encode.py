@@ -16,7 +16,7 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from vidline.media.pixels import video_frame
+from vidline.media.pixels import i420_size, video_frame
 from vidline.types import Frame
 
 MP4_TIME_BASE = Fraction(1, 1000)
@@ -101,8 +101,11 @@ def _picture(frame: Frame, scale: float) -> tuple[np.ndarray, str]:
 
 
 def _picture_hw(image: np.ndarray, fmt: str) -> tuple[int, int]:
-    rows, width = image.shape[:2]
-    return (rows * 2 // 3 if fmt == "yuv420p" else rows), width
+    """(height, width) of an encoder input from ``_picture``."""
+    if fmt == "yuv420p":
+        width, height = i420_size(image)
+        return height, width
+    return int(image.shape[0]), int(image.shape[1])
 
 
 def _scaled(image: np.ndarray, scale: float) -> np.ndarray:

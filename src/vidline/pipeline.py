@@ -284,7 +284,6 @@ class ModelRun:
         self._cached_model: str | None = None  # the model named by cached answers
         self._cached_mode: str | None = None  # the payload mode recorded with cached answers
         self.cache: WindowCache | None = WindowCache(options.cache_dir) if options.cache_dir else None
-        self._requests: ThreadPoolExecutor | None = None
 
     # -- steps -------------------------------------------------------------------------------------
 
@@ -390,8 +389,7 @@ class ModelRun:
             raise DecodeError(self.path, f"window {window.index} could not be decoded again")
 
         encoders = ThreadPoolExecutor(max_workers=n_encoders, thread_name_prefix="vidline-encode")
-        self._requests = ThreadPoolExecutor(max_workers=self.options.concurrency,
-                                            thread_name_prefix="vidline-request")
+        requests = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="vidline-request")
         encoded: list[Future[Future[None] | None]] = []
         try:
             while True:
@@ -405,7 +403,8 @@ class ModelRun:
                 holder = [wf]
                 del wf  # the encoder owns the frames from now on, and drops them once encoded
                 job = by_index[holder[0].window.index]
-                fut = encoders.submit(self._encode, job, holder, slots, functools.partial(reload, job.window))
+                fut = encoders.submit(self._encode, job, holder, slots, requests,
+                                      functools.partial(reload, job.window))
                 fut.add_done_callback(lambda _f: raw.release())
                 encoded.append(fut)
             for fut in encoded:
@@ -415,19 +414,19 @@ class ModelRun:
         except BaseException:
             self._stop.set()
             encoders.shutdown(wait=False, cancel_futures=True)
-            self._requests.shutdown(wait=False, cancel_futures=True)
+            requests.shutdown(wait=False, cancel_futures=True)
             raise
         finally:
             close = getattr(decoded, "close", None)
             if close is not None:
                 close()  # stop the decoder early (auth error) and release the file
         encoders.shutdown(wait=True)
-        self._requests.shutdown(wait=True)
+        requests.shutdown(wait=True)
         if self._fatal is not None:
             raise self._fatal
 
     def _encode(self, job: WindowJob, holder: list[WindowFrames], slot: threading.BoundedSemaphore,
-                reload: Callable[[], WindowFrames]) -> Future[None] | None:
+                requests: ThreadPoolExecutor, reload: Callable[[], WindowFrames]) -> Future[None] | None:
         """Encoder thread: build the window's payload, drop its frames, queue the request. Never raises;
         gives the window's slot back itself when no request is queued."""
         n_frames = len(holder[0].frames)
@@ -436,8 +435,7 @@ class ModelRun:
         holder.clear()
         if prepared is not None and not self._stop.is_set():
             try:
-                assert self._requests is not None
-                fut = self._requests.submit(self._work, job, prepared, n_frames, reload)
+                fut = requests.submit(self._work, job, prepared, n_frames, reload)
             except RuntimeError:  # the request pool shut down (the run is stopping)
                 pass
             else:

@@ -128,24 +128,22 @@ class Backend(abc.ABC):
 
     @staticmethod
     def without_payload(item: ChatRequest | PreparedRequest) -> ChatRequest:
-        """The request to rebuild after the server refused ``item``'s payload (StalePayloadError when
-        its frames were released: the caller decodes the window again)."""
+        """The request to build afresh instead of ``item``'s prepared payload (outdated, or refused by
+        the server); StalePayloadError when its frames were released: the caller decodes the window
+        again."""
         if isinstance(item, PreparedRequest):
             if item.released:
-                raise StalePayloadError("the server refused the prepared payload and its frames were released")
+                raise StalePayloadError("the prepared payload cannot be sent and its frames were released")
             return item.request
         return item
 
     def payload_for(self, item: ChatRequest | PreparedRequest) -> tuple[ChatRequest, BuiltPayload]:
         """The request and the payload to send for it: the prepared one while it still matches the
-        backend's settings, else a fresh build (StalePayloadError when its frames were released)."""
-        if isinstance(item, PreparedRequest):
-            if item.settings == self.payload_settings(item.request):
-                return item.request, item.payload
-            if item.released:
-                raise StalePayloadError("the prepared payload no longer matches the server's settings")
-            item = item.request
-        return item, self.build(item)
+        backend's settings, else a fresh build (see ``without_payload``)."""
+        if isinstance(item, PreparedRequest) and item.settings == self.payload_settings(item.request):
+            return item.request, item.payload
+        request = self.without_payload(item)
+        return request, self.build(request)
 
     @abc.abstractmethod
     def chat_stream(self, request: ChatRequest) -> Iterator[str]:
