@@ -224,19 +224,23 @@ def main() -> int:
     # PYTHONDONTWRITEBYTECODE=1, which would recompile vidline's modules on every start)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
 
+    def decode(pixel_format: str, threads: str) -> tuple[float, float, str]:
+        """(wall s, CPU s, stdout) of the streaming decode alone, in its own subprocess."""
+        wall, _rss, code, out, err = run_measured(
+            [py, "-c", DECODE_SNIPPET, str(video), str(args.window), str(args.overlap), args.fps, "openai",
+             pixel_format, threads], env)
+        if code != 0:
+            raise SystemExit(err)
+        return wall, LAST_CPU[0], out
+
     # the decode floor: the fastest of the sampler's set-ups (RGB or planar YUV output; FFmpeg's
     # automatic threads or one decoding thread), each a subprocess doing only the streaming decode
     floors: dict[str, tuple[float, float]] = {}
     for pixel_format in ("rgb24", "yuv420p"):
         for threads in ("auto", "1"):
-            wall, rss, code, out, err = run_measured(
-                [py, "-c", DECODE_SNIPPET, str(video), str(args.window), str(args.overlap), args.fps, "openai",
-                 pixel_format, threads], env)
-            if code != 0:
-                print(err, file=sys.stderr)
-                return 1
-            floors[f"{pixel_format}/threads={threads}"] = (wall, LAST_CPU[0])
-            print(f"decode {pixel_format} threads={threads}: {wall:.1f} s ({LAST_CPU[0]:.1f} CPU-s)", file=sys.stderr)
+            wall, cpu, out = decode(pixel_format, threads)
+            floors[f"{pixel_format}/threads={threads}"] = (wall, cpu)
+            print(f"decode {pixel_format} threads={threads}: {wall:.1f} s ({cpu:.1f} CPU-s)", file=sys.stderr)
     n_windows, n_frames = (int(x) for x in out.split())
     best = min(floors, key=lambda k: floors[k][0])
     decode_floor, decode_cpu = floors[best]
@@ -255,12 +259,7 @@ def main() -> int:
         """The best set-up's decode floor, measured again right before a pipeline run (this VM's speed
         drifts by 10-30 % over minutes, so each ratio compares runs made back to back)."""
         pixel_format, threads = best.split("/threads=")
-        wall, _rss, code, _out, err = run_measured(
-            [py, "-c", DECODE_SNIPPET, str(video), str(args.window), str(args.overlap), args.fps, "openai",
-             pixel_format, threads], env)
-        if code != 0:
-            raise SystemExit(err)
-        return wall
+        return decode(pixel_format, threads)[0]
 
     results: list[dict[str, Any]] = []
     # 1. orchestration: wall time and memory against a server that only waits L seconds
