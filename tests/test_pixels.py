@@ -75,3 +75,23 @@ def test_video_frame_equals_pyav_from_ndarray(w: int, h: int) -> None:
     assert frame.format.name == "rgb24" and np.array_equal(frame.to_ndarray(), rgb)
     with pytest.raises(ValueError):
         video_frame(rgb, "gray")
+
+
+@pytest.mark.parametrize(("w", "h"), [(392, 280), (644, 364), (30, 22), (2, 2)])
+def test_frame_array_equals_pyav_to_ndarray(w: int, h: int) -> None:
+    """The decoder's plane copy gives PyAV's I420 layout, also when the chroma rows are padded
+    (644 -> 322-wide chroma in a 336-byte line) and for the other formats."""
+    from vidline.media.pixels import frame_array, video_frame
+
+    yuv = _i420(w, h)
+    frame = video_frame(yuv, "yuv420p")
+    assert frame.planes[1].line_size >= w // 2
+    out = frame_array(frame)
+    assert out.dtype == np.uint8 and out.flags.c_contiguous
+    assert np.array_equal(out, frame.to_ndarray()) and np.array_equal(out, yuv)
+    # decoder output with padded planes (libswscale's scaled frames)
+    scaled = av.VideoFrame.from_ndarray(np.zeros((h + 10, w + 6, 3), np.uint8), format="rgb24").reformat(
+        width=w, height=h, format="yuv420p")
+    assert np.array_equal(frame_array(scaled), scaled.to_ndarray())
+    rgb = np.random.default_rng(1).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    assert np.array_equal(frame_array(video_frame(rgb, "rgb24")), rgb)

@@ -20,6 +20,7 @@ from vidline.media.pixels import i420_size, video_frame
 from vidline.types import Frame
 
 MP4_TIME_BASE = Fraction(1, 1000)
+_TICK = float(MP4_TIME_BASE)  # float / Fraction goes through Fraction's slow fallbacks (same result)
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 85) -> bytes:
@@ -82,7 +83,7 @@ def encode_mp4(
                 fmt = "rgb24"
             # yuv420p frames (the decoder's planar output) go to x264 without any colour conversion
             vf = video_frame(img, fmt)
-            pts = max(int(round(max(t, 0.0) / MP4_TIME_BASE)), last_pts + 1)
+            pts = max(int(round(max(t, 0.0) / _TICK)), last_pts + 1)
             last_pts = pts
             vf.pts = pts
             vf.time_base = MP4_TIME_BASE

@@ -9,6 +9,8 @@ Nothing here touches the network. Videos are written with PyAV.
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -53,12 +55,7 @@ class Marker:
 
 def render_frame(t: float, width: int, height: int, markers: Sequence[Marker] = ()) -> np.ndarray:
     """The RGB frame shown at time ``t`` (seconds): background plus every active marker."""
-    img = np.empty((height, width, 3), dtype=np.uint8)
-    img[:] = BACKGROUND
-    # a faint static texture so encoders have something to chew on, identical in every frame
-    img[:: max(1, height // 12), :, :] = 80
-    img[:, :: max(1, width // 16), :] = 80
-    yy, xx = np.mgrid[0:height, 0:width]
+    img = _background(width, height).copy()
     for m in markers:
         if not (m.start <= t < m.end):
             continue
@@ -66,6 +63,12 @@ def render_frame(t: float, width: int, height: int, markers: Sequence[Marker] = 
         cx = ((m.x + m.dx * (t - m.start)) % 1.0) * width
         cy = m.y * height
         half = side / 2
+        # every shape lies inside its bounding square: test only those pixels
+        x0, x1 = max(0, math.floor(cx - half)), min(width, math.ceil(cx + half) + 1)
+        y0, y1 = max(0, math.floor(cy - half)), min(height, math.ceil(cy + half) + 1)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1]
         if m.shape == "square":
             mask = (abs(xx - cx) <= half) & (abs(yy - cy) <= half)
         elif m.shape == "circle":
@@ -73,7 +76,18 @@ def render_frame(t: float, width: int, height: int, markers: Sequence[Marker] = 
         else:  # triangle, apex up
             rel_y = (yy - (cy - half)) / side  # 0 at apex, 1 at base
             mask = (rel_y >= 0) & (rel_y <= 1) & (abs(xx - cx) <= rel_y * half)
-        img[mask] = m.color
+        img[y0:y1, x0:x1][mask] = m.color
+    return img
+
+
+@functools.lru_cache(maxsize=8)
+def _background(width: int, height: int) -> np.ndarray:
+    """The static background (a faint grid so encoders have something to chew on), read-only."""
+    img = np.empty((height, width, 3), dtype=np.uint8)
+    img[:] = BACKGROUND
+    img[:: max(1, height // 12), :, :] = 80
+    img[:, :: max(1, width // 16), :] = 80
+    img.flags.writeable = False
     return img
 
 

@@ -74,6 +74,25 @@ def video_frame(image: np.ndarray, fmt: str) -> Any:
     return frame
 
 
+def frame_array(frame: Any) -> np.ndarray:
+    """The pixels of a decoded ``av.VideoFrame`` as an array: I420 for yuv420p (copied plane by
+    plane, ~20x faster than PyAV's ``to_ndarray``, which stacks the planes through slow strided
+    copies when a chroma row is padded), PyAV's ``to_ndarray`` for the other formats."""
+    if frame.format.name != "yuv420p" or frame.width % 2 or frame.height % 2:
+        arr: np.ndarray = frame.to_ndarray()
+        return arr
+    width, height = frame.width, frame.height
+    out = np.empty((height * 3 // 2, width), np.uint8)
+    flat = out.reshape(-1)
+    offset = 0
+    for plane, (w, h) in zip(frame.planes, ((width, height), (width // 2, height // 2), (width // 2, height // 2)),
+                             strict=True):
+        src = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)[:h, :w]
+        flat[offset : offset + w * h].reshape(h, w)[...] = src
+        offset += w * h
+    return out
+
+
 def to_rgb(image: np.ndarray, fmt: str) -> np.ndarray:
     """An H x W x 3 RGB uint8 array from an image in ``fmt`` (returned as is when already RGB)."""
     if fmt == "rgb24":
