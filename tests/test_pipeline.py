@@ -53,25 +53,32 @@ class FakeWF:
 
 @dataclass
 class Decoder:
-    """A sample_windows stand-in that records which windows it decoded and how many are alive."""
+    """A stream_windows stand-in (frames of overlapping windows interleaved by time, then each
+    window's end) that records which windows it decoded."""
 
-    fail_after: int | None = None  # raise KeyboardInterrupt after yielding this many windows
+    fail_after: int | None = None  # raise KeyboardInterrupt after this many windows ended
     decoded: list[int] = field(default_factory=list)
     formats: list[str] = field(default_factory=list)
 
     def __call__(self, path: Any, windows: Sequence[Window], budget: Any, *, info: Any = None,
-                 pixel_format: str = "rgb24", threads: int | None = None) -> Iterator[FakeWF]:
+                 pixel_format: str = "rgb24", threads: int | None = None) -> Iterator[tuple[int, Frame | None]]:
         from vidline.media.plan import plan_sampling
 
         self.formats.append(pixel_format)
-        for n, w in enumerate(windows):
-            if self.fail_after is not None and n >= self.fail_after:
-                raise KeyboardInterrupt
-            plan = plan_sampling(w.start, w.end, budget, src_width=info.display_width,
-                                 src_height=info.display_height, src_fps=info.fps)
-            frames = [Frame(t=t, image=np.zeros((8, 8, 3), np.uint8)) for t in plan.timestamps]
-            self.decoded.append(w.index)
-            yield FakeWF(w, plan, frames)
+        plans = [plan_sampling(w.start, w.end, budget, src_width=info.display_width,
+                               src_height=info.display_height, src_fps=info.fps) for w in windows]
+        entries = sorted((t, n) for n, plan in enumerate(plans) for t in plan.timestamps)
+        left = [plan.n_frames for plan in plans]
+        ended = 0
+        for t, n in entries:
+            yield n, Frame(t=t, image=np.zeros((8, 8, 3), np.uint8))
+            left[n] -= 1
+            if left[n] == 0:
+                if self.fail_after is not None and ended >= self.fail_after:
+                    raise KeyboardInterrupt
+                ended += 1
+                self.decoded.append(windows[n].index)
+                yield n, None
 
 
 class FakeAnalyzer:
@@ -188,23 +195,52 @@ def test_unreachable_at_start_stops_but_later_is_one_failed_window(video: Path) 
     assert [w.index for w in tl.failed_windows] == [2] and "unreachable" in (tl.windows[2].error or "")
 
 
+class Tracker:
+    """Frames alive (decoded, not yet taken by an encoder or released) and windows between the end of
+    their decoding and a finished request."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.frames = 0
+        self.pending: set[int] = set()
+        self.peak = {"frames": 0, "pending": 0}
+        self.max_frames = 0  # the most frames one window has
+
+    def decoder(self) -> Decoder:
+        tracker = self
+
+        class CountingDecoder(Decoder):
+            def __call__(self, *a: Any, **k: Any) -> Iterator[tuple[int, Frame | None]]:
+                windows = a[1]
+                counts: dict[int, int] = {}
+                for n, frame in super().__call__(*a, **k):
+                    with tracker.lock:
+                        if frame is not None:
+                            tracker.frames += 1
+                            counts[n] = counts.get(n, 0) + 1
+                            tracker.max_frames = max(tracker.max_frames, counts[n])
+                        else:
+                            tracker.pending.add(windows[n].index)
+                        tracker.peak["frames"] = max(tracker.peak["frames"], tracker.frames)
+                        tracker.peak["pending"] = max(tracker.peak["pending"], len(tracker.pending))
+                    yield n, frame
+
+        return CountingDecoder()
+
+    def released(self, n: int) -> None:
+        with self.lock:
+            self.frames -= n
+
+    def answered(self, index: int) -> None:
+        with self.lock:
+            self.pending.discard(index)
+
+
 def test_windows_in_flight_are_bounded(video: Path) -> None:
+    """Collected payloads (not mp4): frames live from decoding until the window is encoded."""
     from vidline.pipeline import encoder_threads
 
-    with_frames: list[int] = []  # decoded windows whose frames still exist (not yet encoded)
-    pending: list[int] = []  # decoded windows whose request has not finished
-    peak = {"frames": 0, "pending": 0}
-    lock = threading.Lock()
-
-    class CountingDecoder(Decoder):
-        def __call__(self, *a: Any, **k: Any) -> Iterator[FakeWF]:
-            for wf in super().__call__(*a, **k):
-                with lock:
-                    with_frames.append(wf.window.index)
-                    pending.append(wf.window.index)
-                    peak["frames"] = max(peak["frames"], len(with_frames))
-                    peak["pending"] = max(peak["pending"], len(pending))
-                yield wf
+    tracker = Tracker()
 
     class ReleasingAnalyzer(FakeAnalyzer):
         def prepare(self, wf: FakeWF, *, release: bool = True) -> Any:
@@ -212,28 +248,75 @@ def test_windows_in_flight_are_bounded(video: Path) -> None:
             try:
                 return super().prepare(wf)
             finally:
-                with lock:
-                    with_frames.remove(wf.window.index)
+                tracker.released(len(wf.frames))
 
         def analyze(self, wf: FakeWF) -> tuple[str, Any, float]:
             try:
                 return super().analyze(wf)
             finally:
-                with lock:
-                    pending.remove(wf.window.index)
+                tracker.answered(wf.window.index)
 
     an = ReleasingAnalyzer(latency=0.1)
     t0 = time.monotonic()
-    tl = _run(video, an, CountingDecoder(), None, window=10.0, overlap=2.0, concurrency=2, prefetch=1)
+    tl = _run(video, an, tracker.decoder(), None, window=10.0, overlap=2.0, concurrency=2, prefetch=1)
     elapsed = time.monotonic() - t0
     n = len(tl.windows)
     assert n >= 7 and all(w.status == "ok" for w in tl.windows)
     assert an.max_in_flight == 2  # requests really ran concurrently, never more than `concurrency`
-    # frames exist only for the window being decoded and those being encoded ...
-    assert peak["frames"] <= encoder_threads(2) + 1
+    # frames exist for the windows being collected or encoded (an encoder thread each: the CPUs' worth
+    # plus one per overlapping window), one window's worth waiting to be taken, and the frame in the
+    # decoder's hand ...
+    assert tracker.peak["frames"] <= (encoder_threads(2) + 1 + 1) * tracker.max_frames + 1
     # ... and decoding waits for a request slot: concurrency + prefetch windows between decode and answer
-    assert peak["pending"] <= 2 + 1
+    # (+ the one whose end the decoder holds while it waits for a slot)
+    assert tracker.peak["pending"] <= 2 + 1 + 1
     assert elapsed < n * 0.1 * 0.8  # concurrency actually overlapped the latency
+
+
+def test_mp4_windows_are_encoded_while_decoded(video: Path) -> None:
+    """Streamed payloads (mp4): the encoder takes each frame as it is decoded, so at most one window's
+    worth of frames waits, and a window's encode starts before its last frame is decoded."""
+    tracker = Tracker()
+    order: list[tuple[str, int]] = []  # ("took", window) / ("end", window), in time order
+
+    class StreamingAnalyzer(FakeAnalyzer):
+        def prepare_stream(self, window: Window, plan: Any, frames: Any) -> Any:
+            n = 0
+            for _frame in frames:
+                with tracker.lock:
+                    order.append(("took", window.index))
+                tracker.released(1)
+                n += 1
+                time.sleep(0.002)  # x264 takes a while per frame
+            assert n == plan.n_frames
+            return SimpleNamespace(window=window)
+
+        def prepare(self, wf: FakeWF, *, release: bool = True) -> Any:
+            raise AssertionError("a streamed window is not collected")
+
+        def analyze(self, wf: FakeWF) -> tuple[str, Any, float]:
+            try:
+                return super().analyze(wf)
+            finally:
+                tracker.answered(wf.window.index)
+
+    class EndMarkingDecoder(Decoder):
+        def __call__(self, *a: Any, **k: Any) -> Iterator[tuple[int, Frame | None]]:
+            windows = a[1]
+            for n, frame in tracker.decoder()(*a, **k):
+                if frame is None:
+                    with tracker.lock:
+                        order.append(("end", windows[n].index))
+                yield n, frame
+
+    tl = _run(video, StreamingAnalyzer(latency=0.05), EndMarkingDecoder(), None, window=10.0, overlap=2.0,
+              concurrency=2, prefetch=1)
+    assert len(tl.windows) >= 7 and all(w.status == "ok" for w in tl.windows)
+    assert _spans(tl) == _spans(_run(video, FakeAnalyzer(), Decoder(), None, window=10.0, overlap=2.0))
+    assert tracker.peak["frames"] <= tracker.max_frames + 1 + 2  # waiting + in the decoder's hand + taken
+    assert tracker.peak["pending"] <= 2 + 1 + 1
+    for w in tl.windows:
+        assert order.index(("took", w.index)) < order.index(("end", w.index))
 
 
 def test_decoder_is_asked_for_the_analyzers_pixel_format(video: Path) -> None:
@@ -453,10 +536,28 @@ def test_dry_run_memory_estimate_counts_frames_being_decoded_and_payloads_waitin
     video_mode = dry_run(video, config=cfg, window=20.0, overlap=5.0, fps=1.0, concurrency=3)
     frames_mode = dry_run(video, config=cfg.with_(mode="frames"), window=20.0, overlap=5.0, fps=1.0, concurrency=3)
     assert video_mode.bytes_per_pixel == 1.5 and frames_mode.bytes_per_pixel == 3.0  # planar YUV for mp4 payloads
-    assert video_mode.decoded_windows == encoder_threads(3) + 2
+    # an mp4 is encoded while decoded: at most one window's worth of frames waits; frame lists collect
+    # their windows (one per encoder thread: the CPUs' worth + one per overlapping window) + that
+    assert video_mode.decoded_windows == 1
+    assert frames_mode.decoded_windows == encoder_threads(3) + 2
     assert video_mode.windows_in_flight == 3 + 3  # concurrency + prefetch (default: concurrency)
     w = video_mode.windows[0]
     frames = video_mode.decoded_windows * w.frames * w.width * w.height * 1.5
     payloads = video_mode.windows_in_flight * max(x.payload_bytes for x in video_mode.windows)
     assert video_mode.peak_memory_mb == int(100 + (frames + payloads) / 2**20)
     assert f"~{video_mode.peak_memory_mb} MB peak memory" in video_mode.to_text()
+
+
+@pytest.mark.parametrize(("spans", "expected"), [
+    ([(0, 10)], 1),
+    ([(0, 10), (11, 20)], 1),  # one after the other
+    ([(0, 10), (8, 18), (16, 26)], 2),  # 2 s overlaps
+    ([(0, 10), (4, 14), (8, 18)], 3),  # overlap more than half a window
+    ([(0, 10), (10, 20)], 2),  # a shared sample time
+])
+def test_open_windows(spans: list[tuple[float, float]], expected: int) -> None:
+    from vidline.pipeline import WindowJob, open_windows
+
+    jobs = [WindowJob(Window(i, s, e), SimpleNamespace(timestamps=[float(s), float(e)]), 0, 0)  # type: ignore[arg-type]
+            for i, (s, e) in enumerate(spans)]
+    assert open_windows(jobs) == expected

@@ -7,6 +7,7 @@ including the uneven spacing of a VFR source.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Sequence
 from fractions import Fraction
@@ -58,14 +59,56 @@ def encode_mp4(
     rel = [f.t - origin for f in frames] if times is None else list(times)
     if len(rel) != len(frames):
         raise ValueError("times must have one entry per frame")
-    first, first_fmt = _picture(frames[0], scale)
-    height, width = _picture_hw(first, first_fmt)
     steps = np.diff(np.array(rel, dtype=float)) if len(rel) > 1 else np.array([0.5])
     mean_step = float(np.mean(steps)) if len(steps) and float(np.mean(steps)) > 0 else 0.5
-    nominal = Fraction(1.0 / mean_step).limit_denominator(100000)
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=nominal)
+    writer = Mp4Writer(crf=crf, rate=1.0 / mean_step, scale=scale)
+    try:
+        for frame, t in zip(frames, rel, strict=False):
+            writer.add(frame, t)
+        return writer.finish()
+    finally:
+        writer.close()
+
+
+class Mp4Writer:
+    """An H.264 mp4 written one frame at a time (``encode_mp4`` and the timeline's encode-while-
+    decoding path): ``add(frame, t)`` as frames arrive, then ``finish()`` for the bytes.
+
+    ``rate`` is the nominal frame rate stored in the stream; each frame's PTS is its ``t`` (clip
+    seconds), made strictly increasing. The first frame fixes the picture size; planar yuv420p
+    frames reach x264 without any colour conversion."""
+
+    def __init__(self, *, crf: int = 23, rate: float = 2.0, scale: float = 1.0) -> None:
+        self.scale = scale
+        self.n_frames = 0
+        self._buf = io.BytesIO()
+        self._out = av.open(self._buf, "w", format="mp4")
+        self._stream = self._out.add_stream("libx264", rate=Fraction(rate).limit_denominator(100000))
+        self._crf = crf
+        self._size: tuple[int, int] | None = None  # (height, width)
+        self._last_pts = -1
+
+    def add(self, frame: Frame, t: float) -> None:
+        img, fmt = _picture(frame, self.scale)
+        if self._size is None:
+            self._open(*_picture_hw(img, fmt))
+        assert self._size is not None
+        if _picture_hw(img, fmt) != self._size:
+            rgb = img if fmt == "rgb24" else frame.rgb()
+            height, width = self._size
+            img = np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BILINEAR))
+            fmt = "rgb24"
+        vf = video_frame(img, fmt)
+        pts = max(int(round(max(t, 0.0) / _TICK)), self._last_pts + 1)
+        self._last_pts = pts
+        vf.pts = pts
+        vf.time_base = MP4_TIME_BASE
+        for packet in self._stream.encode(vf):
+            self._out.mux(packet)
+        self.n_frames += 1
+
+    def _open(self, height: int, width: int) -> None:
+        stream = self._stream
         stream.width = width
         stream.height = height
         stream.pix_fmt = "yuv420p"
@@ -73,25 +116,27 @@ def encode_mp4(
         stream.codec_context.time_base = MP4_TIME_BASE
         # one encoder thread: windows are encoded concurrently by the send workers, and x264's own
         # threading costs ~35% more CPU on these small clips (measured) for no gain in throughput
-        stream.options = {"crf": str(int(crf)), "preset": "veryfast", "bf": "0", "threads": "1"}
-        last_pts = -1
-        for frame, t in zip(frames, rel, strict=False):
-            img, fmt = (first, first_fmt) if frame is frames[0] else _picture(frame, scale)
-            if _picture_hw(img, fmt) != (height, width):
-                rgb = img if fmt == "rgb24" else frame.rgb()
-                img = np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BILINEAR))
-                fmt = "rgb24"
-            # yuv420p frames (the decoder's planar output) go to x264 without any colour conversion
-            vf = video_frame(img, fmt)
-            pts = max(int(round(max(t, 0.0) / _TICK)), last_pts + 1)
-            last_pts = pts
-            vf.pts = pts
-            vf.time_base = MP4_TIME_BASE
-            for packet in stream.encode(vf):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return buf.getvalue()
+        stream.options = {"crf": str(int(self._crf)), "preset": "veryfast", "bf": "0", "threads": "1"}
+        self._size = (height, width)
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """(width, height) of the clip, once the first frame is in."""
+        return None if self._size is None else (self._size[1], self._size[0])
+
+    def finish(self) -> bytes:
+        """Flush the encoder and close the file; the mp4's bytes."""
+        if self.n_frames == 0:
+            raise ValueError("an mp4 needs at least one frame")
+        for packet in self._stream.encode():
+            self._out.mux(packet)
+        self._out.close()
+        return self._buf.getvalue()
+
+    def close(self) -> None:
+        """Abandon the clip (after ``finish`` this does nothing)."""
+        with contextlib.suppress(av.error.FFmpegError, ValueError):  # no frame yet, or already closed
+            self._out.close()
 
 
 def _picture(frame: Frame, scale: float) -> tuple[np.ndarray, str]:

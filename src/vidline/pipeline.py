@@ -5,14 +5,16 @@ Model path, in order:
 1. probe the video;
 2. plan the windows and each window's sampling (pure; no decoding yet);
 3. answer windows from the cache (no decoding, no request for those);
-4. decode the missing windows in ONE streaming pass (``media.sample_windows``; planar yuv420p
+4. decode the missing windows in ONE streaming pass (``media.stream_windows``; planar yuv420p
    frames when the payload is an mp4, so x264 needs no colour conversion);
-5. encode each window's payload as soon as it is decoded (encoder threads beside the decoder), drop
-   its frames, and send the payloads from a pool of ``concurrency`` request threads while decoding
-   continues. Two semaphores bound memory: windows of frames (being decoded or encoded: encoders + 1), and
-   windows between decoding and a finished request (``concurrency`` + ``prefetch``, the waiting ones
-   holding only their small encoded payload). Decoding pauses when the server is slower than the
-   decoder; a request slot that frees up finds its next payload ready;
+5. encode each window's payload while it is decoded (encoder threads beside the decoder: an mp4
+   takes each frame as it comes, so a window's frames are never all held; other payloads collect
+   the window first), and send the payloads from a pool of ``concurrency`` request threads while
+   decoding continues. Memory is bounded three ways: frames decoded but not yet taken by an encoder
+   (one window's worth; the decoder waits beyond), one encoder thread per window being encoded, and
+   windows between the end of their decoding and a finished request (``concurrency`` + ``prefetch``,
+   the waiting ones holding only their small encoded payload). Decoding pauses when the server is
+   slower than the decoder; a request slot that frees up finds its next payload ready;
 6. parse each answer (``WindowAnalyzer.to_events``), store it in the cache (atomic write);
 7. merge the events of all windows (``merge.merge_events``) into a :class:`~vidline.timeline.Timeline`.
 
@@ -42,15 +44,17 @@ from vidline.errors import (
     ConfigError,
     DecodeError,
     ServerUnreachableError,
+    StalePayloadError,
     VidlineError,
 )
 from vidline.log import logger
 from vidline.models.config import ModelConfig, resolve_model_config
 from vidline.motion import MotionParams
 from vidline.progress import Progress
-from vidline.types import Event, Usage, VideoInfo, Window, WindowRecord
+from vidline.types import Event, Frame, Usage, VideoInfo, Window, WindowRecord
 
 if TYPE_CHECKING:
+    from vidline.handoff import FrameFeed
     from vidline.media.plan import SamplingBudget, SamplingPlan
     from vidline.media.sampler import WindowFrames
     from vidline.models.window import WindowAnalyzer
@@ -267,8 +271,8 @@ class ModelRun:
 
     def __init__(self, path: str | os.PathLike[str], query: str | None, config: ModelConfig,
                  options: RunOptions, progress: Progress, *, analyzer: WindowAnalyzer | None = None,
-                 decoder: Callable[..., Iterable[WindowFrames]] | None = None) -> None:
-        """``analyzer`` / ``decoder`` (``media.sample_windows``-like) can be injected for tests."""
+                 decoder: Callable[..., Iterable[tuple[int, Frame | None]]] | None = None) -> None:
+        """``analyzer`` / ``decoder`` (``media.stream_windows``-like) can be injected for tests."""
         self.path = path
         self._analyzer = analyzer
         self._decoder = decoder
@@ -356,68 +360,84 @@ class ModelRun:
         return True
 
     def _send(self, info: VideoInfo, jobs: Sequence[WindowJob]) -> None:
-        """Stream-decode ``jobs``' windows (this thread), encode each window's payload as soon as it is
-        decoded (encoder threads) and send the payloads concurrently (request threads).
+        """Stream-decode ``jobs``' windows (this thread), encode each window while it is decoded
+        (encoder threads; an mp4 payload takes each frame as it comes, other payloads collect the
+        window first) and send the payloads concurrently (request threads).
 
-        Two bounds keep memory flat: at most ``encoders + 1`` windows of frames exist (one being
-        decoded, the others being encoded; their frames are dropped once encoded), and at most
-        ``concurrency + prefetch`` windows are between decoding and a finished request (the ones
-        waiting hold only their small encoded payload), so decoding pauses when the server is slower
-        than the decoder, and a request slot that frees up finds its next payload ready. The decoder
-        gets the CPUs the encoders leave.
+        Three bounds keep memory flat: the frames decoded but not yet taken by an encoder (one
+        window's worth), so decoding waits for encoders that fall behind; the encoder threads (one
+        per window being encoded); and at most ``concurrency + prefetch`` windows between the end
+        of their decoding and a finished request (the waiting ones hold only their small encoded
+        payload), so decoding pauses when the server is slower than the decoder, and a request slot
+        that frees up finds its next payload ready. The decoder gets the CPUs the encoders leave.
         """
-        decoder = self._decoder
-        if decoder is None:
-            from vidline.media.sampler import sample_windows
+        from vidline.handoff import FrameFeed
 
-            decoder = self._decoder = sample_windows
-        by_index = {job.window.index: job for job in jobs}
+        stream = self._decoder
+        if stream is None:
+            from vidline.media.sampler import stream_windows
+
+            stream = self._decoder = stream_windows
         pixel_format = getattr(self.analyzer, "pixel_format", "rgb24")
         n_encoders = encoder_threads(self.options.concurrency)
         # the decoder gets the CPUs the encoders do not use (oversubscribed frame threads cost CPU)
         threads = max(1, usable_cpus() - n_encoders)
         slots = threading.BoundedSemaphore(self.options.concurrency + self.options.prefetch)
-        raw = threading.BoundedSemaphore(n_encoders + 1)  # + the window being decoded
-        decoded: Iterator[WindowFrames] = iter(decoder(self.path, [job.window for job in jobs], self.budget,
-                                                       info=info, pixel_format=pixel_format, threads=threads))
+        budget = threading.Semaphore(max(2, max(job.plan.n_frames for job in jobs)))
+        windows = [job.window for job in jobs]
+        events: Iterator[tuple[int, Frame | None]] = iter(
+            stream(self.path, windows, self.budget, info=info, pixel_format=pixel_format, threads=threads))
 
-        def reload(window: Window) -> WindowFrames:
-            """The window decoded again (a payload outdated by a server fallback, or a shrink)."""
-            for wf in decoder(self.path, [window], self.budget, info=info, pixel_format=pixel_format,
-                              threads=threads):
+        def reload(job: WindowJob) -> WindowFrames:
+            """The window decoded again (a payload outdated by a server fallback, a shrink, a window cut
+            by the end of a truncated file)."""
+            from vidline.media.sampler import collect_windows
+
+            again = stream(self.path, [job.window], self.budget, info=info, pixel_format=pixel_format,
+                           threads=threads)
+            for wf in collect_windows(self.path, [job.window], [job.plan], again):
                 return wf
-            raise DecodeError(self.path, f"window {window.index} could not be decoded again")
+            raise DecodeError(self.path, f"window {job.window.index} could not be decoded again")
 
-        encoders = ThreadPoolExecutor(max_workers=n_encoders, thread_name_prefix="vidline-encode")
+        # an encoder thread for every window that can be open at once (overlaps), so each window being
+        # decoded has one taking its frames, plus the CPUs' worth for windows finishing their encode
+        encoders = ThreadPoolExecutor(max_workers=n_encoders + open_windows(jobs) - 1,
+                                      thread_name_prefix="vidline-encode")
         requests = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="vidline-request")
+        feeds: dict[int, FrameFeed] = {}
         encoded: list[Future[Future[None] | None]] = []
         try:
-            while True:
-                slots.acquire()
-                raw.acquire()
-                wf = None if self._stop.is_set() else next(decoded, None)
-                if wf is None:
-                    raw.release()
-                    slots.release()
+            for i, frame in events:
+                if self._stop.is_set():
                     break
-                holder = [wf]
-                del wf  # the encoder owns the frames from now on, and drops them once encoded
-                job = by_index[holder[0].window.index]
-                fut = encoders.submit(self._encode, job, holder, slots, requests,
-                                      functools.partial(reload, job.window))
-                fut.add_done_callback(lambda _f: raw.release())
-                encoded.append(fut)
+                feed = feeds.get(i)
+                if frame is not None:
+                    if feed is None:
+                        feed = feeds[i] = FrameFeed(budget)
+                        encoded.append(encoders.submit(self._encode, jobs[i], feed, slots, requests,
+                                                       functools.partial(reload, jobs[i])))
+                    feed.put(frame)
+                    del frame
+                elif feed is not None:  # the window's last frame is in
+                    slots.acquire()
+                    del feeds[i]
+                    feed.close(complete=feed.count >= jobs[i].plan.n_frames, slot=True)
+            for feed in feeds.values():  # stopped early
+                feed.close(complete=False)
+            feeds.clear()
             for fut in encoded:
                 sent = fut.result()
                 if sent is not None:
                     sent.result()
         except BaseException:
             self._stop.set()
+            for feed in feeds.values():
+                feed.close(complete=False)
             encoders.shutdown(wait=False, cancel_futures=True)
             requests.shutdown(wait=False, cancel_futures=True)
             raise
         finally:
-            close = getattr(decoded, "close", None)
+            close = getattr(events, "close", None)
             if close is not None:
                 close()  # stop the decoder early (auth error) and release the file
         encoders.shutdown(wait=True)
@@ -425,24 +445,63 @@ class ModelRun:
         if self._fatal is not None:
             raise self._fatal
 
-    def _encode(self, job: WindowJob, holder: list[WindowFrames], slot: threading.BoundedSemaphore,
+    def _encode(self, job: WindowJob, feed: FrameFeed, slots: threading.BoundedSemaphore,
                 requests: ThreadPoolExecutor, reload: Callable[[], WindowFrames]) -> Future[None] | None:
-        """Encoder thread: build the window's payload, drop its frames, queue the request. Never raises;
-        gives the window's slot back itself when no request is queued."""
-        n_frames = len(holder[0].frames)
-        prepared = None if self._stop.is_set() else self._guarded(job, n_frames,
-                                                                   lambda: self.analyzer.prepare(holder.pop()))
-        holder.clear()
-        if prepared is not None and not self._stop.is_set():
+        """Encoder thread: build the window's payload from its frames as they are decoded, then queue its
+        request. Never raises; gives the window's request slot back itself when no request is queued."""
+        built = None if self._stop.is_set() else self._guarded(job, job.plan.n_frames,
+                                                                lambda: self._prepare(job, feed, reload))
+        feed.discard()  # frames still coming for this window are not needed (a failure, or a stop)
+        feed.wait_closed()
+        if not feed.slot:
+            return None
+        if built is not None and not self._stop.is_set():
+            prepared, n_frames = built
             try:
                 fut = requests.submit(self._work, job, prepared, n_frames, reload)
             except RuntimeError:  # the request pool shut down (the run is stopping)
                 pass
             else:
-                fut.add_done_callback(lambda _f: slot.release())
+                fut.add_done_callback(lambda _f: slots.release())
                 return fut
-        slot.release()
+        slots.release()
         return None
+
+    def _prepare(self, job: WindowJob, feed: FrameFeed,
+                 reload: Callable[[], WindowFrames]) -> tuple[Any, int] | None:
+        """(the window's prepared request, frames in it): streamed into the encoder frame by frame when
+        the analyzer can (``prepare_stream``: mp4 payloads), else from the collected frames
+        (``prepare``). None when the run is stopping."""
+        from vidline.media.sampler import window_frames
+
+        prepare_stream = getattr(self.analyzer, "prepare_stream", None)
+        if prepare_stream is not None:
+            try:
+                prepared = prepare_stream(job.window, job.plan, feed)
+            except StalePayloadError as exc:  # over the size limit, or a fallback changed the encoding
+                logger.debug("window %d: %s; encoding it again from a second decode", job.window.index, exc)
+                feed.discard()
+                return self._prepare_collected(reload())
+            if prepared is not None:
+                feed.wait_closed()
+                if not feed.slot:  # the run is stopping
+                    return None
+                if feed.complete:
+                    return prepared, feed.count
+                # the file ended inside the window: encode what a decode of it gives (an even count)
+                return self._prepare_collected(reload())
+        frames = list(feed)
+        feed.wait_closed()
+        if not feed.slot:  # the run is stopping
+            return None
+        wf = window_frames(self.path, job.window, job.plan, frames)
+        del frames
+        if wf is None:
+            raise DecodeError(self.path, f"window {job.window.index} has no decodable frames")
+        return self._prepare_collected(wf)
+
+    def _prepare_collected(self, wf: WindowFrames) -> tuple[Any, int]:
+        return self.analyzer.prepare(wf), len(wf.frames)
 
     def _work(self, job: WindowJob, prepared: Any, n_frames: int, reload: Callable[[], WindowFrames]) -> None:
         """Request thread: send one prepared window, parse, cache. Never raises (errors become records)."""
@@ -552,6 +611,17 @@ def usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 2
+
+
+def open_windows(jobs: Sequence[WindowJob]) -> int:
+    """The most windows whose sampled frames interleave at one moment (2 where windows overlap)."""
+    spans = sorted((job.plan.timestamps[0], job.plan.timestamps[-1]) for job in jobs if job.plan.timestamps)
+    most = 1
+    ends: list[float] = []  # ends of the spans still open
+    for start, end in spans:
+        ends = [e for e in ends if e >= start] + [end]
+        most = max(most, len(ends))
+    return most
 
 
 def encoder_threads(concurrency: int) -> int:
@@ -666,13 +736,13 @@ class DryRunReport:
     price_per_1k: float | None = None
     note: str | None = None
     windows_in_flight: int = 0  # encoded payloads held at once (concurrency + prefetch)
-    decoded_windows: int = 1  # windows of decoded frames held at once (being decoded or encoded)
+    decoded_windows: int = 1  # windows' worth of decoded frames held at once (at most)
     bytes_per_pixel: float = 3.0  # of the decoded frames: 3 RGB, 1.5 planar yuv420p (mp4 payloads)
 
     @property
     def peak_memory_mb(self) -> int:
-        """Rough peak RSS: ~100 MB of libraries + the decoded frames of the windows being decoded or
-        encoded + the encoded payloads waiting for (or in) a request."""
+        """Rough peak RSS: ~100 MB of libraries + the decoded frames held at most (one window's worth
+        for mp4 payloads, encoded while decoded) + the encoded payloads waiting for (or in) a request."""
         frames = max((w.frames * w.width * w.height * self.bytes_per_pixel for w in self.windows), default=0)
         payload = max((w.payload_bytes for w in self.windows), default=0)
         return int(100 + (max(1, self.decoded_windows) * frames + self.windows_in_flight * payload) / 2**20)
@@ -760,10 +830,15 @@ def dry_run(
     jobs = plan_jobs(info, analyzer, cfg, run_opts, make_budget(run_opts, cfg.backend))
     rows = [DryRunWindow(j.window.index, j.window.start, j.window.end, j.plan.n_frames, j.plan.width,
                          j.plan.height, j.plan.fps, j.estimated_tokens, j.payload_bytes) for j in jobs]
+    mode = payload_mode(cfg, getattr(analyzer, "backend", None))
+    # frames held: an mp4 is encoded as its window is decoded, so only the frames waiting for the
+    # encoder (one window's worth at most); other payloads collect their window first, one per
+    # encoder thread, plus the frames waiting
+    held = 1 if mode == "video" else encoder_threads(run_opts.concurrency) + open_windows(jobs)
     return DryRunReport(video=_video_dict(path, info), backend=cfg.backend, model=cfg.model,
-                        mode=payload_mode(cfg, getattr(analyzer, "backend", None)), windows=rows,
+                        mode=mode, windows=rows,
                         price_per_1k=price_per_1k, windows_in_flight=run_opts.concurrency + run_opts.prefetch,
-                        decoded_windows=encoder_threads(run_opts.concurrency) + 2,
+                        decoded_windows=held,
                         bytes_per_pixel=1.5 if (getattr(analyzer, "pixel_format", "rgb24") == "yuv420p") else 3.0)
 
 

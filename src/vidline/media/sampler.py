@@ -7,7 +7,7 @@ are converted from the decoder's YUV, and only frames of windows still in flight
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from vidline.errors import ConfigError
@@ -144,62 +144,103 @@ def sample_windows(
     mp4 payload path; see ``FrameSource.read``); check ``Frame.format``. ``threads``: decoder threads
     (see ``open_source``; None = automatic).
 
-    Overlapping windows share decoded frames; only frames of windows still in flight are held. If
+    Overlapping windows share the decode; only frames of windows still in flight are held. If
     the file ends early (truncated), unfinished windows are yielded with the frames that exist
     (trimmed to an even count); windows with fewer than 2 frames are dropped with a warning.
     """
     info = info or probe(path)
     windows = list(windows)
     plans = plan_windows_sampling(info, windows, budget)
-    return _sample_windows(path, info, windows, plans, backend, pixel_format, threads)
+    events = _stream_windows(path, info, plans, backend, pixel_format, threads)
+    return collect_windows(path, windows, plans, events)
 
 
-def _sample_windows(
+def stream_windows(
+    path: str | os.PathLike[str],
+    windows: Sequence[Window],
+    budget: SamplingBudget,
+    *,
+    backend: str = "pyav",
+    info: VideoInfo | None = None,
+    pixel_format: str = "rgb24",
+    threads: int | None = None,
+) -> Iterator[tuple[int, Frame | None]]:
+    """The decode pass of ``sample_windows`` frame by frame: ``(i, frame)`` as each frame of
+    ``windows[i]`` is decoded (a window's frames in time order; overlapping windows interleave), then
+    ``(i, None)`` when that window has all its frames, or when the file ended before (truncated).
+
+    The timeline encodes each window while it is decoded from this, so no window's frames are ever
+    all held; ``collect_windows`` turns it back into ``WindowFrames``."""
+    info = info or probe(path)
+    plans = plan_windows_sampling(info, list(windows), budget)
+    return _stream_windows(path, info, plans, backend, pixel_format, threads)
+
+
+def _stream_windows(
     path: str | os.PathLike[str],
     info: VideoInfo,
-    windows: list[Window],
     plans: list[SamplingPlan],
     backend: str,
     pixel_format: str,
     threads: int | None = None,
-) -> Iterator[WindowFrames]:
-    entries: list[tuple[float, int, int]] = []  # (t, window index, frame index)
+) -> Iterator[tuple[int, Frame | None]]:
+    entries: list[tuple[float, int]] = []  # (t, window)
     for wi, plan in enumerate(plans):
-        entries.extend((t, wi, fi) for fi, t in enumerate(plan.timestamps))
+        entries.extend((t, wi) for t in plan.timestamps)
     entries.sort()
-    targets = [Target(t, plans[wi].width, plans[wi].height) for t, wi, _ in entries]
-    pending: dict[int, list[Frame | None]] = {}
-    remaining = {wi: plan.n_frames for wi, plan in enumerate(plans)}
-    done: dict[int, WindowFrames] = {}
-    next_out = 0
+    targets = [Target(t, plans[wi].width, plans[wi].height) for t, wi in entries]
+    remaining = {wi: plan.n_frames for wi, plan in enumerate(plans) if plan.n_frames}
     source = open_source(path, info, backend, threads=threads)
     try:
-        for (_, wi, fi), frame in zip(entries, source.read(targets, pixel_format=pixel_format), strict=False):
-            slots = pending.setdefault(wi, [None] * plans[wi].n_frames)
-            slots[fi] = frame
+        for (_, wi), frame in zip(entries, source.read(targets, pixel_format=pixel_format), strict=False):
+            yield wi, frame
             remaining[wi] -= 1
             if remaining[wi] == 0:
-                done[wi] = WindowFrames(windows[wi], plans[wi], [f for f in pending.pop(wi) if f is not None])
-            while next_out in done:
-                yield done.pop(next_out)
-                next_out += 1
+                del remaining[wi]
+                yield wi, None
         _warn_if_truncated(source)
     finally:
         source.close()
-    # Truncated input: whatever is left is incomplete.
-    for wi in range(next_out, len(windows)):
-        if wi in done:
-            yield done.pop(wi)
+    for wi in sorted(remaining):  # truncated input: these windows end early
+        yield wi, None
+
+
+def collect_windows(
+    path: str | os.PathLike[str],
+    windows: Sequence[Window],
+    plans: Sequence[SamplingPlan],
+    events: Iterable[tuple[int, Frame | None]],
+) -> Iterator[WindowFrames]:
+    """``WindowFrames`` in window order from a ``stream_windows`` pass (see ``window_frames``)."""
+    pending: dict[int, list[Frame]] = {}
+    done: dict[int, WindowFrames | None] = {}
+    next_out = 0
+    for wi, frame in events:
+        if frame is not None:
+            pending.setdefault(wi, []).append(frame)
             continue
-        frames = [f for f in pending.pop(wi, []) if f is not None]
+        done[wi] = window_frames(path, windows[wi], plans[wi], pending.pop(wi, []))
+        while next_out in done:
+            wf = done.pop(next_out)
+            next_out += 1
+            if wf is not None:
+                yield wf
+
+
+def window_frames(
+    path: str | os.PathLike[str], window: Window, plan: SamplingPlan, frames: list[Frame]
+) -> WindowFrames | None:
+    """The window's frames as decoded: all of them, or when the file ended inside the window the ones
+    that exist trimmed to an even count; None (with a warning) when fewer than 2 exist."""
+    if len(frames) < plan.n_frames:
         frames = frames[: len(frames) - len(frames) % 2]
         if len(frames) < 2:
             logger.warning(
                 "%s: window %d [%.1f, %.1f) has no decodable frames; skipped",
                 path,
-                wi,
-                windows[wi].start,
-                windows[wi].end,
+                window.index,
+                window.start,
+                window.end,
             )
-            continue
-        yield WindowFrames(windows[wi], plans[wi], frames)
+            return None
+    return WindowFrames(window, plan, frames)

@@ -14,7 +14,7 @@ from vidline.models.config import ModelConfig, PayloadMode
 from vidline.types import Frame, Usage
 
 if TYPE_CHECKING:
-    from vidline.models.payload import BuiltPayload
+    from vidline.models.payload import BuiltPayload, EncodedVideo, EncodeOptions, Flavour
 
 
 @dataclass
@@ -31,11 +31,15 @@ class ImagePart:
 
 @dataclass
 class VideoPart:
-    """A window's sampled frames. ``origin`` is the window start: answers are relative to it."""
+    """A window's sampled frames. ``origin`` is the window start: answers are relative to it.
+
+    ``encoded``: the clip already encoded while the frames were decoded (``payload.StreamedVideo``;
+    ``frames`` is then empty); used when the backend would encode it the same way."""
 
     frames: list[Frame]
     fps: float
     origin: float
+    encoded: EncodedVideo | None = None
 
 
 Part = TextPart | ImagePart | VideoPart
@@ -125,6 +129,11 @@ class Backend(abc.ABC):
             if self.payload_settings(request) == settings:
                 break
         return PreparedRequest(request, payload, settings)
+
+    def video_encoding(self, request: ChatRequest) -> tuple[Flavour, EncodeOptions] | None:
+        """(flavour, options) a ``video``-mode clip of ``request`` is encoded with, so it can be encoded
+        while its frames are decoded (``payload.StreamedVideo``); None in other modes."""
+        return None
 
     @staticmethod
     def without_payload(item: ChatRequest | PreparedRequest) -> ChatRequest:

@@ -29,6 +29,7 @@ from vidline.models.payload import (
     DEFAULT_MODES,
     BuiltPayload,
     EncodeOptions,
+    Flavour,
     build_dashscope,
     estimate_request_tokens,
 )
@@ -64,6 +65,11 @@ class DashScopeBackend(Backend):
     def encode_options(self, request: ChatRequest) -> EncodeOptions:
         return EncodeOptions.for_shrink(request.shrink, max_data_uri_bytes=self.config.max_data_uri_bytes,
                                         burn_timestamps=self.config.burn_timestamps)
+
+    def video_encoding(self, request: ChatRequest) -> tuple[Flavour, EncodeOptions] | None:
+        if self.effective_mode(request) != "video":
+            return None
+        return "dashscope", self.encode_options(request)
 
     def build(self, request: ChatRequest) -> BuiltPayload:
         return build_dashscope(request, self.effective_mode(request), self.encode_options(request))

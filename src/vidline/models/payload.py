@@ -33,7 +33,8 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from vidline.encode import burn_timestamp, downscale, encode_jpeg, encode_mp4
+from vidline.encode import Mp4Writer, burn_timestamp, downscale, encode_jpeg, encode_mp4
+from vidline.errors import StalePayloadError
 from vidline.log import logger
 from vidline.media.plan import (
     estimate_image_tokens,
@@ -137,33 +138,53 @@ def clip_fps(part: VideoPart) -> float:
     return (n - 1) / span if span > 0 else 1.0
 
 
-def clock_for(part: VideoPart, flavour: Flavour, mode: PayloadMode, *, media_io_fps: bool = True) -> Clock:
-    """The server clock for ``part`` sent as ``mode`` to ``flavour`` (see the module table)."""
-    real = tuple(f.t - part.origin for f in part.frames)
-    n = len(real)
-    fps = clip_fps(part)
+@dataclass(frozen=True)
+class ClockRule:
+    """How a server times frame ``i`` of a part: its real clip time, or ``i * num / div`` (a grid)."""
+
+    num: float = 0.0
+    div: float = 1.0
+    fps_told: float | None = None
+    retimed: bool = False  # an mp4's PTS are the model times, not the real ones
+    real: bool = False  # the server reads the real times
+
+    def model_time(self, i: int, real: float) -> float:
+        return real if self.real else i * self.num / self.div
+
+    def clock(self, real: tuple[float, ...]) -> Clock:
+        model = real if self.real else tuple(i * self.num / self.div for i in range(len(real)))
+        return Clock(model, real, self.fps_told, retimed=self.retimed)
+
+
+def clock_rule(fps: float, flavour: Flavour, mode: PayloadMode, *, media_io_fps: bool = True) -> ClockRule:
+    """The server clock of a part sampled at ``fps`` and sent as ``mode`` to ``flavour`` (module table)."""
     if mode == "video":
         if flavour == "vllm" and not media_io_fps:
             # vLLM samples at 2 fps: write the frames 0.5 s apart so it keeps every one of them.
-            return Clock(tuple(i / VLLM_DEFAULT_VIDEO_FPS for i in range(n)), real, None, retimed=True)
+            return ClockRule(1, VLLM_DEFAULT_VIDEO_FPS, None, retimed=True)
         if flavour in ("dashscope", "vllm"):
             # These servers sample the clip at the fps we state and time frame k at k / fps, whatever
             # the PTS say: write the frames exactly on that grid so none is skipped or doubled.
             # The spacing is a whole number of milliseconds so PTS, duration and fps agree exactly.
             step_ms = grid_step_ms(fps)
-            return Clock(tuple(i * step_ms / 1000.0 for i in range(n)), real, 1000.0 / step_ms, retimed=True)
-        return Clock(real, real, None)  # servers that read the clip's own timestamps
+            return ClockRule(step_ms, 1000.0, 1000.0 / step_ms, retimed=True)
+        return ClockRule(real=True)  # servers that read the clip's own timestamps
     # frames mode
     if flavour == "dashscope":
         ds_fps = _clamp_fps(fps)
-        return Clock(tuple(i / ds_fps for i in range(n)), real, ds_fps)
+        return ClockRule(1, ds_fps, ds_fps)
     if flavour == "dashscope-compat":
-        return Clock(tuple(i * COMPAT_FRAME_SPACING for i in range(n)), real, None)
+        return ClockRule(COMPAT_FRAME_SPACING, 1)
     if flavour == "vllm":
         list_fps = round(fps, 6) if media_io_fps else None
-        spacing = 1.0 / (list_fps or VLLM_JPEG_LIST_DEFAULT_FPS)
-        return Clock(tuple(i * spacing for i in range(n)), real, list_fps)
-    return Clock(real, real, None)  # generic: real times written beside each frame
+        return ClockRule(1.0 / (list_fps or VLLM_JPEG_LIST_DEFAULT_FPS), 1, list_fps)
+    return ClockRule(real=True)  # generic: real times written beside each frame
+
+
+def clock_for(part: VideoPart, flavour: Flavour, mode: PayloadMode, *, media_io_fps: bool = True) -> Clock:
+    """The server clock for ``part`` sent as ``mode`` to ``flavour`` (see the module table)."""
+    real = tuple(f.t - part.origin for f in part.frames)
+    return clock_rule(clip_fps(part), flavour, mode, media_io_fps=media_io_fps).clock(real)
 
 
 def grid_step_ms(fps: float) -> int:
@@ -204,15 +225,16 @@ def limit_frames(frames: Sequence[Frame], flavour: Flavour, mode: PayloadMode, *
 def _prepare_frames(frames: Sequence[Frame], model_times: Sequence[float], opts: EncodeOptions) -> list[Frame]:
     """The frames as they will be shown: downscaled and/or with burned-in times when asked (RGB),
     else untouched (a yuv420p frame then reaches x264 without any conversion)."""
+    return [_shown_frame(f, mt, opts) for f, mt in zip(frames, model_times, strict=False)]
+
+
+def _shown_frame(frame: Frame, model_time: float, opts: EncodeOptions) -> Frame:
     if opts.scale >= 0.999 and not opts.burn_timestamps:
-        return list(frames)
-    shown = []
-    for f, mt in zip(frames, model_times, strict=False):
-        img = f.rgb() if opts.scale >= 0.999 else downscale(f.rgb(), opts.scale)
-        if opts.burn_timestamps:
-            img = burn_timestamp(img, mt)
-        shown.append(Frame(t=f.t, image=img))
-    return shown
+        return frame
+    img = frame.rgb() if opts.scale >= 0.999 else downscale(frame.rgb(), opts.scale)
+    if opts.burn_timestamps:
+        img = burn_timestamp(img, model_time)
+    return Frame(t=frame.t, image=img)
 
 
 def data_uri(mime: str, data: bytes) -> str:
@@ -235,10 +257,56 @@ class EncodedVideo:
     width: int
     height: int
     n_frames: int  # frames sent
+    key: tuple[object, ...] = ()  # (flavour, mode, options) it was encoded for (a streamed clip)
 
     @property
     def n_bytes(self) -> int:
         return sum(len(d) for d in self.data)
+
+
+class StreamedVideo:
+    """A window's mp4 encoded while its frames are still being decoded (the timeline's path for
+    ``video`` mode): ``add`` each frame as it arrives, then ``finish``. The clip is the one
+    ``encode_video_part`` would make from the same frames at the first quality step; put it in the
+    request as ``VideoPart(frames=[], ..., encoded=...)``.
+
+    Only the frames x264 still looks ahead on are held, never the window's list."""
+
+    def __init__(self, fps: float, origin: float, flavour: Flavour, opts: EncodeOptions) -> None:
+        self.origin = origin
+        self.opts = opts
+        self.key: tuple[object, ...] = (flavour, "video", opts)
+        self.rule = clock_rule(fps, flavour, "video", media_io_fps=opts.media_io_fps)
+        self._real: list[float] = []
+        rate = fps if self.rule.real else self.rule.div / self.rule.num
+        self._writer = Mp4Writer(crf=opts.crf, rate=rate)
+
+    @property
+    def n_frames(self) -> int:
+        return len(self._real)
+
+    def add(self, frame: Frame) -> None:
+        i, real = len(self._real), frame.t - self.origin
+        self._real.append(real)
+        model = self.rule.model_time(i, real)
+        self._writer.add(_shown_frame(frame, model, self.opts), model if self.rule.retimed else real)
+
+    def finish(self) -> EncodedVideo | None:
+        """The encoded clip; None when it is over the data-URI limit (the caller then builds the payload
+        from the frames, which lowers the quality step by step)."""
+        try:
+            data = self._writer.finish()
+        finally:
+            self._writer.close()
+        if b64_len(len(data)) + len("data:video/mp4;base64,") > self.opts.max_data_uri_bytes:
+            return None
+        size = self._writer.size
+        assert size is not None
+        return EncodedVideo("mp4", [data], self.rule.clock(tuple(self._real)), size[0], size[1], len(self._real),
+                            key=self.key)
+
+    def close(self) -> None:
+        self._writer.close()
 
 
 def encode_video_part(part: VideoPart, flavour: Flavour, mode: PayloadMode, opts: EncodeOptions,
@@ -248,6 +316,11 @@ def encode_video_part(part: VideoPart, flavour: Flavour, mode: PayloadMode, opts
     ``per_item_limit``: the limit applies to each JPEG (DashScope lists, image parts) rather than
     to the one data URI that carries the whole clip.
     """
+    if part.encoded is not None:  # streamed while decoding (StreamedVideo)
+        if part.encoded.key == (flavour, mode, opts):
+            return part.encoded
+        if not part.frames:
+            raise StalePayloadError("the streamed clip was encoded for other settings and its frames are gone")
     frames = limit_frames(part.frames, flavour, mode, media_io_fps=opts.media_io_fps)
     if 1 < len(frames) < len(part.frames):
         fps = part.fps * (len(frames) - 1) / max(1, len(part.frames) - 1)

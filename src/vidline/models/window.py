@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from vidline.errors import PayloadTooLargeError, StalePayloadError
@@ -15,6 +15,7 @@ from vidline.models.payload import (
     PAYLOAD_VERSION,
     EncodeOptions,
     Flavour,
+    StreamedVideo,
     estimate_payload_bytes,
     estimate_text_tokens,
     estimate_video_part_tokens,
@@ -76,8 +77,10 @@ class WindowAnalyzer:
         }
 
     def build_request(self, wf: WindowFrames) -> ChatRequest:
-        window = wf.window
-        video = VideoPart(frames=list(wf.frames), fps=float(wf.plan.fps), origin=window.start)
+        video = VideoPart(frames=list(wf.frames), fps=float(wf.plan.fps), origin=wf.window.start)
+        return self._request(wf.window, video)
+
+    def _request(self, window: Window, video: VideoPart) -> ChatRequest:
         return ChatRequest(
             parts=[video, TextPart(self.prompt(window.duration))],
             system=self.system,
@@ -109,6 +112,33 @@ class WindowAnalyzer:
         prepared = self.backend.prepare(self.build_request(wf))
         if release:
             prepared.release_media()
+        return prepared
+
+    def prepare_stream(self, window: Window, plan: SamplingPlan, frames: Iterable[Frame]) -> PreparedRequest | None:
+        """Encode the window's clip while its frames arrive (``video`` mode: x264 takes each frame as it
+        is decoded, so the window's frames are never all held). Returns None, leaving ``frames``
+        untouched, when the backend's payload is not an mp4: the caller collects the frames and uses
+        ``prepare``. Raises StalePayloadError when the streamed clip cannot be used (over the data-URI
+        limit, or a server fallback changed the encoding meanwhile): the caller decodes the window
+        again and uses ``prepare``, which lowers the quality until the clip fits."""
+        template = self._request(window, VideoPart(frames=[], fps=float(plan.fps), origin=window.start))
+        encoding = self.backend.video_encoding(template)
+        if encoding is None:
+            return None
+        stream = StreamedVideo(float(plan.fps), window.start, *encoding)
+        try:
+            for frame in frames:
+                stream.add(frame)
+            if stream.n_frames == 0:
+                raise StalePayloadError("no frame arrived for the streamed clip")
+            encoded = stream.finish()
+        finally:
+            stream.close()
+        if encoded is None:
+            raise StalePayloadError("the streamed clip is over the data-URI limit")
+        video = VideoPart(frames=[], fps=float(plan.fps), origin=window.start, encoded=encoded)
+        prepared = self.backend.prepare(self._request(window, video))
+        prepared.release_media()
         return prepared
 
     def send(self, prepared: PreparedRequest,

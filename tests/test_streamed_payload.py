@@ -1,0 +1,178 @@
+"""The timeline's encode-while-decoding path (``WindowAnalyzer.prepare_stream``): the clip x264 makes
+from frames handed over one by one is the clip the collected path makes, for every mp4 flavour; other
+payloads are not streamed; a streamed clip that cannot be used makes the run decode the window again.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+
+from tests.refserver import RefServer
+from vidline.errors import StalePayloadError
+from vidline.media.plan import SamplingBudget
+from vidline.media.sampler import WindowFrames, sample_windows
+from vidline.models import make_backend
+from vidline.models.config import ModelConfig
+from vidline.models.window import WindowAnalyzer
+from vidline.synth import Marker, make_video
+from vidline.types import Frame, Window
+
+MARKERS = [Marker("red square", 2.0, 6.0), Marker("green circle", 9.0, 13.0)]
+URL = "http://127.0.0.1:9/v1"  # never contacted: building a payload needs no I/O once the flavour is set
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_video(tmp_path_factory.mktemp("s") / "v.mp4", duration=16.0, fps=10, size=(200, 150),
+                      markers=MARKERS)
+
+
+def _window(video: Path, analyzer: WindowAnalyzer) -> WindowFrames:
+    return next(sample_windows(video, [Window(0, 1.0, 15.0)], SamplingBudget(fps=2.0),
+                               pixel_format=analyzer.pixel_format))
+
+
+def _clip(payload: Any) -> tuple[list[int], list[np.ndarray], float]:
+    """(PTS, pictures, stream rate) of the mp4 inside a built payload."""
+    text = str(payload.messages)
+    start = text.index("data:video/mp4;base64,") + len("data:video/mp4;base64,")
+    import base64
+
+    data = base64.b64decode(text[start:text.index("'", start)])
+    with av.open(io.BytesIO(data)) as c:
+        stream = c.streams.video[0]
+        frames = list(c.decode(stream))
+        return [int(f.pts) for f in frames], [f.to_ndarray(format="rgb24") for f in frames], float(stream.average_rate)
+
+
+CONFIGS = {
+    "vllm": {"backend": "openai", "base_url": URL, "model": "m", "server": "vllm"},
+    "vllm-untrusted": {"backend": "openai", "base_url": URL, "model": "m", "server": "vllm",
+                       "send_media_io_fps": False},
+    "vllm-burned": {"backend": "openai", "base_url": URL, "model": "m", "server": "vllm", "burn_timestamps": True},
+    "dashscope-compat": {"backend": "openai", "base_url": URL, "model": "m", "server": "dashscope-compat",
+                         "mode": "video"},
+    "generic-video": {"backend": "openai", "base_url": URL, "model": "m", "server": "generic", "mode": "video"},
+    "dashscope-native-video": {"backend": "dashscope", "api_key": "k", "model": "m", "mode": "video"},
+}
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_streamed_clip_is_the_collected_clip(video: Path, name: str) -> None:
+    analyzer = WindowAnalyzer(make_backend(ModelConfig(**CONFIGS[name])), "shapes")  # type: ignore[arg-type]
+    wf = _window(video, analyzer)
+    collected = analyzer.prepare(wf, release=False)
+    handed: list[int] = []
+
+    def one_by_one() -> Iterator[Frame]:
+        for i, f in enumerate(wf.frames):
+            handed.append(i)
+            yield f
+
+    streamed = analyzer.prepare_stream(wf.window, wf.plan, one_by_one())
+    assert streamed is not None and streamed.released and handed == list(range(len(wf.frames)))
+    a, b = collected.payload, streamed.payload
+    assert (b.shape, b.extra_body, b.visual_tokens) == (a.shape, a.extra_body, a.visual_tokens)
+    assert b.time_scale == pytest.approx(a.time_scale, abs=1e-12)
+    assert streamed.settings == collected.settings
+    pts_a, pics_a, rate_a = _clip(a)
+    pts_b, pics_b, rate_b = _clip(b)
+    assert pts_b == pts_a and len(pics_b) == len(wf.frames)
+    assert all(np.array_equal(x, y) for x, y in zip(pics_a, pics_b, strict=True))
+    if name != "generic-video":  # grid clocks: the same rate (real clocks store the plan's fps)
+        assert rate_b == rate_a
+    # the text parts (prompt, times written for the model) are the same too
+    assert str(b.messages).split("data:video/mp4")[0] == str(a.messages).split("data:video/mp4")[0]
+
+
+@pytest.mark.parametrize("cfg", [
+    {"backend": "openai", "base_url": URL, "model": "m", "server": "vllm", "mode": "frames"},
+    {"backend": "openai", "base_url": URL, "model": "m", "server": "generic"},
+    {"backend": "dashscope", "api_key": "k", "model": "m"},
+])
+def test_frame_list_payloads_are_not_streamed(video: Path, cfg: dict[str, Any]) -> None:
+    analyzer = WindowAnalyzer(make_backend(ModelConfig(**cfg)), None)
+
+    def untouchable() -> Iterator[Frame]:
+        raise AssertionError("the frames must be left for prepare()")
+        yield  # pragma: no cover
+
+    wf = _window(video, analyzer)
+    assert analyzer.prepare_stream(wf.window, wf.plan, untouchable()) is None
+
+
+def test_streamed_clip_over_the_limit_is_refused(video: Path) -> None:
+    cfg = ModelConfig(backend="openai", base_url=URL, model="m", server="vllm", max_data_uri_bytes=3000)
+    analyzer = WindowAnalyzer(make_backend(cfg), None)
+    wf = _window(video, analyzer)
+    with pytest.raises(StalePayloadError, match="data-URI limit"):
+        analyzer.prepare_stream(wf.window, wf.plan, iter(wf.frames))
+    with pytest.raises(StalePayloadError, match="no frame"):
+        analyzer.prepare_stream(wf.window, wf.plan, iter([]))
+
+
+def test_run_decodes_a_refused_streamed_window_again(refserver: RefServer, video: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over the data-URI limit, the run decodes the window a second time and sends the collected
+    clip at lower quality; the events are right."""
+    import vidline.media.sampler as sampler
+    from vidline.pipeline import analyze
+
+    calls: list[int] = []
+    real = sampler.stream_windows
+
+    def counting(*a: Any, **k: Any) -> Any:
+        calls.append(len(a[1]))
+        return real(*a, **k)
+
+    monkeypatch.setattr(sampler, "stream_windows", counting)
+    kw = {"base_url": refserver.openai_base_url, "api_key": "sk-test", "model": refserver.model, "server": "vllm"}
+    small = analyze(video, window=8.0, overlap=2.0, fps=2.0, cache=False, **kw)
+    assert calls == [len(small.windows)] and all(w.status == "ok" for w in small.windows)
+    calls.clear()
+    cfg = ModelConfig(backend="openai", max_data_uri_bytes=6000, **kw)  # type: ignore[arg-type]
+    tl = analyze(video, config=cfg, window=8.0, overlap=2.0, fps=2.0, cache=False)
+    assert calls[0] == len(tl.windows) and calls[1:] == [1] * len(tl.windows)  # one more decode per window
+    assert all(w.status == "ok" for w in tl.windows)
+    spans = [(e.label, round(e.start), round(e.end)) for e in tl.events]
+    assert spans == [(e.label, round(e.start), round(e.end)) for e in small.events]
+    assert [(m.label, m.start, m.end) for m in MARKERS] == [(lab, float(s), float(e)) for lab, s, e in spans]
+
+
+def test_timeline_of_a_truncated_file_streams_what_exists(refserver: RefServer, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file ends inside a window: that window's streamed clip is dropped and the window is encoded
+    from a second decode (an even count of the frames that exist); the windows before are streamed,
+    the ones after fail as not decoded; nothing raises."""
+    import vidline.media.sampler as sampler
+    from vidline.pipeline import analyze
+
+    # Matroska: the header still claims the full length, so windows are planned past the cut
+    full = make_video(tmp_path / "full.mkv", duration=16.0, fps=10, size=(200, 150), markers=MARKERS, gop=10)
+    cut = tmp_path / "cut.mkv"
+    data = full.read_bytes()
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    calls: list[int] = []
+    real = sampler.stream_windows
+
+    def counting(*a: Any, **k: Any) -> Any:
+        calls.append(len(a[1]))
+        return real(*a, **k)
+
+    monkeypatch.setattr(sampler, "stream_windows", counting)
+    tl = analyze(cut, window=5.0, overlap=1.0, fps=2.0, cache=False, base_url=refserver.openai_base_url,
+                 api_key="sk-test", model=refserver.model, server="vllm")
+    status = [w.status for w in tl.windows]
+    assert status[0] == "ok" and "failed" in status and tl.partial
+    ok = [w for w in tl.windows if w.status == "ok"]
+    assert all(w.frames % 2 == 0 for w in ok)
+    assert ok[-1].frames < ok[0].frames  # the cut window: only the frames that exist
+    assert calls == [len(tl.windows), 1]  # one second decode: the cut window
+    assert all(w.error == "window was not decoded" for w in tl.windows if w.status == "failed")
