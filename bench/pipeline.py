@@ -1,8 +1,9 @@
 """Benchmark of `vidline timeline` end to end against the reference server.
 
-A generated video (default 60 min, 320x240, 10 fps) with known marker events, a static stretch and
-events that cross window boundaries. For each latency L the CLI runs in a subprocess (so its peak RSS
-is its own) against the reference server (in this process) answering after L seconds.
+A generated video (default 60 min, 320x240, 10 fps; `--size 1280x720 --video-fps 25` for a camera's
+720p stream) with known marker events, a static stretch and events that cross window boundaries.
+For each latency L the CLI runs in a subprocess (so its peak RSS is its own) against the reference
+server (in this process) answering after L seconds.
 
 Targets (issue 4):
   wall time <= 1.1 x max(decode floor, n_windows x L / concurrency)

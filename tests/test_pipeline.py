@@ -263,10 +263,9 @@ def test_windows_in_flight_are_bounded(video: Path) -> None:
     n = len(tl.windows)
     assert n >= 7 and all(w.status == "ok" for w in tl.windows)
     assert an.max_in_flight == 2  # requests really ran concurrently, never more than `concurrency`
-    # frames exist for the windows being collected or encoded (an encoder thread each: the CPUs' worth
-    # plus one per overlapping window), one window's worth waiting to be taken, and the frame in the
-    # decoder's hand ...
-    assert tracker.peak["frames"] <= (encoder_threads(2) + 1 + 1) * tracker.max_frames + 1
+    # frames exist for the windows being collected or encoded (one per encoder thread), one window's
+    # worth (+ 1) waiting to be taken, and the frame in the decoder's hand ...
+    assert tracker.peak["frames"] <= (encoder_threads(2) + 1) * tracker.max_frames + 2
     # ... and decoding waits for a request slot: concurrency + prefetch windows between decode and answer
     # (+ the one whose end the decoder holds while it waits for a slot)
     assert tracker.peak["pending"] <= 2 + 1 + 1
@@ -304,6 +303,7 @@ def test_mp4_windows_are_encoded_while_decoded(video: Path) -> None:
         def __call__(self, *a: Any, **k: Any) -> Iterator[tuple[int, Frame | None]]:
             windows = a[1]
             for n, frame in tracker.decoder()(*a, **k):
+                time.sleep(0.005)  # decoding takes a while per frame (longer than encoding)
                 if frame is None:
                     with tracker.lock:
                         order.append(("end", windows[n].index))
@@ -537,9 +537,9 @@ def test_dry_run_memory_estimate_counts_frames_being_decoded_and_payloads_waitin
     frames_mode = dry_run(video, config=cfg.with_(mode="frames"), window=20.0, overlap=5.0, fps=1.0, concurrency=3)
     assert video_mode.bytes_per_pixel == 1.5 and frames_mode.bytes_per_pixel == 3.0  # planar YUV for mp4 payloads
     # an mp4 is encoded while decoded: at most one window's worth of frames waits; frame lists collect
-    # their windows (one per encoder thread: the CPUs' worth + one per overlapping window) + that
+    # their windows (one per encoder thread) + that
     assert video_mode.decoded_windows == 1
-    assert frames_mode.decoded_windows == encoder_threads(3) + 2
+    assert frames_mode.decoded_windows == encoder_threads(3) + 1
     assert video_mode.windows_in_flight == 3 + 3  # concurrency + prefetch (default: concurrency)
     w = video_mode.windows[0]
     frames = video_mode.decoded_windows * w.frames * w.width * w.height * 1.5
@@ -555,9 +555,11 @@ def test_dry_run_memory_estimate_counts_frames_being_decoded_and_payloads_waitin
     ([(0, 10), (4, 14), (8, 18)], 3),  # overlap more than half a window
     ([(0, 10), (10, 20)], 2),  # a shared sample time
 ])
-def test_open_windows(spans: list[tuple[float, float]], expected: int) -> None:
-    from vidline.pipeline import WindowJob, open_windows
+def test_open_windows_and_frame_budget(spans: list[tuple[float, float]], expected: int) -> None:
+    from vidline.pipeline import WindowJob, frame_budget, open_windows
 
-    jobs = [WindowJob(Window(i, s, e), SimpleNamespace(timestamps=[float(s), float(e)]), 0, 0)  # type: ignore[arg-type]
-            for i, (s, e) in enumerate(spans)]
+    jobs = [WindowJob(Window(i, s, e), SimpleNamespace(timestamps=[float(s), float(e)], n_frames=10),  # type: ignore[arg-type]
+                      0, 0) for i, (s, e) in enumerate(spans)]
     assert open_windows(jobs) == expected
+    # one window's worth, or enough for the windows overlapping the one being encoded (+ 1)
+    assert frame_budget(jobs) == max(1, expected - 1) * 10 + 1

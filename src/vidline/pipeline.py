@@ -364,9 +364,9 @@ class ModelRun:
         (encoder threads; an mp4 payload takes each frame as it comes, other payloads collect the
         window first) and send the payloads concurrently (request threads).
 
-        Three bounds keep memory flat: the frames decoded but not yet taken by an encoder (one
-        window's worth), so decoding waits for encoders that fall behind; the encoder threads (one
-        per window being encoded); and at most ``concurrency + prefetch`` windows between the end
+        Three bounds keep memory flat: the frames decoded but not yet taken by an encoder
+        (``frame_budget``: one window's worth), so decoding waits for encoders that fall behind; the
+        encoder threads (half the CPUs; windows are encoded in the order they start); and at most ``concurrency + prefetch`` windows between the end
         of their decoding and a finished request (the waiting ones hold only their small encoded
         payload), so decoding pauses when the server is slower than the decoder, and a request slot
         that frees up finds its next payload ready. The decoder gets the CPUs the encoders leave.
@@ -383,7 +383,7 @@ class ModelRun:
         # the decoder gets the CPUs the encoders do not use (oversubscribed frame threads cost CPU)
         threads = max(1, usable_cpus() - n_encoders)
         slots = threading.BoundedSemaphore(self.options.concurrency + self.options.prefetch)
-        budget = threading.Semaphore(max(2, max(job.plan.n_frames for job in jobs)))
+        budget = threading.Semaphore(frame_budget(jobs))
         windows = [job.window for job in jobs]
         events: Iterator[tuple[int, Frame | None]] = iter(
             stream(self.path, windows, self.budget, info=info, pixel_format=pixel_format, threads=threads))
@@ -399,10 +399,10 @@ class ModelRun:
                 return wf
             raise DecodeError(self.path, f"window {job.window.index} could not be decoded again")
 
-        # an encoder thread for every window that can be open at once (overlaps), so each window being
-        # decoded has one taking its frames, plus the CPUs' worth for windows finishing their encode
-        encoders = ThreadPoolExecutor(max_workers=n_encoders + open_windows(jobs) - 1,
-                                      thread_name_prefix="vidline-encode")
+        # windows are encoded in the order they start, n_encoders at a time: the frames of the next
+        # window(s) wait in the budget until an encoder is free (one x264 instance per encoder thread:
+        # ~50 MB each for 1008x560 frames)
+        encoders = ThreadPoolExecutor(max_workers=n_encoders, thread_name_prefix="vidline-encode")
         requests = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="vidline-request")
         feeds: dict[int, FrameFeed] = {}
         encoded: list[Future[Future[None] | None]] = []
@@ -479,8 +479,11 @@ class ModelRun:
             try:
                 prepared = prepare_stream(job.window, job.plan, feed)
             except StalePayloadError as exc:  # over the size limit, or a fallback changed the encoding
-                logger.debug("window %d: %s; encoding it again from a second decode", job.window.index, exc)
                 feed.discard()
+                feed.wait_closed()
+                if not feed.slot:  # the run is stopping
+                    return None
+                logger.debug("window %d: %s; encoding it again from a second decode", job.window.index, exc)
                 return self._prepare_collected(reload())
             if prepared is not None:
                 feed.wait_closed()
@@ -611,6 +614,14 @@ def usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 2
+
+
+def frame_budget(jobs: Sequence[WindowJob]) -> int:
+    """Frames decoded but not yet taken by an encoder, at most: one window's worth, or the frames of the
+    windows that overlap the one being encoded, whichever is more (so the decoder can always reach the
+    end of the earliest window being encoded while the later ones' frames wait)."""
+    most = max((job.plan.n_frames for job in jobs), default=1)
+    return max(1, open_windows(jobs) - 1) * most + 1
 
 
 def open_windows(jobs: Sequence[WindowJob]) -> int:
@@ -831,10 +842,10 @@ def dry_run(
     rows = [DryRunWindow(j.window.index, j.window.start, j.window.end, j.plan.n_frames, j.plan.width,
                          j.plan.height, j.plan.fps, j.estimated_tokens, j.payload_bytes) for j in jobs]
     mode = payload_mode(cfg, getattr(analyzer, "backend", None))
-    # frames held: an mp4 is encoded as its window is decoded, so only the frames waiting for the
-    # encoder (one window's worth at most); other payloads collect their window first, one per
-    # encoder thread, plus the frames waiting
-    held = 1 if mode == "video" else encoder_threads(run_opts.concurrency) + open_windows(jobs)
+    # frames held: an mp4 is encoded as its window is decoded, so only the frames waiting for an
+    # encoder (frame_budget: one window's worth where windows overlap once); other payloads collect
+    # their window first, one per encoder thread, plus the frames waiting
+    held = (0 if mode == "video" else encoder_threads(run_opts.concurrency)) + max(1, open_windows(jobs) - 1)
     return DryRunReport(video=_video_dict(path, info), backend=cfg.backend, model=cfg.model,
                         mode=mode, windows=rows,
                         price_per_1k=price_per_1k, windows_in_flight=run_opts.concurrency + run_opts.prefetch,
