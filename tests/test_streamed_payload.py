@@ -34,6 +34,22 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
                       markers=MARKERS)
 
 
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The decode passes of a run: how many windows each was asked for."""
+    import vidline.media.sampler as sampler
+
+    seen: list[int] = []
+    real = sampler.stream_windows
+
+    def counting(*a: Any, **k: Any) -> Any:
+        seen.append(len(a[1]))
+        return real(*a, **k)
+
+    monkeypatch.setattr(sampler, "stream_windows", counting)
+    return seen
+
+
 def _window(video: Path, analyzer: WindowAnalyzer) -> WindowFrames:
     return next(sample_windows(video, [Window(0, 1.0, 15.0)], SamplingBudget(fps=2.0),
                                pixel_format=analyzer.pixel_format))
@@ -118,21 +134,11 @@ def test_streamed_clip_over_the_limit_is_refused(video: Path) -> None:
         analyzer.prepare_stream(wf.window, wf.plan, iter([]))
 
 
-def test_run_decodes_a_refused_streamed_window_again(refserver: RefServer, video: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_decodes_a_refused_streamed_window_again(refserver: RefServer, video: Path, calls: list[int]) -> None:
     """Over the data-URI limit, the run decodes the window a second time and sends the collected
     clip at lower quality; the events are right."""
-    import vidline.media.sampler as sampler
     from vidline.pipeline import analyze
 
-    calls: list[int] = []
-    real = sampler.stream_windows
-
-    def counting(*a: Any, **k: Any) -> Any:
-        calls.append(len(a[1]))
-        return real(*a, **k)
-
-    monkeypatch.setattr(sampler, "stream_windows", counting)
     kw = {"base_url": refserver.openai_base_url, "api_key": "sk-test", "model": refserver.model, "server": "vllm"}
     small = analyze(video, window=8.0, overlap=2.0, fps=2.0, cache=False, **kw)
     assert calls == [len(small.windows)] and all(w.status == "ok" for w in small.windows)
@@ -147,11 +153,10 @@ def test_run_decodes_a_refused_streamed_window_again(refserver: RefServer, video
 
 
 def test_timeline_of_a_truncated_file_streams_what_exists(refserver: RefServer, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+                                                           calls: list[int]) -> None:
     """The file ends inside a window: that window's streamed clip is dropped and the window is encoded
     from a second decode (an even count of the frames that exist); the windows before are streamed,
     the ones after fail as not decoded; nothing raises."""
-    import vidline.media.sampler as sampler
     from vidline.pipeline import analyze
 
     # Matroska: the header still claims the full length, so windows are planned past the cut
@@ -159,14 +164,6 @@ def test_timeline_of_a_truncated_file_streams_what_exists(refserver: RefServer, 
     cut = tmp_path / "cut.mkv"
     data = full.read_bytes()
     cut.write_bytes(data[: int(len(data) * 0.6)])
-    calls: list[int] = []
-    real = sampler.stream_windows
-
-    def counting(*a: Any, **k: Any) -> Any:
-        calls.append(len(a[1]))
-        return real(*a, **k)
-
-    monkeypatch.setattr(sampler, "stream_windows", counting)
     tl = analyze(cut, window=5.0, overlap=1.0, fps=2.0, cache=False, base_url=refserver.openai_base_url,
                  api_key="sk-test", model=refserver.model, server="vllm")
     status = [w.status for w in tl.windows]
