@@ -11,7 +11,7 @@
     │   ├── AuthenticationError  401 / 403: fails fast, never retried
     │   ├── RateLimitError       429 after retries
     │   ├── PayloadTooLargeError 413 or context-length answers
-    │   ├── StalePayloadError    a pre-encoded payload outdated by a server fallback (handled inside)
+    │   ├── StalePayloadError    a pre-encoded payload that can no longer be sent (handled inside)
     │   └── ServerError          5xx after retries, other unexpected statuses
     ├── AnswerParseError         a model answer that cannot be parsed into events
     └── CacheError               cache directory unusable
@@ -80,8 +80,9 @@ class PayloadTooLargeError(BackendError):
 
 
 class StalePayloadError(BackendError):
-    """A payload encoded ahead of time no longer fits the server (a fallback changed the shape) and
-    its frames were released: the caller decodes the window again and rebuilds it."""
+    """A payload encoded ahead of time cannot be sent (a fallback changed the shape, or a clip
+    streamed while decoding is over the data-URI limit) and its frames are gone: the caller decodes
+    the window again and rebuilds it."""
 
 
 class ServerError(BackendError):

@@ -11,8 +11,8 @@ Model path, in order:
    takes each frame as it comes, so a window's frames are never all held; other payloads collect
    the window first), and send the payloads from a pool of ``concurrency`` request threads while
    decoding continues. Memory is bounded three ways: frames decoded but not yet taken by an encoder
-   (one window's worth; the decoder waits beyond), one encoder thread per window being encoded, and
-   windows between the end of their decoding and a finished request (``concurrency`` + ``prefetch``,
+   (one window's worth; the decoder waits beyond), the encoder threads (half the CPUs, taking the
+   windows in the order they start), and windows between the end of their decoding and a finished request (``concurrency`` + ``prefetch``,
    the waiting ones holding only their small encoded payload). Decoding pauses when the server is
    slower than the decoder; a request slot that frees up finds its next payload ready;
 6. parse each answer (``WindowAnalyzer.to_events``), store it in the cache (atomic write);
@@ -366,9 +366,9 @@ class ModelRun:
 
         Three bounds keep memory flat: the frames decoded but not yet taken by an encoder
         (``frame_budget``: one window's worth), so decoding waits for encoders that fall behind; the
-        encoder threads (half the CPUs; windows are encoded in the order they start); and at most ``concurrency + prefetch`` windows between the end
-        of their decoding and a finished request (the waiting ones hold only their small encoded
-        payload), so decoding pauses when the server is slower than the decoder, and a request slot
+        encoder threads (half the CPUs; windows are encoded in the order they start); and at most
+        ``concurrency + prefetch`` windows between the end of their decoding and a finished request
+        (the waiting ones hold only their small encoded payload), so decoding pauses when the server is slower than the decoder, and a request slot
         that frees up finds its next payload ready. The decoder gets the CPUs the encoders leave.
         """
         from vidline.handoff import FrameFeed
@@ -475,28 +475,25 @@ class ModelRun:
         from vidline.media.sampler import window_frames
 
         prepare_stream = getattr(self.analyzer, "prepare_stream", None)
+        prepared = None
+        refused: StalePayloadError | None = None
         if prepare_stream is not None:
             try:
                 prepared = prepare_stream(job.window, job.plan, feed)
             except StalePayloadError as exc:  # over the size limit, or a fallback changed the encoding
+                refused = exc
                 feed.discard()
-                feed.wait_closed()
-                if not feed.slot:  # the run is stopping
-                    return None
-                logger.debug("window %d: %s; encoding it again from a second decode", job.window.index, exc)
-                return self._prepare_collected(reload())
-            if prepared is not None:
-                feed.wait_closed()
-                if not feed.slot:  # the run is stopping
-                    return None
-                if feed.complete:
-                    return prepared, feed.count
-                # the file ended inside the window: encode what a decode of it gives (an even count)
-                return self._prepare_collected(reload())
-        frames = list(feed)
+        streamed = prepared is not None or refused is not None
+        frames = [] if streamed else list(feed)  # not an mp4: collect the window
         feed.wait_closed()
         if not feed.slot:  # the run is stopping
             return None
+        if prepared is not None and feed.complete:
+            return prepared, feed.count
+        if streamed:  # the streamed clip is refused, or the file ended inside the window (an even count)
+            logger.debug("window %d: %s; encoding it again from a second decode", job.window.index,
+                         refused or "the file ends inside it")
+            return self._prepare_collected(reload())
         wf = window_frames(self.path, job.window, job.plan, frames)
         del frames
         if wf is None:

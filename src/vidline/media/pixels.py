@@ -100,9 +100,6 @@ def to_rgb(image: np.ndarray, fmt: str) -> np.ndarray:
     if fmt == "gray":
         return np.repeat(image[..., None], 3, axis=2)
     if fmt == "yuv420p":
-        import av
-
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="yuv420p")
-        rgb: np.ndarray = frame.to_ndarray(format="rgb24")
+        rgb: np.ndarray = video_frame(image, "yuv420p").to_ndarray(format="rgb24")
         return rgb
     raise ValueError(f"unknown pixel format {fmt!r} (one of {', '.join(FORMATS)})")

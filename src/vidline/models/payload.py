@@ -294,10 +294,7 @@ class StreamedVideo:
     def finish(self) -> EncodedVideo | None:
         """The encoded clip; None when it is over the data-URI limit (the caller then builds the payload
         from the frames, which lowers the quality step by step)."""
-        try:
-            data = self._writer.finish()
-        finally:
-            self._writer.close()
+        data = self._writer.finish()  # (closes the file; on an error the caller's ``close`` does)
         if b64_len(len(data)) + len("data:video/mp4;base64,") > self.opts.max_data_uri_bytes:
             return None
         size = self._writer.size
