@@ -271,3 +271,35 @@ def test_sample_windows_yuv420p(long_video: SynthVideo) -> None:
     yuv = list(sample_windows(long_video.path, windows, budget, info=info, pixel_format="yuv420p"))
     assert [[f.t for f in w.frames] for w in yuv] == [[f.t for f in w.frames] for w in rgb]
     assert all(f.format == "yuv420p" for w in yuv for f in w.frames)
+
+
+def test_stream_windows_closes_its_reader_itself(cfr_video: SynthVideo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decode pass stops before its reader is exhausted (zip ends with the last target). The
+    reader must be closed by the pass, not by the garbage collector: a Ctrl-C that lands while the
+    reader closes its file would otherwise be printed as "Exception ignored" and lost."""
+    import vidline.media.sampler as sampler
+
+    info = probe(cfr_video.path)
+
+    class EndlessSource:
+        path, truncated_at = cfr_video.path, None
+
+        def __init__(self) -> None:
+            self.info = info
+
+        def read(self, targets: Sequence[Target], *, pixel_format: str = "rgb24") -> Iterator[Frame]:
+            try:
+                t = 0.0
+                while True:  # more frames than targets
+                    yield Frame(t=t, image=np.zeros((4, 4, 3), np.uint8))
+                    t += 0.1
+            finally:
+                raise KeyboardInterrupt  # as if Ctrl-C arrived while the file was being closed
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(sampler, "open_source", lambda *a, **k: EndlessSource())
+    windows = plan_windows(info.duration, window=1.0, overlap=0.0)[:2]
+    with pytest.raises(KeyboardInterrupt):
+        list(sampler.stream_windows(cfr_video.path, windows, SamplingBudget(fps=2.0), info=info))

@@ -191,8 +191,9 @@ def _stream_windows(
     targets = [Target(t, plans[wi].width, plans[wi].height) for t, wi in entries]
     remaining = {wi: plan.n_frames for wi, plan in enumerate(plans) if plan.n_frames}
     source = open_source(path, info, backend, threads=threads)
+    frames = source.read(targets, pixel_format=pixel_format)
     try:
-        for (_, wi), frame in zip(entries, source.read(targets, pixel_format=pixel_format), strict=False):
+        for (_, wi), frame in zip(entries, frames, strict=False):
             yield wi, frame
             remaining[wi] -= 1
             if remaining[wi] == 0:
@@ -200,6 +201,11 @@ def _stream_windows(
                 yield wi, None
         _warn_if_truncated(source)
     finally:
+        # closed here, not left to the garbage collector: zip stops without exhausting the reader, and
+        # a Ctrl-C arriving while a collected generator closes its file would be printed and lost
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()
         source.close()
     for wi in sorted(remaining):  # truncated input: these windows end early
         yield wi, None
