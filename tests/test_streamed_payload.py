@@ -68,6 +68,15 @@ def _clip(payload: Any) -> tuple[list[int], list[np.ndarray], float]:
         return [int(f.pts) for f in frames], [f.to_ndarray(format="rgb24") for f in frames], float(stream.average_rate)
 
 
+def _same_picture(a: np.ndarray, b: np.ndarray) -> bool:
+    """Two x264 encodings of the same picture. Bit-exact is too strict: the same frames, settings and
+    build give a clip that now and then differs by a level or two on a few blocks (measured: max
+    difference 3, PSNR > 73 dB, about 1 process in 10; x264's float rate control, not the input).
+    A wrong frame, order or burned-in time differs by far more (a burned digit: 255 on its pixels)."""
+    diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    return a.shape == b.shape and int(diff.max()) <= 8 and float(diff.mean()) < 0.05
+
+
 CONFIGS = {
     "vllm": {"backend": "openai", "base_url": URL, "model": "m", "server": "vllm"},
     "vllm-untrusted": {"backend": "openai", "base_url": URL, "model": "m", "server": "vllm",
@@ -101,7 +110,7 @@ def test_streamed_clip_is_the_collected_clip(video: Path, name: str) -> None:
     pts_a, pics_a, rate_a = _clip(a)
     pts_b, pics_b, rate_b = _clip(b)
     assert pts_b == pts_a and len(pics_b) == len(wf.frames)
-    assert all(np.array_equal(x, y) for x, y in zip(pics_a, pics_b, strict=True))
+    assert all(_same_picture(x, y) for x, y in zip(pics_a, pics_b, strict=True))
     if name != "generic-video":  # grid clocks: the same rate (real clocks store the plan's fps)
         assert rate_b == rate_a
     # the text parts (prompt, times written for the model) are the same too
