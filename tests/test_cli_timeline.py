@@ -128,8 +128,10 @@ def _model_args(server: Any, key: str = "sk-test") -> list[str]:
             "--window", "12", "--overlap", "3", "--fps", "2", "--retries", "1"]
 
 
-def test_model_timeline_stdout(capsys: pytest.CaptureFixture[str], clip: Path, refserver: Any) -> None:
-    code, out, err = _run(capsys, str(clip), *_model_args(refserver), "--quiet")
+@pytest.mark.parametrize("decoders", [[], ["--decoders", "2"]])
+def test_model_timeline_stdout(capsys: pytest.CaptureFixture[str], clip: Path, refserver: Any,
+                               decoders: list[str]) -> None:
+    code, out, err = _run(capsys, str(clip), *_model_args(refserver), "--quiet", *decoders)
     assert code == 0, err
     doc = json.loads(out)
     assert doc["backend"] == "openai" and doc["model"] == "qwen2.5-vl-ref"
@@ -140,6 +142,12 @@ def test_model_timeline_stdout(capsys: pytest.CaptureFixture[str], clip: Path, r
         assert abs(e["start"] - s) < 1.5 and abs(e["end"] - t) < 1.5
     assert {w["status"] for w in doc["windows"]} == {"ok"}
     assert doc["usage"]["prompt_tokens"] > 0
+
+
+def test_bad_decoders_is_one_line(capsys: pytest.CaptureFixture[str], clip: Path, refserver: Any) -> None:
+    code, out, err = _run(capsys, str(clip), *_model_args(refserver), "--quiet", "--decoders", "0")
+    assert code == 2 and out == "" and "--decoders must be >= 1" in _one_line(err)
+    assert not refserver.requests
 
 
 def test_wrong_key_is_one_line(capsys: pytest.CaptureFixture[str], clip: Path, refserver: Any) -> None:
@@ -189,11 +197,13 @@ def test_resume_after_kill_sends_only_missing(clip: Path, refserver: Any, tmp_pa
     assert sorted(e["label"] for e in doc["events"]) == sorted(t[0] for t in TRUTH)
 
 
-def test_ctrl_c_exits_130_and_leaves_cache_consistent(clip: Path, refserver: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("decoders", ["1", "2"])
+def test_ctrl_c_exits_130_and_leaves_cache_consistent(clip: Path, refserver: Any, tmp_path: Path,
+                                                      decoders: str) -> None:
     cache = tmp_path / "sigint-cache"
     refserver.configure(latency=0.3)
     cmd = [sys.executable, "-m", "vidline", "timeline", str(clip), *_model_args(refserver), "--quiet",
-           "--concurrency", "2", "--cache-dir", str(cache)]
+           "--concurrency", "2", "--cache-dir", str(cache), "--decoders", decoders]
     env = {k: v for k, v in os.environ.items() if k not in MODEL_ENV}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60

@@ -53,6 +53,20 @@ def test_put_waits_while_the_budget_is_used_up() -> None:
     assert not third.is_alive() and feed.count == 3
 
 
+def test_put_gives_up_waiting_when_the_run_stops() -> None:
+    budget = threading.Semaphore(1)
+    stop = threading.Event()
+    feed = FrameFeed(budget, stop)
+    feed.put(_frame(0.0))
+    second = threading.Thread(target=feed.put, args=(_frame(1.0),))
+    second.start()
+    time.sleep(0.05)
+    assert second.is_alive()  # no encoder takes frames: the decoder waits ...
+    stop.set()
+    second.join(2.0)
+    assert not second.is_alive() and feed.count == 1  # ... until the run stops; the frame is dropped
+
+
 def test_discard_gives_the_budget_back_and_drops_later_frames() -> None:
     budget = threading.Semaphore(3)
     feed = FrameFeed(budget)

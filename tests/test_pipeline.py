@@ -146,7 +146,7 @@ def _run(video: Path, analyzer: FakeAnalyzer, decoder: Decoder, cache: Path | No
          **opts: Any) -> Any:
     options = RunOptions(window=opts.pop("window", 20.0), overlap=opts.pop("overlap", 5.0),
                          fps=opts.pop("fps", 1.0), concurrency=opts.pop("concurrency", 3), cache_dir=cache,
-                         queue=opts.pop("prefetch", None))
+                         queue=opts.pop("prefetch", None), decoders=opts.pop("decoders", None))
     run = ModelRun(video, "shapes", ModelConfig("openai", model="fake-vl"), options, Progress(enabled=False),
                    analyzer=analyzer, decoder=decoder)  # type: ignore[arg-type]
     return run.execute()
@@ -156,9 +156,10 @@ def _spans(tl: Any) -> list[tuple[str, float, float]]:
     return [(e.label, round(e.start, 2), round(e.end, 2)) for e in tl.events]
 
 
-def test_events_absolute_merged_across_windows(video: Path) -> None:
+@pytest.mark.parametrize("decoders", [1, 2])
+def test_events_absolute_merged_across_windows(video: Path, decoders: int) -> None:
     an, dec = FakeAnalyzer(), Decoder()
-    tl = _run(video, an, dec, None)
+    tl = _run(video, an, dec, None, decoders=decoders)
     assert tl.windows[0].start == 0.0 and tl.windows[1].start > 10.0  # later windows start mid-video
     assert _spans(tl) == [(lab, s, e) for lab, s, e in sorted(TRUTH, key=lambda x: x[1])]
     blue = next(e for e in tl.events if e.label == "blue triangle")
@@ -168,9 +169,10 @@ def test_events_absolute_merged_across_windows(video: Path) -> None:
     assert tl.usage.prompt_tokens == 100 * len(tl.windows)
 
 
-def test_failed_and_unparseable_windows_are_recorded_and_others_continue(video: Path) -> None:
+@pytest.mark.parametrize("decoders", [1, 2])
+def test_failed_and_unparseable_windows_are_recorded_and_others_continue(video: Path, decoders: int) -> None:
     an = FakeAnalyzer(fail={1}, garbage={3})
-    tl = _run(video, an, Decoder(), None)
+    tl = _run(video, an, Decoder(), None, decoders=decoders)
     status = {w.index: (w.status, w.error) for w in tl.windows}
     assert status[1][0] == "failed" and "500" in (status[1][1] or "")
     assert status[3][0] == "failed" and "unparseable" in (status[3][1] or "")
@@ -179,10 +181,11 @@ def test_failed_and_unparseable_windows_are_recorded_and_others_continue(video: 
     assert ("green circle", 3.0, 8.0) in _spans(tl)  # window 0 is intact
 
 
-def test_authentication_error_stops_the_run(video: Path) -> None:
+@pytest.mark.parametrize("decoders", [1, 2])
+def test_authentication_error_stops_the_run(video: Path, decoders: int) -> None:
     an = FakeAnalyzer(auth=True, latency=0.05)
     with pytest.raises(AuthenticationError):
-        _run(video, an, Decoder(), None, concurrency=2)
+        _run(video, an, Decoder(), None, concurrency=2, decoders=decoders)
     assert len(an.calls) <= 2 + 1  # stops at the first windows in flight; never reaches all 4
 
 
@@ -236,9 +239,11 @@ class Tracker:
             self.pending.discard(index)
 
 
-def test_windows_in_flight_are_bounded(video: Path) -> None:
-    """Collected payloads (not mp4): frames live from decoding until the window is encoded."""
-    from vidline.pipeline import encoder_threads
+@pytest.mark.parametrize("decoders", [1, 2])
+def test_windows_in_flight_are_bounded(video: Path, decoders: int) -> None:
+    """Collected payloads (not mp4): frames live from decoding until the window is encoded. Each
+    decode lane has its own encoders and frame budget; the request slots are shared."""
+    from vidline.pipeline import BUDGET_SLACK, encoder_threads
 
     tracker = Tracker()
 
@@ -258,23 +263,29 @@ def test_windows_in_flight_are_bounded(video: Path) -> None:
 
     an = ReleasingAnalyzer(latency=0.1)
     t0 = time.monotonic()
-    tl = _run(video, an, tracker.decoder(), None, window=10.0, overlap=2.0, concurrency=2, prefetch=1)
+    tl = _run(video, an, tracker.decoder(), None, window=10.0, overlap=2.0, concurrency=2, prefetch=1,
+              decoders=decoders)
     elapsed = time.monotonic() - t0
     n = len(tl.windows)
     assert n >= 7 and all(w.status == "ok" for w in tl.windows)
     assert an.max_in_flight == 2  # requests really ran concurrently, never more than `concurrency`
-    # frames exist for the windows being collected or encoded (one per encoder thread), one window's
-    # worth (+ 1) waiting to be taken, and the frame in the decoder's hand ...
-    assert tracker.peak["frames"] <= (encoder_threads(2) + 1) * tracker.max_frames + 2
+    # per lane: frames exist for the windows being collected or encoded (one per encoder thread), the
+    # frame budget waiting to be taken (the next window's frames in the 2 s overlap: at most 3, + 1,
+    # + slack), and the frame in the decoder's hand ...
+    per_lane = max(1, encoder_threads(2) // decoders)
+    assert tracker.peak["frames"] <= decoders * (per_lane * tracker.max_frames + 3 + 1 + BUDGET_SLACK + 1)
     # ... and decoding waits for a request slot: concurrency + prefetch windows between decode and answer
-    # (+ the one whose end the decoder holds while it waits for a slot)
-    assert tracker.peak["pending"] <= 2 + 1 + 1
+    # (+ the one whose end each decoder holds while it waits for a slot)
+    assert tracker.peak["pending"] <= 2 + 1 + decoders
     assert elapsed < n * 0.1 * 0.8  # concurrency actually overlapped the latency
 
 
-def test_mp4_windows_are_encoded_while_decoded(video: Path) -> None:
-    """Streamed payloads (mp4): the encoder takes each frame as it is decoded, so at most one window's
-    worth of frames waits, and a window's encode starts before its last frame is decoded."""
+@pytest.mark.parametrize("decoders", [1, 2])
+def test_mp4_windows_are_encoded_while_decoded(video: Path, decoders: int) -> None:
+    """Streamed payloads (mp4): the encoder takes each frame as it is decoded, so at most the frame
+    budget waits (per decode lane), and a window's encode starts before its last frame is decoded."""
+    from vidline.pipeline import BUDGET_SLACK
+
     tracker = Tracker()
     order: list[tuple[str, int]] = []  # ("took", window) / ("end", window), in time order
 
@@ -310,11 +321,12 @@ def test_mp4_windows_are_encoded_while_decoded(video: Path) -> None:
                 yield n, frame
 
     tl = _run(video, StreamingAnalyzer(latency=0.05), EndMarkingDecoder(), None, window=10.0, overlap=2.0,
-              concurrency=2, prefetch=1)
+              concurrency=2, prefetch=1, decoders=decoders)
     assert len(tl.windows) >= 7 and all(w.status == "ok" for w in tl.windows)
     assert _spans(tl) == _spans(_run(video, FakeAnalyzer(), Decoder(), None, window=10.0, overlap=2.0))
-    assert tracker.peak["frames"] <= tracker.max_frames + 1 + 2  # waiting + in the decoder's hand + taken
-    assert tracker.peak["pending"] <= 2 + 1 + 1
+    # waiting (the next window's <= 3 overlap frames + 1 + slack) + in the decoder's hand + taken
+    assert tracker.peak["frames"] <= decoders * (3 + 1 + BUDGET_SLACK + 2)
+    assert tracker.peak["pending"] <= 2 + 1 + decoders
     for w in tl.windows:
         assert order.index(("took", w.index)) < order.index(("end", w.index))
 
@@ -331,23 +343,25 @@ def test_decoder_is_asked_for_the_analyzers_pixel_format(video: Path) -> None:
     assert set(dec.formats) == {"yuv420p"}
 
 
-def test_encode_failure_is_one_failed_window(video: Path) -> None:
+@pytest.mark.parametrize("decoders", [1, 2])
+def test_encode_failure_is_one_failed_window(video: Path, decoders: int) -> None:
     class BrokenEncoder(FakeAnalyzer):
         def prepare(self, wf: FakeWF, *, release: bool = True) -> Any:
             if wf.window.index == 1:
                 raise ValueError("x264 refused the frames")
             return super().prepare(wf)
 
-    tl = _run(video, BrokenEncoder(), Decoder(), None)
+    tl = _run(video, BrokenEncoder(), Decoder(), None, decoders=decoders)
     assert [w.index for w in tl.failed_windows] == [1]
     assert "internal error (ValueError): x264 refused the frames" in (tl.windows[1].error or "")
     assert tl.windows[0].status == "ok" and tl.windows[2].status == "ok"
 
 
-def test_cache_rerun_sends_and_decodes_nothing(video: Path, tmp_path: Path) -> None:
-    first = _run(video, FakeAnalyzer(), Decoder(), tmp_path)
+@pytest.mark.parametrize("decoders", [1, 2])
+def test_cache_rerun_sends_and_decodes_nothing(video: Path, tmp_path: Path, decoders: int) -> None:
+    first = _run(video, FakeAnalyzer(), Decoder(), tmp_path, decoders=decoders)
     an, dec = FakeAnalyzer(), Decoder()
-    again = _run(video, an, dec, tmp_path)
+    again = _run(video, an, dec, tmp_path, decoders=decoders)
     assert an.calls == [] and dec.decoded == []
     assert {w.status for w in again.windows} == {"cached"}
     assert _spans(again) == _spans(first)
@@ -364,15 +378,17 @@ def test_failed_windows_are_not_cached_and_retried(video: Path, tmp_path: Path) 
     assert not tl.partial
 
 
-def test_ctrl_c_keeps_done_windows_and_resume_sends_only_missing(video: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("decoders", [1, 2])
+def test_ctrl_c_keeps_done_windows_and_resume_sends_only_missing(video: Path, tmp_path: Path, decoders: int) -> None:
     an = FakeAnalyzer()
+    windows = {"window": 10.0, "overlap": 2.0}  # 7 windows: each of 2 lanes stops after its 2nd
     with pytest.raises(KeyboardInterrupt):
-        _run(video, an, Decoder(fail_after=2), tmp_path, concurrency=1)
+        _run(video, an, Decoder(fail_after=2), tmp_path, concurrency=1, decoders=decoders, **windows)
     time.sleep(0.05)  # let a request that was in flight finish writing (atomically)
     done = set(an.calls)
-    assert done and len(done) <= 2
+    assert done and len(done) <= 2 * decoders
     an2, dec2 = FakeAnalyzer(), Decoder()
-    tl = _run(video, an2, dec2, tmp_path)
+    tl = _run(video, an2, dec2, tmp_path, **windows)
     assert set(an2.calls) == {w.index for w in tl.windows} - done
     assert not tl.partial and len(tl.events) == 3
 
@@ -530,36 +546,123 @@ def test_e2e_vllm_mp4_payloads_encoded_ahead(refserver: Any, marker_video: Path,
 
 
 def test_dry_run_memory_estimate_counts_frames_being_decoded_and_payloads_waiting(video: Path) -> None:
-    from vidline.pipeline import encoder_threads
+    from vidline.pipeline import BUDGET_SLACK, encoder_threads
 
     cfg = ModelConfig("openai", base_url="http://127.0.0.1:9/v1", model="m", server="vllm")
     video_mode = dry_run(video, config=cfg, window=20.0, overlap=5.0, fps=1.0, concurrency=3)
     frames_mode = dry_run(video, config=cfg.with_(mode="frames"), window=20.0, overlap=5.0, fps=1.0, concurrency=3)
     assert video_mode.bytes_per_pixel == 1.5 and frames_mode.bytes_per_pixel == 3.0  # planar YUV for mp4 payloads
-    # an mp4 is encoded while decoded: at most one window's worth of frames waits; frame lists collect
-    # their windows (one per encoder thread) + that
-    assert video_mode.decoded_windows == 1
-    assert frames_mode.decoded_windows == encoder_threads(3) + 1
-    assert video_mode.windows_in_flight == 3 + 3  # concurrency + prefetch (default: concurrency)
+    # an mp4 is encoded while decoded: only the frames that run ahead of the encoder wait (the overlap's
+    # + slack); frame lists collect their windows (one per encoder thread) + that
     w = video_mode.windows[0]
-    frames = video_mode.decoded_windows * w.frames * w.width * w.height * 1.5
+    assert video_mode.decoders == 1  # 3 windows: one decoder
+    overlap_frames = 5 + 1  # 5 s at 1 fps
+    assert BUDGET_SLACK < video_mode.decoded_frames <= overlap_frames + 1 + BUDGET_SLACK < w.frames
+    assert frames_mode.decoded_frames == encoder_threads(3) * w.frames + video_mode.decoded_frames
+    assert video_mode.windows_in_flight == 3 + 3  # concurrency + prefetch (default: concurrency)
+    frames = video_mode.decoded_frames * w.width * w.height * 1.5
     payloads = video_mode.windows_in_flight * max(x.payload_bytes for x in video_mode.windows)
     assert video_mode.peak_memory_mb == int(100 + (frames + payloads) / 2**20)
+    lanes = dry_run(video, config=cfg, window=20.0, overlap=5.0, fps=1.0, concurrency=3, decoders=2)
+    assert lanes.decoders == 2 and lanes.peak_memory_mb > video_mode.peak_memory_mb + 50  # a second decoder, x264
     assert f"~{video_mode.peak_memory_mb} MB peak memory" in video_mode.to_text()
 
 
-@pytest.mark.parametrize(("spans", "expected"), [
-    ([(0, 10)], 1),
-    ([(0, 10), (11, 20)], 1),  # one after the other
-    ([(0, 10), (8, 18), (16, 26)], 2),  # 2 s overlaps
-    ([(0, 10), (4, 14), (8, 18)], 3),  # overlap more than half a window
-    ([(0, 10), (10, 20)], 2),  # a shared sample time
+@pytest.mark.parametrize(("spans", "expected", "ahead"), [
+    ([(0, 10)], 1, 0),
+    ([(0, 10), (11, 20)], 1, 0),  # one after the other
+    ([(0, 10), (8, 18), (16, 26)], 2, 3),  # 2 s overlaps: 8, 9, 10 of the next window come first
+    ([(0, 10), (4, 14), (8, 18)], 3, 10),  # window 0 ends after 4..10 of window 1 and 8..10 of window 2
+    ([(0, 10), (10, 20)], 2, 1),  # a shared sample time
 ])
-def test_open_windows_and_frame_budget(spans: list[tuple[float, float]], expected: int) -> None:
-    from vidline.pipeline import WindowJob, frame_budget, open_windows
+def test_open_windows_and_frame_budget(spans: list[tuple[float, float]], expected: int, ahead: int) -> None:
+    from vidline.pipeline import BUDGET_SLACK, WindowJob, frame_budget, frames_ahead, open_windows
 
-    jobs = [WindowJob(Window(i, s, e), SimpleNamespace(timestamps=[float(s), float(e)], n_frames=10),  # type: ignore[arg-type]
-                      0, 0) for i, (s, e) in enumerate(spans)]
+    jobs = [WindowJob(Window(i, s, e), SimpleNamespace(timestamps=[float(t) for t in range(s, e + 1)],  # type: ignore[arg-type]
+                                                       n_frames=e - s + 1), 0, 0) for i, (s, e) in enumerate(spans)]
     assert open_windows(jobs) == expected
-    # one window's worth, or enough for the windows overlapping the one being encoded (+ 1)
-    assert frame_budget(jobs) == max(1, expected - 1) * 10 + 1
+    assert frames_ahead(jobs) == ahead
+    # the frames that wait while the earliest open window is finished (+ 1), and some slack
+    assert frame_budget(jobs) == ahead + 1 + BUDGET_SLACK
+
+
+def _jobs(spans: list[tuple[float, float]]) -> list[Any]:
+    from vidline.pipeline import WindowJob
+
+    return [WindowJob(Window(i, s, e), SimpleNamespace(timestamps=[s, e], n_frames=2),  # type: ignore[arg-type]
+                      estimated_tokens=0, payload_bytes=0)
+            for i, (s, e) in enumerate(spans)]
+
+
+@pytest.mark.parametrize(("spans", "decoders", "cpus", "expected"), [
+    ([(0, 10)] * 8, None, 1, [8]),  # one CPU: one decoder
+    ([(i * 10, i * 10 + 12) for i in range(8)], None, 2, [4, 4]),  # auto: one per CPU
+    ([(i * 10, i * 10 + 12) for i in range(8)], None, 8, [4, 4]),  # auto: at most AUTO_LANES
+    ([(i * 10, i * 10 + 12) for i in range(7)], None, 2, [7]),  # auto: at least 4 windows a lane
+    ([(i * 10, i * 10 + 12) for i in range(9)], 3, 2, [3, 3, 3]),  # asked for
+    ([(0, 10), (10, 20)], 5, 2, [1, 1]),  # never more lanes than windows
+    ([(0, 100), (100, 110), (110, 120), (120, 130)], 2, 2, [1, 3]),  # equal stretches of video, not counts
+    ([(0, 10), (50, 60), (60, 70), (200, 210)], 2, 2, [2, 2]),  # cached windows in between: by their spans
+])
+def test_decode_lanes_split_the_video_into_contiguous_stretches(
+        spans: list[tuple[float, float]], decoders: int | None, cpus: int, expected: list[int]) -> None:
+    from vidline.pipeline import decode_lanes
+
+    jobs = _jobs(spans)
+    lanes = decode_lanes(jobs, decoders, cpus=cpus)
+    assert [len(lane) for lane in lanes] == expected
+    assert [job for lane in lanes for job in lane] == jobs  # every window once, in time order
+
+
+def test_ctrl_c_in_the_main_thread_stops_every_lane_promptly(video: Path) -> None:
+    """With decode lanes the main thread only waits; a Ctrl-C there stops the lanes at their next
+    frame without waiting for requests in flight."""
+    import _thread
+
+    class Interrupting(FakeAnalyzer):
+        def analyze(self, wf: FakeWF) -> tuple[str, Any, float]:
+            if len(self.calls) == 1:
+                _thread.interrupt_main()
+            return super().analyze(wf)
+
+    an = Interrupting(latency=0.3)
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        _run(video, an, Decoder(), None, window=10.0, overlap=2.0, concurrency=1, prefetch=0, decoders=2)
+    assert time.monotonic() - t0 < 2.0
+    lanes = [t for t in threading.enumerate() if t.name.startswith("vidline-decode") and t.is_alive()]
+    assert not lanes  # every lane thread has ended
+    assert len(an.calls) < 4
+
+
+def test_a_failing_lane_stops_the_run_and_its_error_is_raised(video: Path) -> None:
+    from vidline.errors import DecodeError
+
+    class LateFailure(Decoder):
+        def __call__(self, path: Any, windows: Sequence[Window], *a: Any, **k: Any) -> Any:
+            for n, frame in super().__call__(path, windows, *a, **k):
+                if windows[0].index > 0:  # the second lane's stretch of the file is damaged
+                    raise DecodeError(path, "damaged packet")
+                yield n, frame
+
+    an = FakeAnalyzer(latency=0.05)
+    with pytest.raises(DecodeError, match="damaged packet"):
+        _run(video, an, LateFailure(), None, window=10.0, overlap=2.0, concurrency=2, decoders=2)
+    assert not [t for t in threading.enumerate() if t.name.startswith("vidline-decode") and t.is_alive()]
+
+
+def test_e2e_two_decode_lanes_give_the_same_timeline(refserver: Any, marker_video: Path) -> None:
+    """Real decoding, real mp4 payloads: two lanes decode their halves of the file in parallel and the
+    merged timeline is the one a single decoder gives."""
+    refserver.configure(latency=0.0)
+    cfg = ModelConfig("openai", base_url=refserver.openai_base_url, api_key="sk-test", model="qwen2.5-vl-ref",
+                      server="vllm")
+    one = analyze(marker_video, config=cfg, window=8.0, overlap=2.0, fps=2.0, cache=False, decoders=1)
+    two = analyze(marker_video, config=cfg, window=8.0, overlap=2.0, fps=2.0, cache=False, decoders=2)
+    assert len(two.windows) >= 4 and not two.partial
+    _check_truth(two)
+    # (x264 is not bit-reproducible, so the reference server's detections move by a few ms run to run)
+    assert [(e.label, e.windows) for e in two.events] == [(e.label, e.windows) for e in one.events]
+    for a, b in zip(two.events, one.events, strict=True):
+        assert a.start == pytest.approx(b.start, abs=0.05) and a.end == pytest.approx(b.end, abs=0.05)
+    assert [(w.index, w.frames) for w in two.windows] == [(w.index, w.frames) for w in one.windows]

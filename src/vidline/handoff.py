@@ -14,12 +14,15 @@ from collections.abc import Iterator
 
 from vidline.types import Frame
 
+_POLL = 0.1  # seconds between checks of the stop event while waiting for the budget
+
 
 class FrameFeed:
     """One window's frames, from the decoder thread to the thread that encodes the window."""
 
-    def __init__(self, budget: threading.Semaphore) -> None:
+    def __init__(self, budget: threading.Semaphore, stop: threading.Event | None = None) -> None:
         self._budget = budget
+        self._stop = stop  # the run is stopping: a put waiting for the budget gives up
         self._cond = threading.Condition()
         self._frames: deque[Frame] = deque()
         self._closed = False
@@ -32,11 +35,13 @@ class FrameFeed:
 
     def put(self, frame: Frame) -> None:
         """Queue a frame; waits while the run's budget of queued frames is used up. Frames for a
-        discarded feed are dropped."""
+        discarded feed, or put while the run stops, are dropped."""
         with self._cond:
             if self._discarded:
                 return
-        self._budget.acquire()
+        while not self._budget.acquire(timeout=_POLL):
+            if self._stop is not None and self._stop.is_set():
+                return
         with self._cond:
             if self._discarded:
                 self._budget.release()

@@ -28,6 +28,7 @@ detector (:mod:`vidline.motion`) makes the timeline.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import os
 import threading
@@ -61,6 +62,11 @@ if TYPE_CHECKING:
     from vidline.timeline import Timeline
 
 _T = TypeVar("_T")
+_POLL = 0.1  # seconds between checks for a stop while a decoder waits for a request slot or the encoders
+AUTO_LANES = 2  # parallel decoders at most by default (each adds a decoder and an x264 instance)
+MIN_WINDOWS_PER_LANE = 4
+LANE_MB = 60  # a further decode lane's decoder and x264 instance (measured: 720p source, 1008x560 clips)
+BUDGET_SLACK = 8  # frames a decoder may run ahead of its encoders beyond the windows' overlap
 
 NO_MODEL_HELP = (
     "no model is configured: pass --base-url URL (or set OPENAI_BASE_URL) for an OpenAI-compatible "
@@ -86,6 +92,7 @@ class RunOptions:
     concurrency: int = 4
     queue: int | None = None  # payloads encoded ahead of a free request slot (--prefetch); None: concurrency
     cache_dir: Path | None = None
+    decoders: int | None = None  # parallel decoders, each over its own stretch of the video; None: auto
 
     @property
     def prefetch(self) -> int:
@@ -96,6 +103,8 @@ class RunOptions:
             raise ConfigError(f"--concurrency must be >= 1, got {self.concurrency}")
         if self.queue is not None and self.queue < 0:
             raise ConfigError(f"--prefetch must be >= 0, got {self.queue}")
+        if self.decoders is not None and self.decoders < 1:
+            raise ConfigError(f"--decoders must be >= 1, got {self.decoders}")
         if self.window is not None and self.window <= 0:
             raise ConfigError(f"--window must be > 0, got {self.window}")
         if self.overlap is not None and self.overlap < 0:
@@ -168,6 +177,7 @@ def analyze(
     cache: bool | str | Path = True,
     progress: bool | Progress = False,
     prefetch: int | None = None,
+    decoders: int | None = None,
     **options: Any,
 ) -> Timeline:
     """Find the events of a video (matching ``query`` when given) and return a merged Timeline.
@@ -176,12 +186,15 @@ def analyze(
     ``config`` is None, else they override it) and motion settings (``threshold``, ``min_event``,
     ``merge_gap``, ``pre``, ``post``, ``motion_fps``, ``motion_width``). ``prefetch``: window payloads
     encoded ahead of a free request slot (default: ``concurrency``; each holds only its encoded payload).
+    ``decoders``: parallel decoders, each over its own stretch of the video (default: one per CPU, at
+    most 2, with at least 4 windows each).
     Raises ConfigError, VideoError, AuthenticationError, CacheError; other window failures are
     recorded in the Timeline (``timeline.partial``).
     """
     model_opts, motion_params = _split_options(options)
     run_opts = RunOptions(window=window, overlap=overlap, fps=fps, max_frames=max_frames,
-                          concurrency=concurrency, queue=prefetch, cache_dir=resolve_cache_dir(cache))
+                          concurrency=concurrency, queue=prefetch, cache_dir=resolve_cache_dir(cache),
+                          decoders=decoders)
     run_opts.validate()
     cfg = select_model(config, backend, query, model_opts)
     reporter, owned = _progress_for(progress)
@@ -283,6 +296,7 @@ class ModelRun:
         self.results: dict[int, WindowResult] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._abandon = False  # Ctrl-C with decode lanes: stop without waiting for requests in flight
         self._fatal: BaseException | None = None
         self._answered = False  # the server has answered at least once in this run
         self._cached_model: str | None = None  # the model named by cached answers
@@ -360,17 +374,76 @@ class ModelRun:
         return True
 
     def _send(self, info: VideoInfo, jobs: Sequence[WindowJob]) -> None:
-        """Stream-decode ``jobs``' windows (this thread), encode each window while it is decoded
-        (encoder threads; an mp4 payload takes each frame as it comes, other payloads collect the
-        window first) and send the payloads concurrently (request threads).
+        """Stream-decode ``jobs``' windows, encode each window while it is decoded (encoder threads; an
+        mp4 payload takes each frame as it comes, other payloads collect the window first) and send the
+        payloads concurrently (request threads).
 
-        Three bounds keep memory flat: the frames decoded but not yet taken by an encoder
+        The windows are split into ``decode_lanes``: contiguous stretches of the video, each decoded by
+        its own decoder (this thread when there is one lane, else one thread per lane: the decoders
+        release the GIL, so two lanes decode an hour about twice as fast on two CPUs). Each lane has its
+        own encoder threads and frame budget; the request threads and slots are shared.
+
+        Three bounds keep memory flat, per lane: the frames decoded but not yet taken by an encoder
         (``frame_budget``: one window's worth), so decoding waits for encoders that fall behind; the
-        encoder threads (half the CPUs; windows are encoded in the order they start); and at most
+        encoder threads (windows are encoded in the order they start); and, shared, at most
         ``concurrency + prefetch`` windows between the end of their decoding and a finished request
-        (the waiting ones hold only their small encoded payload), so decoding pauses when the server is slower than the decoder, and a request slot
-        that frees up finds its next payload ready. The decoder gets the CPUs the encoders leave.
+        (the waiting ones hold only their small encoded payload), so decoding pauses when the server is
+        slower than the decoders, and a request slot that frees up finds its next payload ready.
         """
+        lanes = decode_lanes(jobs, self.options.decoders)
+        n_encoders = max(1, encoder_threads(self.options.concurrency) // len(lanes))
+        # the decoders get the CPUs the encoders do not use (oversubscribed frame threads cost CPU)
+        threads = max(1, (usable_cpus() - n_encoders * len(lanes)) // len(lanes))
+        slots = threading.BoundedSemaphore(self.options.concurrency + self.options.prefetch)
+        requests = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="vidline-request")
+        try:
+            if len(lanes) == 1:
+                self._lane(info, lanes[0], slots, requests, n_encoders, threads)
+            else:
+                self._lanes(info, lanes, slots, requests, n_encoders, threads)
+        except BaseException:
+            self._stop.set()
+            requests.shutdown(wait=False, cancel_futures=True)
+            raise
+        requests.shutdown(wait=True)
+        if self._fatal is not None:
+            raise self._fatal
+
+    def _lanes(self, info: VideoInfo, lanes: Sequence[Sequence[WindowJob]], slots: threading.BoundedSemaphore,
+               requests: ThreadPoolExecutor, n_encoders: int, threads: int) -> None:
+        """Run each lane in its own decoder thread; this thread waits (and takes Ctrl-C). The first
+        error of a lane stops the others and is raised here."""
+        errors: list[BaseException] = []
+
+        def run(lane: Sequence[WindowJob]) -> None:
+            try:
+                self._lane(info, lane, slots, requests, n_encoders, threads)
+            except BaseException as exc:  # handed to the waiting thread
+                errors.append(exc)
+                self._stop.set()
+
+        workers = [threading.Thread(target=run, args=(lane,), name=f"vidline-decode_{k}", daemon=True)
+                   for k, lane in enumerate(lanes)]
+        for worker in workers:
+            worker.start()
+        try:
+            for worker in workers:
+                while worker.is_alive():
+                    worker.join(0.2)
+        except BaseException:  # Ctrl-C: the lanes stop at their next frame and leave in-flight requests
+            self._abandon = True
+            self._stop.set()
+            for worker in workers:
+                worker.join()
+            raise
+        if errors:
+            raise errors[0]
+
+    def _lane(self, info: VideoInfo, jobs: Sequence[WindowJob], slots: threading.BoundedSemaphore,
+              requests: ThreadPoolExecutor, n_encoders: int, threads: int) -> None:
+        """One decoder over ``jobs``' windows (in one pass), feeding ``n_encoders`` encoder threads that
+        queue each finished payload on ``requests``; returns when its windows are answered (or, when
+        the run is abandoned, as soon as it has stopped decoding)."""
         from vidline.handoff import FrameFeed
 
         stream = self._decoder
@@ -379,10 +452,6 @@ class ModelRun:
 
             stream = self._decoder = stream_windows
         pixel_format = getattr(self.analyzer, "pixel_format", "rgb24")
-        n_encoders = encoder_threads(self.options.concurrency)
-        # the decoder gets the CPUs the encoders do not use (oversubscribed frame threads cost CPU)
-        threads = max(1, usable_cpus() - n_encoders)
-        slots = threading.BoundedSemaphore(self.options.concurrency + self.options.prefetch)
         budget = threading.Semaphore(frame_budget(jobs))
         windows = [job.window for job in jobs]
         events: Iterator[tuple[int, Frame | None]] = iter(
@@ -403,7 +472,6 @@ class ModelRun:
         # window(s) wait in the budget until an encoder is free (one x264 instance per encoder thread:
         # ~50 MB each for 1008x560 frames)
         encoders = ThreadPoolExecutor(max_workers=n_encoders, thread_name_prefix="vidline-encode")
-        requests = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="vidline-request")
         feeds: dict[int, FrameFeed] = {}
         encoded: list[Future[Future[None] | None]] = []
         try:
@@ -413,18 +481,22 @@ class ModelRun:
                 feed = feeds.get(i)
                 if frame is not None:
                     if feed is None:
-                        feed = feeds[i] = FrameFeed(budget)
+                        feed = feeds[i] = FrameFeed(budget, self._stop)
                         encoded.append(encoders.submit(self._encode, jobs[i], feed, slots, requests,
                                                        functools.partial(reload, jobs[i])))
                     feed.put(frame)
                     del frame
                 elif feed is not None:  # the window's last frame is in
-                    slots.acquire()
+                    if not self._wait(slots):
+                        break
                     del feeds[i]
                     feed.close(complete=feed.count >= jobs[i].plan.n_frames, slot=True)
             for feed in feeds.values():  # stopped early
                 feed.close(complete=False)
             feeds.clear()
+            if self._abandon:
+                encoders.shutdown(wait=False, cancel_futures=True)
+                return
             for fut in encoded:
                 sent = fut.result()
                 if sent is not None:
@@ -434,16 +506,19 @@ class ModelRun:
             for feed in feeds.values():
                 feed.close(complete=False)
             encoders.shutdown(wait=False, cancel_futures=True)
-            requests.shutdown(wait=False, cancel_futures=True)
             raise
         finally:
             close = getattr(events, "close", None)
             if close is not None:
                 close()  # stop the decoder early (auth error) and release the file
         encoders.shutdown(wait=True)
-        requests.shutdown(wait=True)
-        if self._fatal is not None:
-            raise self._fatal
+
+    def _wait(self, semaphore: threading.Semaphore) -> bool:
+        """Acquire ``semaphore``; False (not acquired) once the run is stopping."""
+        while not semaphore.acquire(timeout=_POLL):
+            if self._stop.is_set():
+                return False
+        return True
 
     def _encode(self, job: WindowJob, feed: FrameFeed, slots: threading.BoundedSemaphore,
                 requests: ThreadPoolExecutor, reload: Callable[[], WindowFrames]) -> Future[None] | None:
@@ -614,11 +689,53 @@ def usable_cpus() -> int:
 
 
 def frame_budget(jobs: Sequence[WindowJob]) -> int:
-    """Frames decoded but not yet taken by an encoder, at most: one window's worth, or the frames of the
-    windows that overlap the one being encoded, whichever is more (so the decoder can always reach the
-    end of the earliest window being encoded while the later ones' frames wait)."""
-    most = max((job.plan.n_frames for job in jobs), default=1)
-    return max(1, open_windows(jobs) - 1) * most + 1
+    """Frames decoded but not yet taken by an encoder, at most (per decode lane): the frames of later
+    windows decoded before the earliest open window's last one (they wait while an encoder finishes
+    that window; a smaller budget would leave the decoder waiting for itself), + 1, + ``BUDGET_SLACK``
+    to ride out an encoder's pause between two windows."""
+    return frames_ahead(jobs) + 1 + BUDGET_SLACK
+
+
+def frames_ahead(jobs: Sequence[WindowJob]) -> int:
+    """The most frames of later windows that are decoded before some window's last frame (the
+    overlap's frames where consecutive windows overlap)."""
+    plans = sorted((list(job.plan.timestamps) for job in jobs if job.plan.timestamps), key=lambda ts: ts[0])
+    most = 0
+    for i, ts in enumerate(plans):
+        end = ts[-1]
+        ahead = 0
+        for later in plans[i + 1:]:
+            if later[0] > end:
+                break
+            ahead += bisect.bisect_right(later, end)
+        most = max(most, ahead)
+    return most
+
+
+def lane_count(n_windows: int, decoders: int | None = None, cpus: int | None = None) -> int:
+    """How many parallel decoders a run uses: ``decoders`` when given, else one per CPU up to
+    ``AUTO_LANES``, with at least ``MIN_WINDOWS_PER_LANE`` windows each; never more than the windows."""
+    if decoders is None:
+        cpus = usable_cpus() if cpus is None else cpus
+        decoders = min(cpus, AUTO_LANES, n_windows // MIN_WINDOWS_PER_LANE)
+    return max(1, min(decoders, n_windows))
+
+
+def decode_lanes(jobs: Sequence[WindowJob], decoders: int | None = None,
+                 cpus: int | None = None) -> list[list[WindowJob]]:
+    """``jobs`` (in time order) cut into ``lane_count`` contiguous runs of windows spanning about equal
+    stretches of video (a sequential decode costs the video time it crosses), one per decoder."""
+    n = lane_count(len(jobs), decoders, cpus)
+    if n == 1:
+        return [list(jobs)]
+    spans = [max(0.0, job.window.end - job.window.start) for job in jobs]
+    total = sum(spans) or float(len(jobs))
+    lanes: list[list[WindowJob]] = [[] for _ in range(n)]
+    done = 0.0
+    for job, span in zip(jobs, spans, strict=True):  # by the middle of each window: never out of order
+        lanes[min(n - 1, int(n * (done + span / 2) / total))].append(job)
+        done += span
+    return [lane for lane in lanes if lane]
 
 
 def open_windows(jobs: Sequence[WindowJob]) -> int:
@@ -744,16 +861,19 @@ class DryRunReport:
     price_per_1k: float | None = None
     note: str | None = None
     windows_in_flight: int = 0  # encoded payloads held at once (concurrency + prefetch)
-    decoded_windows: int = 1  # windows' worth of decoded frames held at once (at most)
+    decoded_frames: int = 1  # decoded frames held at once (at most), in all decode lanes
     bytes_per_pixel: float = 3.0  # of the decoded frames: 3 RGB, 1.5 planar yuv420p (mp4 payloads)
+    decoders: int = 1  # decode lanes
 
     @property
     def peak_memory_mb(self) -> int:
-        """Rough peak RSS: ~100 MB of libraries + the decoded frames held at most (one window's worth
-        for mp4 payloads, encoded while decoded) + the encoded payloads waiting for (or in) a request."""
-        frames = max((w.frames * w.width * w.height * self.bytes_per_pixel for w in self.windows), default=0)
+        """Rough peak RSS: ~100 MB of libraries and one decoder + encoder, ~60 MB for each further
+        decode lane, + the decoded frames held at most (about the windows' overlap per lane for mp4
+        payloads, encoded while decoded) + the encoded payloads waiting for (or in) a request."""
+        frame = max((w.width * w.height * self.bytes_per_pixel for w in self.windows), default=0)
         payload = max((w.payload_bytes for w in self.windows), default=0)
-        return int(100 + (max(1, self.decoded_windows) * frames + self.windows_in_flight * payload) / 2**20)
+        fixed = 100 + LANE_MB * (max(1, self.decoders) - 1)
+        return int(fixed + (max(1, self.decoded_frames) * frame + self.windows_in_flight * payload) / 2**20)
 
     @property
     def total_tokens(self) -> int:
@@ -819,6 +939,7 @@ def dry_run(
     concurrency: int = 4,
     prefetch: int | None = None,
     price_per_1k: float | None = None,
+    decoders: int | None = None,
     **options: Any,
 ) -> DryRunReport:
     """Plan a run (windows, frames, sizes, payload bytes, tokens, price) without contacting a server."""
@@ -828,7 +949,7 @@ def dry_run(
     if price_per_1k is not None and price_per_1k < 0:
         raise ConfigError(f"--price-per-1k must be >= 0, got {price_per_1k}")
     run_opts = RunOptions(window=window, overlap=overlap, fps=fps, max_frames=max_frames, concurrency=concurrency,
-                          queue=prefetch)
+                          queue=prefetch, decoders=decoders)
     run_opts.validate()
     cfg = select_model(config, backend, query, model_opts)
     info = probe(path)
@@ -839,14 +960,17 @@ def dry_run(
     rows = [DryRunWindow(j.window.index, j.window.start, j.window.end, j.plan.n_frames, j.plan.width,
                          j.plan.height, j.plan.fps, j.estimated_tokens, j.payload_bytes) for j in jobs]
     mode = payload_mode(cfg, getattr(analyzer, "backend", None))
-    # frames held: an mp4 is encoded as its window is decoded, so only the frames waiting for an
-    # encoder (frame_budget: one window's worth where windows overlap once); other payloads collect
-    # their window first, one per encoder thread, plus the frames waiting
-    held = (0 if mode == "video" else encoder_threads(run_opts.concurrency)) + max(1, open_windows(jobs) - 1)
+    # frames held, per decode lane: an mp4 is encoded as its window is decoded, so only the frames
+    # waiting for an encoder (frame_budget: about the windows' overlap); other payloads collect their
+    # window first, one per encoder thread, plus the frames waiting
+    lanes = decode_lanes(jobs, run_opts.decoders)
+    per_lane_encoders = max(1, encoder_threads(run_opts.concurrency) // len(lanes))
+    most = max((j.plan.n_frames for j in jobs), default=0)
+    held = sum(frame_budget(lane) + (0 if mode == "video" else per_lane_encoders * most) for lane in lanes)
     return DryRunReport(video=_video_dict(path, info), backend=cfg.backend, model=cfg.model,
                         mode=mode, windows=rows,
                         price_per_1k=price_per_1k, windows_in_flight=run_opts.concurrency + run_opts.prefetch,
-                        decoded_windows=held,
+                        decoded_frames=held, decoders=len(lanes),
                         bytes_per_pixel=1.5 if (getattr(analyzer, "pixel_format", "rgb24") == "yuv420p") else 3.0)
 
 

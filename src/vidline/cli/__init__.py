@@ -72,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     _setup_logging(args.verbose)
+    from vidline.cli.runtime import tune_allocator
+
+    tune_allocator()
     try:
         code = args.func(args)
     except VidlineError as exc:

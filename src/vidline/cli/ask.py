@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vidline.cli.common import add_model_arguments, config_from_args, positive_float
+from vidline.cli.runtime import settle_imports
 from vidline.errors import ConfigError
 
 CHAPTER_FORMATS = ("youtube", "vtt", "json")
@@ -122,6 +123,7 @@ def _answer(args: argparse.Namespace, inputs: list[str], question: str) -> int:
     config = _config(args)
     if args.dry_run:
         return _dry_run(args, inputs, question, config)
+    settle_imports(config)
     opts = _options(args)
     cache: bool | str = False if args.no_cache else (args.cache_dir or True)
     out = sys.stdout
@@ -201,6 +203,7 @@ def run_chapters(args: argparse.Namespace) -> int:
     config = _config(args)
     if args.dry_run:
         return _dry_run(args, [args.video], CHAPTERS_QUESTION, config)
+    settle_imports(config)
     cache: bool | str = False if args.no_cache else (args.cache_dir or True)
     marks = chapters(args.video, config=config, min_length=args.min_length, concurrency=args.concurrency,
                      cache=cache, progress=not args.quiet, **_options(args))

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from vidline.cli import EXIT_PARTIAL
 from vidline.cli.common import add_model_arguments, config_from_args, fps_arg
+from vidline.cli.runtime import settle_imports
 from vidline.errors import ConfigError, VideoError
 
 if TYPE_CHECKING:
@@ -44,6 +45,9 @@ def register(subparsers: Any) -> None:
     g.add_argument("--prefetch", type=int, default=None, metavar="N",
                    help="window payloads encoded ahead of a free request slot (default: as many as "
                    "--concurrency; each holds only its encoded payload, not its frames)")
+    g.add_argument("--decoders", type=int, default=None, metavar="N",
+                   help="parallel decoders, each over its own stretch of the video (default: one per CPU, "
+                   "at most 2, with at least 4 windows each)")
     o = p.add_argument_group("output")
     o.add_argument("--format", choices=FORMATS, help="output format (default: from -o's suffix, else json)")
     o.add_argument("-o", "--output", metavar="PATH", help="write here instead of stdout")
@@ -73,6 +77,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "fps": args.fps,
         "max_frames": args.max_frames,
         "prefetch": args.prefetch,
+        "decoders": args.decoders,
         "threshold": args.threshold,
         "min_event": args.min_event,
         "merge_gap": args.merge_gap,
@@ -128,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if args.dry_run:
         return _run_dry(args, config, dry_run)
+    settle_imports(config)
     cache: bool | str = False if args.no_cache else (args.cache_dir or True)
     partial = 0  # 0 ok, 1 some windows failed, 2 every window failed
     stdout_docs: list[str] = []
