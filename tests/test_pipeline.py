@@ -666,3 +666,22 @@ def test_e2e_two_decode_lanes_give_the_same_timeline(refserver: Any, marker_vide
     for a, b in zip(two.events, one.events, strict=True):
         assert a.start == pytest.approx(b.start, abs=0.05) and a.end == pytest.approx(b.end, abs=0.05)
     assert [(w.index, w.frames) for w in two.windows] == [(w.index, w.frames) for w in one.windows]
+
+
+@pytest.mark.parametrize(("source", "fps", "sent", "heavy"), [
+    ((1920, 1080), 25.0, (1008, 560), True),  # a 1080p camera hour sampled at 1 fps: ~13x
+    ((1280, 720), 25.0, (1008, 560), True),  # ~5x
+    ((640, 360), 25.0, (644, 364), True),  # ~3x
+    ((320, 240), 10.0, (392, 280), False),  # x264 costs as much as the decoding: a second decoder loses
+])
+def test_decode_heavy_decides_the_default_lanes(source: tuple[int, int], fps: float, sent: tuple[int, int],
+                                                heavy: bool) -> None:
+    from vidline.pipeline import WindowJob, decode_heavy, lane_count
+
+    info = SimpleNamespace(width=source[0], height=source[1], fps=fps)
+    jobs = [WindowJob(Window(i, i * 115.0, i * 115.0 + 125.0),
+                      SimpleNamespace(n_frames=122, width=sent[0], height=sent[1]), 0, 0)  # type: ignore[arg-type]
+            for i in range(32)]
+    assert decode_heavy(info, jobs) is heavy  # type: ignore[arg-type]
+    assert lane_count(len(jobs), None, cpus=2, decode_heavy=heavy) == (2 if heavy else 1)
+    assert lane_count(len(jobs), 2, cpus=2, decode_heavy=False) == 2  # asked for: always

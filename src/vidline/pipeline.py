@@ -65,6 +65,7 @@ _T = TypeVar("_T")
 _POLL = 0.1  # seconds between checks for a stop while a decoder waits for a request slot or the encoders
 AUTO_LANES = 2  # parallel decoders at most by default (each adds a decoder and an x264 instance)
 MIN_WINDOWS_PER_LANE = 4
+ENCODE_COST = 7.0  # x264 (veryfast) CPU per pixel sent / H.264 decoding CPU per pixel decoded (measured)
 LANE_MB = 60  # a further decode lane's decoder and x264 instance (measured: 720p source, 1008x560 clips)
 BUDGET_SLACK = 8  # frames a decoder may run ahead of its encoders beyond the windows' overlap
 
@@ -390,7 +391,7 @@ class ModelRun:
         (the waiting ones hold only their small encoded payload), so decoding pauses when the server is
         slower than the decoders, and a request slot that frees up finds its next payload ready.
         """
-        lanes = decode_lanes(jobs, self.options.decoders)
+        lanes = decode_lanes(jobs, self.options.decoders, heavy=decode_heavy(info, jobs))
         n_encoders = max(1, encoder_threads(self.options.concurrency) // len(lanes))
         # the decoders get the CPUs the encoders do not use (oversubscribed frame threads cost CPU)
         threads = max(1, (usable_cpus() - n_encoders * len(lanes)) // len(lanes))
@@ -712,20 +713,35 @@ def frames_ahead(jobs: Sequence[WindowJob]) -> int:
     return most
 
 
-def lane_count(n_windows: int, decoders: int | None = None, cpus: int | None = None) -> int:
-    """How many parallel decoders a run uses: ``decoders`` when given, else one per CPU up to
-    ``AUTO_LANES``, with at least ``MIN_WINDOWS_PER_LANE`` windows each; never more than the windows."""
+def lane_count(n_windows: int, decoders: int | None = None, cpus: int | None = None,
+               decode_heavy: bool = True) -> int:
+    """How many parallel decoders a run uses: ``decoders`` when given, else (when decoding is the
+    heavier half of the work: ``decode_heavy``) one per CPU up to ``AUTO_LANES``, with at least
+    ``MIN_WINDOWS_PER_LANE`` windows each; never more than the windows."""
     if decoders is None:
         cpus = usable_cpus() if cpus is None else cpus
-        decoders = min(cpus, AUTO_LANES, n_windows // MIN_WINDOWS_PER_LANE)
+        decoders = min(cpus, AUTO_LANES, n_windows // MIN_WINDOWS_PER_LANE) if decode_heavy else 1
     return max(1, min(decoders, n_windows))
 
 
-def decode_lanes(jobs: Sequence[WindowJob], decoders: int | None = None,
-                 cpus: int | None = None) -> list[list[WindowJob]]:
+def decode_heavy(info: VideoInfo, jobs: Sequence[WindowJob]) -> bool:
+    """Whether decoding ``jobs``' stretch of the video costs at least twice what encoding their
+    payloads does (pure estimate: pixels decoded against pixels sent, x264 at ``ENCODE_COST`` times
+    the decoder's cost per pixel). A second decoder helps only then: the encoders share the CPUs.
+    A 720p or 1080p camera hour at 1 fps is decode-heavy (~5x, ~13x); a 320x240 10 fps one is not."""
+    if not jobs:
+        return False
+    span = max(job.window.end for job in jobs) - min(job.window.start for job in jobs)
+    decoded = float(info.width) * info.height * (info.fps or 25.0) * max(0.0, span)
+    sent = sum(float(job.plan.n_frames) * job.plan.width * job.plan.height for job in jobs)
+    return decoded >= 2.0 * ENCODE_COST * sent
+
+
+def decode_lanes(jobs: Sequence[WindowJob], decoders: int | None = None, cpus: int | None = None,
+                 heavy: bool = True) -> list[list[WindowJob]]:
     """``jobs`` (in time order) cut into ``lane_count`` contiguous runs of windows spanning about equal
     stretches of video (a sequential decode costs the video time it crosses), one per decoder."""
-    n = lane_count(len(jobs), decoders, cpus)
+    n = lane_count(len(jobs), decoders, cpus, heavy)
     if n == 1:
         return [list(jobs)]
     spans = [max(0.0, job.window.end - job.window.start) for job in jobs]
@@ -963,7 +979,7 @@ def dry_run(
     # frames held, per decode lane: an mp4 is encoded as its window is decoded, so only the frames
     # waiting for an encoder (frame_budget: about the windows' overlap); other payloads collect their
     # window first, one per encoder thread, plus the frames waiting
-    lanes = decode_lanes(jobs, run_opts.decoders)
+    lanes = decode_lanes(jobs, run_opts.decoders, heavy=decode_heavy(info, jobs))
     per_lane_encoders = max(1, encoder_threads(run_opts.concurrency) // len(lanes))
     most = max((j.plan.n_frames for j in jobs), default=0)
     held = sum(frame_budget(lane) + (0 if mode == "video" else per_lane_encoders * most) for lane in lanes)
