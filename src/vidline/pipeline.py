@@ -5,14 +5,17 @@ Model path, in order:
 1. probe the video;
 2. plan the windows and each window's sampling (pure; no decoding yet);
 3. answer windows from the cache (no decoding, no request for those);
-4. decode the missing windows in ONE streaming pass (``media.stream_windows``; planar yuv420p
-   frames when the payload is an mp4, so x264 needs no colour conversion);
+4. decode the missing windows in one streaming pass per decode lane (``media.stream_windows``;
+   planar yuv420p frames when the payload is an mp4, so x264 needs no colour conversion). Where
+   decoding outweighs encoding the windows are cut into contiguous stretches of the video decoded
+   side by side (``decode_lanes``; PyAV decodes without the GIL);
 5. encode each window's payload while it is decoded (encoder threads beside the decoder: an mp4
    takes each frame as it comes, so a window's frames are never all held; other payloads collect
    the window first), and send the payloads from a pool of ``concurrency`` request threads while
    decoding continues. Memory is bounded three ways: frames decoded but not yet taken by an encoder
-   (one window's worth; the decoder waits beyond), the encoder threads (half the CPUs, taking the
-   windows in the order they start), and windows between the end of their decoding and a finished request (``concurrency`` + ``prefetch``,
+   (per lane, about the windows' overlap; the decoder waits beyond), the encoder threads (half the
+   CPUs, taking the windows in the order they start), and windows between the end of their decoding
+   and a finished request (``concurrency`` + ``prefetch``,
    the waiting ones holding only their small encoded payload). Decoding pauses when the server is
    slower than the decoder; a request slot that frees up finds its next payload ready;
 6. parse each answer (``WindowAnalyzer.to_events``), store it in the cache (atomic write);
