@@ -61,7 +61,8 @@ class Decoder:
     formats: list[str] = field(default_factory=list)
 
     def __call__(self, path: Any, windows: Sequence[Window], budget: Any, *, info: Any = None,
-                 pixel_format: str = "rgb24", threads: int | None = None) -> Iterator[tuple[int, Frame | None]]:
+                 pixel_format: str = "rgb24", threads: int | None = None,
+                 warn_truncated: bool = True) -> Iterator[tuple[int, Frame | None]]:
         from vidline.media.plan import plan_sampling
 
         self.formats.append(pixel_format)

@@ -173,8 +173,17 @@ def test_timeline_of_a_truncated_file_streams_what_exists(refserver: RefServer, 
     cut = tmp_path / "cut.mkv"
     data = full.read_bytes()
     cut.write_bytes(data[: int(len(data) * 0.6)])
-    tl = analyze(cut, window=5.0, overlap=1.0, fps=2.0, cache=False, base_url=refserver.openai_base_url,
-                 api_key="sk-test", model=refserver.model, server="vllm")
+    import logging
+
+    warnings: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("vidline").addHandler(handler)
+    try:
+        tl = analyze(cut, window=5.0, overlap=1.0, fps=2.0, cache=False, base_url=refserver.openai_base_url,
+                     api_key="sk-test", model=refserver.model, server="vllm")
+    finally:
+        logging.getLogger("vidline").removeHandler(handler)
     status = [w.status for w in tl.windows]
     assert status[0] == "ok" and "failed" in status and tl.partial
     ok = [w for w in tl.windows if w.status == "ok"]
@@ -182,3 +191,5 @@ def test_timeline_of_a_truncated_file_streams_what_exists(refserver: RefServer, 
     assert ok[-1].frames < ok[0].frames  # the cut window: only the frames that exist
     assert calls == [len(tl.windows), 1]  # one second decode: the cut window
     assert all(w.error == "window was not decoded" for w in tl.windows if w.status == "failed")
+    # the file's end is reported once, not again by the second decode of the cut window
+    assert len([w for w in warnings if "decoding stopped" in w]) == 1

@@ -467,7 +467,7 @@ class ModelRun:
             from vidline.media.sampler import collect_windows
 
             again = stream(self.path, [job.window], self.budget, info=info, pixel_format=pixel_format,
-                           threads=threads)
+                           threads=threads, warn_truncated=False)  # the first pass warned already
             for wf in collect_windows(self.path, [job.window], [job.plan], again):
                 return wf
             raise DecodeError(self.path, f"window {job.window.index} could not be decoded again")

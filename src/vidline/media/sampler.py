@@ -90,6 +90,8 @@ def _warn_if_truncated(source: FrameSource) -> None:
     """Probe saw a truncated index: warn once (unless the decoder already did) where the data ends."""
     if source.info.truncated and source.truncated_at is None:
         source.truncated_at = source.info.duration
+        if not source.warn_truncated:
+            return
         logger.warning(
             "%s: decoding stopped at %.3f s (file truncated: the rest of the data is missing)",
             source.path,
@@ -164,16 +166,18 @@ def stream_windows(
     info: VideoInfo | None = None,
     pixel_format: str = "rgb24",
     threads: int | None = None,
+    warn_truncated: bool = True,
 ) -> Iterator[tuple[int, Frame | None]]:
     """The decode pass of ``sample_windows`` frame by frame: ``(i, frame)`` as each frame of
     ``windows[i]`` is decoded (a window's frames in time order; overlapping windows interleave), then
     ``(i, None)`` when that window has all its frames, or when the file ended before (truncated).
 
     The timeline encodes each window while it is decoded from this, so no window's frames are ever
-    all held; ``collect_windows`` turns it back into ``WindowFrames``."""
+    all held; ``collect_windows`` turns it back into ``WindowFrames``. ``warn_truncated=False``
+    leaves out the warning where decoding stops early (a second pass over a file already reported)."""
     info = info or probe(path)
     plans = plan_windows_sampling(info, list(windows), budget)
-    return _stream_windows(path, info, plans, backend, pixel_format, threads)
+    return _stream_windows(path, info, plans, backend, pixel_format, threads, warn_truncated)
 
 
 def _stream_windows(
@@ -183,6 +187,7 @@ def _stream_windows(
     backend: str,
     pixel_format: str,
     threads: int | None = None,
+    warn_truncated: bool = True,
 ) -> Iterator[tuple[int, Frame | None]]:
     entries: list[tuple[float, int]] = []  # (t, window)
     for wi, plan in enumerate(plans):
@@ -191,6 +196,7 @@ def _stream_windows(
     targets = [Target(t, plans[wi].width, plans[wi].height) for t, wi in entries]
     remaining = {wi: plan.n_frames for wi, plan in enumerate(plans) if plan.n_frames}
     source = open_source(path, info, backend, threads=threads)
+    source.warn_truncated = warn_truncated
     frames = source.read(targets, pixel_format=pixel_format)
     try:
         for (_, wi), frame in zip(entries, frames, strict=False):

@@ -50,6 +50,8 @@ class FrameSource(abc.ABC):
         self.info = info
         #: time (s) of the last decodable frame when decoding stopped before the end, else None
         self.truncated_at: float | None = None
+        #: log a warning where decoding stops early (off for a second pass over an already reported file)
+        self.warn_truncated = True
 
     @abc.abstractmethod
     def read(self, targets: Sequence[Target], *, gray: bool = False,

@@ -97,9 +97,10 @@ class DecordSource(FrameSource):
                     and times[-1] + 1.5 * frame_dur + 0.05 < self.info.duration
                 ):
                     self.truncated_at = float(times[-1])
-                    logger.warning(
-                        "%s: decoding stopped at %.3f s (file truncated or damaged)", self.path, times[-1]
-                    )
+                    if self.warn_truncated:
+                        logger.warning(
+                            "%s: decoding stopped at %.3f s (file truncated or damaged)", self.path, times[-1]
+                        )
                     break
                 j = n - 1
             elif j > 0 and target.t - times[j - 1] <= times[j] - target.t:

@@ -145,7 +145,7 @@ class PyAVSource(FrameSource):
     def _warn_truncated(self, last_t: float | None) -> None:
         at = last_t if last_t is not None else 0.0
         self.truncated_at = at
-        if not self._warned:
+        if not self._warned and self.warn_truncated:
             self._warned = True
             logger.warning("%s: decoding stopped at %.3f s (file truncated or damaged)", self.path, at)
 
