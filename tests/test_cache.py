@@ -39,6 +39,9 @@ def test_round_trip_and_miss(tmp_path: Path) -> None:
     assert "ab" * 32 in c and c.keys() == ["ab" * 32]
     # no temporary files left behind
     assert [p.name for p in (tmp_path / "windows").rglob("*")] == ["ab", "ab" * 32 + ".json"]
+    full = CachedAnswer("[]", Usage(1, 1), 1.0, model="m", mode="video", estimated_tokens=9, frames=12)
+    c.put("ef" * 32, full)
+    assert c.get("ef" * 32) == full
 
 
 def test_corrupt_entry_is_a_miss(tmp_path: Path) -> None:

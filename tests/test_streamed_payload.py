@@ -193,3 +193,11 @@ def test_timeline_of_a_truncated_file_streams_what_exists(refserver: RefServer, 
     assert all(w.error == "window was not decoded" for w in tl.windows if w.status == "failed")
     # the file's end is reported once, not again by the second decode of the cut window
     assert len([w for w in warnings if "decoding stopped" in w]) == 1
+    # a cached re-run reports the frames that were sent, not the planned ones
+    opts: dict[str, Any] = {"window": 5.0, "overlap": 1.0, "fps": 2.0, "base_url": refserver.openai_base_url,
+                            "api_key": "sk-test", "model": refserver.model, "server": "vllm"}
+    first = analyze(cut, cache=tmp_path / "cache", **opts)
+    again = analyze(cut, cache=tmp_path / "cache", **opts)
+    assert {w.status for w in again.windows if w.status != "failed"} == {"cached"}
+    assert [w.frames for w in again.windows if w.status == "cached"] == [w.frames for w in first.windows
+                                                                        if w.status == "ok"]

@@ -113,6 +113,7 @@ class CachedAnswer:
     model: str | None = None  # the model that answered (when the config named none)
     mode: str | None = None  # the payload mode that was sent
     estimated_tokens: int | None = None  # the estimate for what was sent
+    frames: int | None = None  # frames sent (fewer than planned in a window cut by a truncated file)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -123,6 +124,7 @@ class CachedAnswer:
             "model": self.model,
             "mode": self.mode,
             "estimated_tokens": self.estimated_tokens,
+            "frames": self.frames,
         }
 
     @classmethod
@@ -133,7 +135,8 @@ class CachedAnswer:
         mode = d.get("mode")
         return cls(text=str(d["text"]), usage=usage, time_scale=float(d.get("time_scale", 1.0)),
                    model=str(model) if model else None, mode=str(mode) if mode else None,
-                   estimated_tokens=int(d["estimated_tokens"]) if d.get("estimated_tokens") is not None else None)
+                   estimated_tokens=int(d["estimated_tokens"]) if d.get("estimated_tokens") is not None else None,
+                   frames=int(d["frames"]) if d.get("frames") is not None else None)
 
 
 class WindowCache:

@@ -369,7 +369,7 @@ class ModelRun:
         except AnswerParseError:
             return False  # parser changed since; treat as a miss
         record = WindowRecord(index=job.window.index, start=job.window.start, end=job.window.end,
-                              frames=job.plan.n_frames, status="cached",
+                              frames=hit.frames or job.plan.n_frames, status="cached",
                               estimated_tokens=hit.estimated_tokens or job.estimated_tokens, usage=hit.usage)
         self._cached_model = self._cached_model or hit.model
         self._cached_mode = self._cached_mode or hit.mode
@@ -599,7 +599,8 @@ class ModelRun:
         if self.cache is not None and job.key is not None:
             model = self.config.model or self._served_model()
             self.cache.put(job.key, CachedAnswer(text=text, usage=usage, time_scale=time_scale, model=model,
-                                                 mode=self.mode, estimated_tokens=job.estimated_tokens))
+                                                 mode=self.mode, estimated_tokens=job.estimated_tokens,
+                                                 frames=n_frames))
         record = WindowRecord(index=job.window.index, start=job.window.start, end=job.window.end, frames=n_frames,
                               status="ok", estimated_tokens=job.estimated_tokens, usage=usage)
         with self._lock:
