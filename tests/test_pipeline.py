@@ -622,18 +622,18 @@ def test_ctrl_c_in_the_main_thread_stops_every_lane_promptly(video: Path) -> Non
 
     class Interrupting(FakeAnalyzer):
         def analyze(self, wf: FakeWF) -> tuple[str, Any, float]:
-            if len(self.calls) == 1:
-                _thread.interrupt_main()
-            return super().analyze(wf)
+            if not self.calls:
+                threading.Timer(0.3, _thread.interrupt_main).start()  # once the lanes wait for answers
+            return super().analyze(wf)  # a slow server: 2 s per request
 
-    an = Interrupting(latency=0.3)
+    an = Interrupting(latency=2.0)
     t0 = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        _run(video, an, Decoder(), None, window=10.0, overlap=2.0, concurrency=1, prefetch=0, decoders=2)
-    assert time.monotonic() - t0 < 2.0
+    with pytest.raises(KeyboardInterrupt):  # 4 windows, 2 lanes: all decoded and sent at once
+        _run(video, an, Decoder(), None, concurrency=4, prefetch=0, decoders=2)
+    assert time.monotonic() - t0 < 1.5  # the requests in flight are not waited for
     lanes = [t for t in threading.enumerate() if t.name.startswith("vidline-decode") and t.is_alive()]
     assert not lanes  # every lane thread has ended
-    assert len(an.calls) < 4
+    assert len(an.calls) <= 4
 
 
 def test_a_failing_lane_stops_the_run_and_its_error_is_raised(video: Path) -> None:

@@ -428,9 +428,9 @@ class ModelRun:
 
         workers = [threading.Thread(target=run, args=(lane,), name=f"vidline-decode_{k}", daemon=True)
                    for k, lane in enumerate(lanes)]
-        for worker in workers:
-            worker.start()
         try:
+            for worker in workers:
+                worker.start()
             for worker in workers:
                 while worker.is_alive():
                     worker.join(0.2)
@@ -438,7 +438,8 @@ class ModelRun:
             self._abandon = True
             self._stop.set()
             for worker in workers:
-                worker.join()
+                if worker.ident is not None:  # started
+                    worker.join()
             raise
         if errors:
             raise errors[0]
@@ -498,13 +499,13 @@ class ModelRun:
             for feed in feeds.values():  # stopped early
                 feed.close(complete=False)
             feeds.clear()
-            if self._abandon:
-                encoders.shutdown(wait=False, cancel_futures=True)
-                return
             for fut in encoded:
-                sent = fut.result()
-                if sent is not None:
-                    sent.result()
+                sent = self._result(fut)
+                if sent is not None and not self._abandon:
+                    self._result(sent)
+                if self._abandon:  # Ctrl-C with lanes: leave the encoders and the requests in flight
+                    encoders.shutdown(wait=False, cancel_futures=True)
+                    return
         except BaseException:
             self._stop.set()
             for feed in feeds.values():
@@ -516,6 +517,15 @@ class ModelRun:
             if close is not None:
                 close()  # stop the decoder early (auth error) and release the file
         encoders.shutdown(wait=True)
+
+    def _result(self, future: Future[_T]) -> _T | None:
+        """``future.result()``, or None as soon as the run is abandoned (Ctrl-C with decode lanes)."""
+        while True:
+            try:
+                return future.result(timeout=_POLL)
+            except TimeoutError:
+                if self._abandon:
+                    return None
 
     def _wait(self, semaphore: threading.Semaphore) -> bool:
         """Acquire ``semaphore``; False (not acquired) once the run is stopping."""
