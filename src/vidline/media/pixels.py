@@ -69,9 +69,13 @@ def video_frame(image: np.ndarray, fmt: str) -> Any:
         raise ValueError(f"cannot make a video frame from {fmt!r}")
     frame = av.VideoFrame(width, height, fmt)
     for plane, src in zip(frame.planes, planes, strict=True):
-        dst = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
-        dst[: src.shape[0], : src.shape[1]] = src
+        _plane_rows(plane)[: src.shape[0], : src.shape[1]] = src
     return frame
+
+
+def _plane_rows(plane: Any) -> np.ndarray:
+    """A ``VideoPlane``'s buffer as rows of ``line_size`` bytes (padding included), without a copy."""
+    return np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
 
 
 def frame_array(frame: Any) -> np.ndarray:
@@ -81,15 +85,9 @@ def frame_array(frame: Any) -> np.ndarray:
     if frame.format.name != "yuv420p" or frame.width % 2 or frame.height % 2:
         arr: np.ndarray = frame.to_ndarray()
         return arr
-    width, height = frame.width, frame.height
-    out = np.empty((height * 3 // 2, width), np.uint8)
-    flat = out.reshape(-1)
-    offset = 0
-    for plane, (w, h) in zip(frame.planes, ((width, height), (width // 2, height // 2), (width // 2, height // 2)),
-                             strict=True):
-        src = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)[:h, :w]
-        flat[offset : offset + w * h].reshape(h, w)[...] = src
-        offset += w * h
+    out = np.empty((frame.height * 3 // 2, frame.width), np.uint8)
+    for plane, dst in zip(frame.planes, i420_planes(out), strict=True):  # views into ``out``
+        dst[...] = _plane_rows(plane)[: dst.shape[0], : dst.shape[1]]
     return out
 
 

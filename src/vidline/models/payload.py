@@ -152,8 +152,8 @@ class ClockRule:
         return real if self.real else i * self.num / self.div
 
     def clock(self, real: tuple[float, ...]) -> Clock:
-        model = real if self.real else tuple(i * self.num / self.div for i in range(len(real)))
-        return Clock(model, real, self.fps_told, retimed=self.retimed)
+        return Clock(tuple(self.model_time(i, r) for i, r in enumerate(real)), real, self.fps_told,
+                     retimed=self.retimed)
 
 
 def clock_rule(fps: float, flavour: Flavour, mode: PayloadMode, *, media_io_fps: bool = True) -> ClockRule:
@@ -245,6 +245,14 @@ def b64_len(n_bytes: int) -> int:
     return 4 * math.ceil(n_bytes / 3)
 
 
+MP4_URI_PREFIX = "data:video/mp4;base64,"
+
+
+def mp4_uri_len(data: bytes) -> int:
+    """Length of the data URI that carries the mp4 ``data``."""
+    return len(MP4_URI_PREFIX) + b64_len(len(data))
+
+
 # ---------------------------------------------------------------------------------------------
 # encoded media
 
@@ -295,7 +303,7 @@ class StreamedVideo:
         """The encoded clip; None when it is over the data-URI limit (the caller then builds the payload
         from the frames, which lowers the quality step by step)."""
         data = self._writer.finish()  # (closes the file; on an error the caller's ``close`` does)
-        if b64_len(len(data)) + len("data:video/mp4;base64,") > self.opts.max_data_uri_bytes:
+        if mp4_uri_len(data) > self.opts.max_data_uri_bytes:
             return None
         size = self._writer.size
         assert size is not None
@@ -326,7 +334,7 @@ def encode_video_part(part: VideoPart, flavour: Flavour, mode: PayloadMode, opts
     part = VideoPart(frames=frames, fps=fps, origin=part.origin)
     clock = clock_for(part, flavour, mode, media_io_fps=opts.media_io_fps)
     crf, quality, scale = opts.crf, opts.jpeg_quality, opts.scale
-    prefix = len("data:video/mp4;base64,")
+    prefix = len(MP4_URI_PREFIX)
     for _ in range(12):
         o = EncodeOptions(jpeg_quality=quality, crf=crf, scale=scale, burn_timestamps=opts.burn_timestamps)
         shown = _prepare_frames(frames, clock.model_times, o)
@@ -334,7 +342,7 @@ def encode_video_part(part: VideoPart, flavour: Flavour, mode: PayloadMode, opts
         if mode == "video":
             times = clock.model_times if clock.retimed else None
             data = [encode_mp4(shown, crf=crf, origin=part.origin, times=times)]
-            size = b64_len(len(data[0])) + prefix
+            size = mp4_uri_len(data[0])
             h, w = h - h % 2, w - w % 2
         else:
             data = [encode_jpeg(f.rgb(), quality) for f in shown]
