@@ -569,19 +569,18 @@ def test_dry_run_memory_estimate_counts_frames_being_decoded_and_payloads_waitin
     assert f"~{video_mode.peak_memory_mb} MB peak memory" in video_mode.to_text()
 
 
-@pytest.mark.parametrize(("spans", "expected", "ahead"), [
-    ([(0, 10)], 1, 0),
-    ([(0, 10), (11, 20)], 1, 0),  # one after the other
-    ([(0, 10), (8, 18), (16, 26)], 2, 3),  # 2 s overlaps: 8, 9, 10 of the next window come first
-    ([(0, 10), (4, 14), (8, 18)], 3, 10),  # window 0 ends after 4..10 of window 1 and 8..10 of window 2
-    ([(0, 10), (10, 20)], 2, 1),  # a shared sample time
+@pytest.mark.parametrize(("spans", "ahead"), [
+    ([(0, 10)], 0),
+    ([(0, 10), (11, 20)], 0),  # one after the other
+    ([(0, 10), (8, 18), (16, 26)], 3),  # 2 s overlaps: 8, 9, 10 of the next window come first
+    ([(0, 10), (4, 14), (8, 18)], 10),  # window 0 ends after 4..10 of window 1 and 8..10 of window 2
+    ([(0, 10), (10, 20)], 1),  # a shared sample time
 ])
-def test_open_windows_and_frame_budget(spans: list[tuple[float, float]], expected: int, ahead: int) -> None:
-    from vidline.pipeline import BUDGET_SLACK, WindowJob, frame_budget, frames_ahead, open_windows
+def test_frame_budget(spans: list[tuple[float, float]], ahead: int) -> None:
+    from vidline.pipeline import BUDGET_SLACK, WindowJob, frame_budget, frames_ahead
 
     jobs = [WindowJob(Window(i, s, e), SimpleNamespace(timestamps=[float(t) for t in range(s, e + 1)],  # type: ignore[arg-type]
                                                        n_frames=e - s + 1), 0, 0) for i, (s, e) in enumerate(spans)]
-    assert open_windows(jobs) == expected
     assert frames_ahead(jobs) == ahead
     # the frames that wait while the earliest open window is finished (+ 1), and some slack
     assert frame_budget(jobs) == ahead + 1 + BUDGET_SLACK
@@ -684,5 +683,5 @@ def test_decode_heavy_decides_the_default_lanes(source: tuple[int, int], fps: fl
                       SimpleNamespace(n_frames=122, width=sent[0], height=sent[1]), 0, 0)  # type: ignore[arg-type]
             for i in range(32)]
     assert decode_heavy(info, jobs) is heavy  # type: ignore[arg-type]
-    assert lane_count(len(jobs), None, cpus=2, decode_heavy=heavy) == (2 if heavy else 1)
-    assert lane_count(len(jobs), 2, cpus=2, decode_heavy=False) == 2  # asked for: always
+    assert lane_count(len(jobs), None, cpus=2, heavy=heavy) == (2 if heavy else 1)
+    assert lane_count(len(jobs), 2, cpus=2, heavy=False) == 2  # asked for: always

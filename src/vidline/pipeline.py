@@ -388,14 +388,14 @@ class ModelRun:
         own encoder threads and frame budget; the request threads and slots are shared.
 
         Three bounds keep memory flat, per lane: the frames decoded but not yet taken by an encoder
-        (``frame_budget``: one window's worth), so decoding waits for encoders that fall behind; the
+        (``frame_budget``: about the windows' overlap), so decoding waits for encoders that fall behind; the
         encoder threads (windows are encoded in the order they start); and, shared, at most
         ``concurrency + prefetch`` windows between the end of their decoding and a finished request
         (the waiting ones hold only their small encoded payload), so decoding pauses when the server is
         slower than the decoders, and a request slot that frees up finds its next payload ready.
         """
         lanes = decode_lanes(jobs, self.options.decoders, heavy=decode_heavy(info, jobs))
-        n_encoders = max(1, encoder_threads(self.options.concurrency) // len(lanes))
+        n_encoders = lane_encoders(self.options.concurrency, len(lanes))
         # the decoders get the CPUs the encoders do not use (oversubscribed frame threads cost CPU)
         threads = max(1, (usable_cpus() - n_encoders * len(lanes)) // len(lanes))
         slots = threading.BoundedSemaphore(self.options.concurrency + self.options.prefetch)
@@ -501,7 +501,7 @@ class ModelRun:
             feeds.clear()
             for fut in encoded:
                 sent = self._result(fut)
-                if sent is not None and not self._abandon:
+                if sent is not None:
                     self._result(sent)
                 if self._abandon:  # Ctrl-C with lanes: leave the encoders and the requests in flight
                     encoders.shutdown(wait=False, cancel_futures=True)
@@ -728,13 +728,13 @@ def frames_ahead(jobs: Sequence[WindowJob]) -> int:
 
 
 def lane_count(n_windows: int, decoders: int | None = None, cpus: int | None = None,
-               decode_heavy: bool = True) -> int:
+               heavy: bool = True) -> int:
     """How many parallel decoders a run uses: ``decoders`` when given, else (when decoding is the
-    heavier half of the work: ``decode_heavy``) one per CPU up to ``AUTO_LANES``, with at least
-    ``MIN_WINDOWS_PER_LANE`` windows each; never more than the windows."""
+    heavier half of the work: ``heavy``, see ``decode_heavy``) one per CPU up to ``AUTO_LANES``, with
+    at least ``MIN_WINDOWS_PER_LANE`` windows each; never more than the windows."""
     if decoders is None:
         cpus = usable_cpus() if cpus is None else cpus
-        decoders = min(cpus, AUTO_LANES, n_windows // MIN_WINDOWS_PER_LANE) if decode_heavy else 1
+        decoders = min(cpus, AUTO_LANES, n_windows // MIN_WINDOWS_PER_LANE) if heavy else 1
     return max(1, min(decoders, n_windows))
 
 
@@ -768,15 +768,9 @@ def decode_lanes(jobs: Sequence[WindowJob], decoders: int | None = None, cpus: i
     return [lane for lane in lanes if lane]
 
 
-def open_windows(jobs: Sequence[WindowJob]) -> int:
-    """The most windows whose sampled frames interleave at one moment (2 where windows overlap)."""
-    spans = sorted((job.plan.timestamps[0], job.plan.timestamps[-1]) for job in jobs if job.plan.timestamps)
-    most = 1
-    ends: list[float] = []  # ends of the spans still open
-    for start, end in spans:
-        ends = [e for e in ends if e >= start] + [end]
-        most = max(most, len(ends))
-    return most
+def lane_encoders(concurrency: int, lanes: int) -> int:
+    """Encoder threads of each decode lane: the run's ``encoder_threads`` shared out, at least one."""
+    return max(1, encoder_threads(concurrency) // lanes)
 
 
 def encoder_threads(concurrency: int) -> int:
@@ -994,7 +988,7 @@ def dry_run(
     # waiting for an encoder (frame_budget: about the windows' overlap); other payloads collect their
     # window first, one per encoder thread, plus the frames waiting
     lanes = decode_lanes(jobs, run_opts.decoders, heavy=decode_heavy(info, jobs))
-    per_lane_encoders = max(1, encoder_threads(run_opts.concurrency) // len(lanes))
+    per_lane_encoders = lane_encoders(run_opts.concurrency, len(lanes))
     most = max((j.plan.n_frames for j in jobs), default=0)
     held = sum(frame_budget(lane) + (0 if mode == "video" else per_lane_encoders * most) for lane in lanes)
     return DryRunReport(video=_video_dict(path, info), backend=cfg.backend, model=cfg.model,
