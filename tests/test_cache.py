@@ -42,6 +42,8 @@ def test_round_trip_and_miss(tmp_path: Path) -> None:
     full = CachedAnswer("[]", Usage(1, 1), 1.0, model="m", mode="video", estimated_tokens=9, frames=12)
     c.put("ef" * 32, full)
     assert c.get("ef" * 32) == full
+    (tmp_path / "windows" / "ab" / ".tmp-x1y2.json").write_text("{")  # a write cut short by a kill
+    assert c.keys() == ["ab" * 32, "ef" * 32]
 
 
 def test_corrupt_entry_is_a_miss(tmp_path: Path) -> None:

@@ -103,6 +103,8 @@ def cache_key(
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+_TMP_PREFIX = ".tmp-"  # an entry being written (renamed into place when complete)
+
 @dataclass
 class CachedAnswer:
     """What is stored per window: the raw answer text, the usage and the time scale."""
@@ -174,7 +176,7 @@ class WindowCache:
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+            fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=".json", dir=path.parent)
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as f:
                     json.dump(answer.to_dict(), f)
@@ -193,4 +195,5 @@ class WindowCache:
         return self._path(key).is_file()
 
     def keys(self) -> list[str]:
-        return sorted(p.stem for p in self.root.glob("*/*.json"))
+        """The stored keys (a temporary file left by a killed write is not one)."""
+        return sorted(p.stem for p in self.root.glob("*/*.json") if not p.name.startswith(_TMP_PREFIX))
