@@ -68,7 +68,7 @@ _T = TypeVar("_T")
 _POLL = 0.1  # seconds between checks for a stop while a decoder waits for a request slot or the encoders
 AUTO_LANES = 2  # parallel decoders at most by default (each adds a decoder and an x264 instance)
 MIN_WINDOWS_PER_LANE = 4
-ENCODE_COST = 7.0  # x264 (veryfast) CPU per pixel sent / H.264 decoding CPU per pixel decoded (measured)
+ENCODE_COST = 5.0  # x264 (superfast) CPU per pixel sent / H.264 decoding CPU per pixel decoded (measured)
 LANE_MB = 60  # a further decode lane's decoder and x264 instance (measured: 720p source, 1008x560 clips)
 BUDGET_SLACK = 8  # frames a decoder may run ahead of its encoders beyond the windows' overlap
 
