@@ -547,19 +547,19 @@ def test_e2e_vllm_mp4_payloads_encoded_ahead(refserver: Any, marker_video: Path,
 
 
 def test_dry_run_memory_estimate_counts_frames_being_decoded_and_payloads_waiting(video: Path) -> None:
-    from vidline.pipeline import BUDGET_SLACK, encoder_threads
+    from vidline.pipeline import BUDGET_SLACK
 
     cfg = ModelConfig("openai", base_url="http://127.0.0.1:9/v1", model="m", server="vllm")
     video_mode = dry_run(video, config=cfg, window=20.0, overlap=5.0, fps=1.0, concurrency=3)
     frames_mode = dry_run(video, config=cfg.with_(mode="frames"), window=20.0, overlap=5.0, fps=1.0, concurrency=3)
     assert video_mode.bytes_per_pixel == 1.5 and frames_mode.bytes_per_pixel == 3.0  # planar YUV for mp4 payloads
-    # an mp4 is encoded while decoded: only the frames that run ahead of the encoder wait (the overlap's
-    # + slack); frame lists collect their windows (one per encoder thread) + that
+    # an mp4 or a JPEG list is encoded while decoded: only the frames that run ahead of the encoder
+    # wait (the overlap's + slack), never a whole window
     w = video_mode.windows[0]
     assert video_mode.decoders == 1  # 3 windows: one decoder
     overlap_frames = 5 + 1  # 5 s at 1 fps
     assert BUDGET_SLACK < video_mode.decoded_frames <= overlap_frames + 1 + BUDGET_SLACK < w.frames
-    assert frames_mode.decoded_frames == encoder_threads(3) * w.frames + video_mode.decoded_frames
+    assert frames_mode.decoded_frames == video_mode.decoded_frames
     assert video_mode.windows_in_flight == 3 + 3  # concurrency + prefetch (default: concurrency)
     frames = video_mode.decoded_frames * w.width * w.height * 1.5
     payloads = video_mode.windows_in_flight * max(x.payload_bytes for x in video_mode.windows)

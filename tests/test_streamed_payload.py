@@ -1,6 +1,7 @@
 """The timeline's encode-while-decoding path (``WindowAnalyzer.prepare_stream``): the clip x264 makes
-from frames handed over one by one is the clip the collected path makes, for every mp4 flavour; other
-payloads are not streamed; a streamed clip that cannot be used makes the run decode the window again.
+from frames handed over one by one is the clip the collected path makes, for every mp4 flavour, and the
+JPEG list compressed frame by frame is the collected list, for every frame-list flavour; a streamed
+payload that cannot be used makes the run decode the window again.
 """
 
 from __future__ import annotations
@@ -117,13 +118,60 @@ def test_streamed_clip_is_the_collected_clip(video: Path, name: str) -> None:
     assert str(b.messages).split("data:video/mp4")[0] == str(a.messages).split("data:video/mp4")[0]
 
 
-@pytest.mark.parametrize("cfg", [
-    {"backend": "openai", "base_url": URL, "model": "m", "server": "vllm", "mode": "frames"},
-    {"backend": "openai", "base_url": URL, "model": "m", "server": "generic"},
-    {"backend": "dashscope", "api_key": "k", "model": "m"},
-])
-def test_frame_list_payloads_are_not_streamed(video: Path, cfg: dict[str, Any]) -> None:
-    analyzer = WindowAnalyzer(make_backend(ModelConfig(**cfg)), None)
+FRAME_LISTS = {  # name: (config, sampling fps, window end)
+    "vllm": ({"backend": "openai", "base_url": URL, "model": "m", "server": "vllm", "mode": "frames"}, 2.0, 15.0),
+    # no per-request media_io_kwargs: vLLM keeps 32 frames of a list, so 42 are cut to 32 evenly
+    "vllm-untrusted-42": ({"backend": "openai", "base_url": URL, "model": "m", "server": "vllm", "mode": "frames",
+                           "send_media_io_fps": False}, 3.0, 15.0),
+    "dashscope-compat": ({"backend": "openai", "base_url": URL, "model": "m", "server": "dashscope-compat",
+                          "mode": "frames"}, 2.0, 15.0),
+    "generic": ({"backend": "openai", "base_url": URL, "model": "m", "server": "generic"}, 2.0, 15.0),
+    "generic-burned": ({"backend": "openai", "base_url": URL, "model": "m", "server": "generic",
+                        "burn_timestamps": True}, 2.0, 15.0),
+    "dashscope-native": ({"backend": "dashscope", "api_key": "k", "model": "m"}, 2.0, 15.0),
+    "dashscope-native-burned": ({"backend": "dashscope", "api_key": "k", "model": "m", "burn_timestamps": True},
+                                2.0, 15.0),
+    # two frames: DashScope wants at least 4, so the last one is repeated (each copy burned with its time)
+    "dashscope-native-2-burned": ({"backend": "dashscope", "api_key": "k", "model": "m", "burn_timestamps": True},
+                                  2.0, 2.0),
+}
+
+
+@pytest.mark.parametrize("name", list(FRAME_LISTS))
+def test_streamed_frame_list_is_the_collected_list(video: Path, name: str) -> None:
+    """``frames`` mode: each frame is compressed to JPEG as it arrives; the request is byte for byte
+    the one the collected frames give (JPEG is deterministic), including the frames kept for a
+    server's frame-count limits, their clock and the times written or burned for the model."""
+    cfg, fps, end = FRAME_LISTS[name]
+    analyzer = WindowAnalyzer(make_backend(ModelConfig(**cfg)), "shapes")  # type: ignore[arg-type]
+    wf = next(sample_windows(video, [Window(0, 1.0, end)], SamplingBudget(fps=fps),
+                             pixel_format=analyzer.pixel_format))
+    assert analyzer.pixel_format == "rgb24"
+    collected = analyzer.prepare(wf, release=False)
+    taken: list[Frame] = []
+
+    def one_by_one() -> Iterator[Frame]:
+        for f in wf.frames:
+            taken.append(f)
+            yield f
+
+    streamed = analyzer.prepare_stream(wf.window, wf.plan, one_by_one())
+    assert streamed is not None and streamed.released and len(taken) == len(wf.frames)
+    a, b = collected.payload, streamed.payload
+    assert b.messages == a.messages and b.extra_body == a.extra_body
+    assert (b.shape, b.visual_tokens, b.media_bytes) == (a.shape, a.visual_tokens, a.media_bytes)
+    assert b.time_scale == pytest.approx(a.time_scale, abs=1e-12)
+    assert streamed.settings == collected.settings
+    sent = str(b.messages).count("/9j/")  # one base64 JPEG start per frame sent
+    expected = {"vllm-untrusted-42": 32, "dashscope-native-2-burned": 4}.get(name, len(wf.frames))
+    assert len(wf.frames) == {"vllm-untrusted-42": 42, "dashscope-native-2-burned": 2}.get(name, 28)
+    assert sent == expected
+
+
+def test_a_backend_that_cannot_say_its_encoding_is_not_streamed(video: Path) -> None:
+    backend = make_backend(ModelConfig(backend="openai", base_url=URL, model="m", server="generic"))
+    backend.stream_encoding = lambda request: None  # type: ignore[method-assign]
+    analyzer = WindowAnalyzer(backend, None)
 
     def untouchable() -> Iterator[Frame]:
         raise AssertionError("the frames must be left for prepare()")
@@ -131,6 +179,38 @@ def test_frame_list_payloads_are_not_streamed(video: Path, cfg: dict[str, Any]) 
 
     wf = _window(video, analyzer)
     assert analyzer.prepare_stream(wf.window, wf.plan, untouchable()) is None
+
+
+def test_streamed_frame_list_refused_over_the_limit_or_short_of_frames(video: Path) -> None:
+    small = ModelConfig(backend="dashscope", api_key="k", model="m", max_data_uri_bytes=500)
+    analyzer = WindowAnalyzer(make_backend(small), None)
+    wf = _window(video, analyzer)
+    with pytest.raises(StalePayloadError, match="data-URI limit"):
+        analyzer.prepare_stream(wf.window, wf.plan, iter(wf.frames))
+
+
+@pytest.mark.parametrize(("name", "window", "fps", "handed", "ok"), [
+    # vLLM's 32 of 42 are laid out for 42: one frame short, the layout is wrong
+    ("vllm-untrusted-42", Window(0, 1.0, 15.0), 3.0, 41, False),
+    # no limit for 28 frames nor for 27: the 27 that came are the list (the run drops a short window
+    # anyway and encodes it again from a second decode)
+    ("dashscope-native", Window(0, 1.0, 15.0), 2.0, 27, True),
+    # 5 planned, 3 came: DashScope would need the last one repeated
+    ("dashscope-native", Window(0, 1.0, 3.0), 2.0, 3, False),
+    ("dashscope-native-2-burned", Window(0, 1.0, 2.0), 2.0, 1, False),
+])
+def test_streamed_frame_list_short_of_frames(video: Path, name: str, window: Window, fps: float, handed: int,
+                                             ok: bool) -> None:
+    cfg = FRAME_LISTS[name][0]
+    analyzer = WindowAnalyzer(make_backend(ModelConfig(**cfg)), None)  # type: ignore[arg-type]
+    wf = next(sample_windows(video, [window], SamplingBudget(fps=fps), pixel_format="rgb24"))
+    assert len(wf.frames) > handed
+    if ok:
+        streamed = analyzer.prepare_stream(wf.window, wf.plan, iter(wf.frames[:handed]))
+        assert streamed is not None and str(streamed.payload.messages).count("/9j/") == handed
+    else:
+        with pytest.raises(StalePayloadError, match=f"{handed} of the window's {len(wf.frames)} frames"):
+            analyzer.prepare_stream(wf.window, wf.plan, iter(wf.frames[:handed]))
 
 
 def test_streamed_clip_over_the_limit_is_refused(video: Path) -> None:
@@ -201,3 +281,50 @@ def test_timeline_of_a_truncated_file_streams_what_exists(refserver: RefServer, 
     assert {w.status for w in again.windows if w.status != "failed"} == {"cached"}
     assert [w.frames for w in again.windows if w.status == "cached"] == [w.frames for w in first.windows
                                                                         if w.status == "ok"]
+
+
+@pytest.mark.parametrize("flavour", ["dashscope", "vllm-frames"])
+def test_run_streams_frame_lists_in_one_decode_with_few_frames_alive(
+        refserver: RefServer, video: Path, monkeypatch: pytest.MonkeyPatch, flavour: str) -> None:
+    """A ``frames``-mode timeline compresses each frame as it is decoded: one decode pass (no window
+    refused and decoded again), the events right, and far fewer frames alive at once than a window
+    has (a collected window holds all of its frames until it is encoded)."""
+    import threading
+    import weakref
+
+    import vidline.media.sampler as sampler
+    from vidline.pipeline import analyze
+
+    lock = threading.Lock()
+    alive = {"now": 0, "peak": 0, "passes": 0}
+    real = sampler.stream_windows
+
+    def gone() -> None:
+        with lock:
+            alive["now"] -= 1
+
+    def tracking(*a: Any, **k: Any) -> Iterator[tuple[int, Frame | None]]:
+        alive["passes"] += 1
+        for i, frame in real(*a, **k):
+            if frame is not None:
+                with lock:
+                    alive["now"] += 1
+                    alive["peak"] = max(alive["peak"], alive["now"])
+                weakref.finalize(frame, gone)
+            yield i, frame
+            del frame
+
+    monkeypatch.setattr(sampler, "stream_windows", tracking)
+    if flavour == "dashscope":
+        cfg = ModelConfig("dashscope", base_url=refserver.dashscope_base_url, api_key="sk-test", model=refserver.model)
+    else:
+        cfg = ModelConfig("openai", base_url=refserver.openai_base_url, api_key="sk-test", model=refserver.model,
+                          server="vllm", mode="frames")
+    tl = analyze(video, config=cfg, window=8.0, overlap=1.0, fps=5.0, cache=False, decoders=1, concurrency=1)
+    assert all(w.status == "ok" for w in tl.windows) and len(tl.windows) >= 2
+    assert alive["passes"] == 1  # every streamed list was used
+    per_window = max(w.frames for w in tl.windows)
+    assert per_window >= 30
+    assert alive["peak"] <= 20  # the frame budget (overlap 5 + 1 + 8) and the frames in hand
+    assert [(e.label, round(e.start), round(e.end)) for e in tl.events] == [
+        (m.label, round(m.start), round(m.end)) for m in MARKERS]

@@ -559,7 +559,7 @@ class ModelRun:
     def _prepare(self, job: WindowJob, feed: FrameFeed,
                  reload: Callable[[], WindowFrames]) -> tuple[Any, int] | None:
         """(the window's prepared request, frames in it): streamed into the encoder frame by frame when
-        the analyzer can (``prepare_stream``: mp4 payloads), else from the collected frames
+        the analyzer can (``prepare_stream``: an mp4 or a JPEG list), else from the collected frames
         (``prepare``). None when the run is stopping."""
         from vidline.media.sampler import window_frames
 
@@ -573,7 +573,7 @@ class ModelRun:
                 refused = exc
                 feed.discard()
         streamed = prepared is not None or refused is not None
-        frames = [] if streamed else list(feed)  # not an mp4: collect the window
+        frames = [] if streamed else list(feed)  # the analyzer cannot stream: collect the window
         feed.wait_closed()
         if not feed.slot:  # the run is stopping
             return None
@@ -892,8 +892,8 @@ class DryRunReport:
     @property
     def peak_memory_mb(self) -> int:
         """Rough peak RSS: ~100 MB of libraries and one decoder + encoder, ~60 MB for each further
-        decode lane, + the decoded frames held at most (about the windows' overlap per lane for mp4
-        payloads, encoded while decoded) + the encoded payloads waiting for (or in) a request."""
+        decode lane, + the decoded frames held at most (about the windows' overlap per lane: payloads
+        are encoded while decoded) + the encoded payloads waiting for (or in) a request."""
         frame = max((w.width * w.height * self.bytes_per_pixel for w in self.windows), default=0)
         payload = max((w.payload_bytes for w in self.windows), default=0)
         fixed = 100 + LANE_MB * (max(1, self.decoders) - 1)
@@ -984,13 +984,10 @@ def dry_run(
     rows = [DryRunWindow(j.window.index, j.window.start, j.window.end, j.plan.n_frames, j.plan.width,
                          j.plan.height, j.plan.fps, j.estimated_tokens, j.payload_bytes) for j in jobs]
     mode = payload_mode(cfg, getattr(analyzer, "backend", None))
-    # frames held, per decode lane: an mp4 is encoded as its window is decoded, so only the frames
-    # waiting for an encoder (frame_budget: about the windows' overlap); other payloads collect their
-    # window first, one per encoder thread, plus the frames waiting
+    # frames held, per decode lane: a payload (mp4 or JPEG list) is encoded as its window is decoded,
+    # so only the frames waiting for an encoder (frame_budget: about the windows' overlap)
     lanes = decode_lanes(jobs, run_opts.decoders, heavy=decode_heavy(info, jobs))
-    per_lane_encoders = lane_encoders(run_opts.concurrency, len(lanes))
-    most = max((j.plan.n_frames for j in jobs), default=0)
-    held = sum(frame_budget(lane) + (0 if mode == "video" else per_lane_encoders * most) for lane in lanes)
+    held = sum(frame_budget(lane) for lane in lanes)
     return DryRunReport(video=_video_dict(path, info), backend=cfg.backend, model=cfg.model,
                         mode=mode, windows=rows,
                         price_per_1k=price_per_1k, windows_in_flight=run_opts.concurrency + run_opts.prefetch,

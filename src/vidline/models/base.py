@@ -33,8 +33,9 @@ class ImagePart:
 class VideoPart:
     """A window's sampled frames. ``origin`` is the window start: answers are relative to it.
 
-    ``encoded``: the clip already encoded while the frames were decoded (``payload.StreamedVideo``;
-    ``frames`` is then empty); used when the backend would encode it the same way."""
+    ``encoded``: the clip or frame list already encoded while the frames were decoded
+    (``payload.StreamedVideo``, ``payload.StreamedFrames``; ``frames`` is then empty); used when the
+    backend would encode it the same way."""
 
     frames: list[Frame]
     fps: float
@@ -130,9 +131,11 @@ class Backend(abc.ABC):
                 break
         return PreparedRequest(request, payload, settings)
 
-    def video_encoding(self, request: ChatRequest) -> tuple[Flavour, EncodeOptions] | None:
-        """(flavour, options) a ``video``-mode clip of ``request`` is encoded with, so it can be encoded
-        while its frames are decoded (``payload.StreamedVideo``); None in other modes."""
+    def stream_encoding(self, request: ChatRequest) -> tuple[Flavour, PayloadMode, EncodeOptions] | None:
+        """(flavour, payload mode, options) ``request``'s video part is encoded with, so it can be
+        encoded while its frames are decoded (``payload.StreamedVideo``: an mp4, one frame at a time
+        into x264; ``payload.StreamedFrames``: a frame list, one JPEG at a time); None when the
+        backend cannot say in advance."""
         return None
 
     @staticmethod

@@ -66,10 +66,8 @@ class DashScopeBackend(Backend):
         return EncodeOptions.for_shrink(request.shrink, max_data_uri_bytes=self.config.max_data_uri_bytes,
                                         burn_timestamps=self.config.burn_timestamps)
 
-    def video_encoding(self, request: ChatRequest) -> tuple[Flavour, EncodeOptions] | None:
-        if self.effective_mode(request) != "video":
-            return None
-        return "dashscope", self.encode_options(request)
+    def stream_encoding(self, request: ChatRequest) -> tuple[Flavour, PayloadMode, EncodeOptions] | None:
+        return "dashscope", self.effective_mode(request), self.encode_options(request)
 
     def build(self, request: ChatRequest) -> BuiltPayload:
         return build_dashscope(request, self.effective_mode(request), self.encode_options(request))

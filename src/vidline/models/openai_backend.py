@@ -168,10 +168,8 @@ class OpenAIBackend(Backend):
             media_io_fps=self._media_io_ok,
         )
 
-    def video_encoding(self, request: ChatRequest) -> tuple[Flavour, EncodeOptions] | None:
-        if self.mode_for(request) != "video":
-            return None
-        return self.flavour, self.encode_options(request)
+    def stream_encoding(self, request: ChatRequest) -> tuple[Flavour, PayloadMode, EncodeOptions] | None:
+        return self.flavour, self.mode_for(request), self.encode_options(request)
 
     def build(self, request: ChatRequest) -> BuiltPayload:
         return build_openai(request, self.flavour, self.mode_for(request), self.encode_options(request))

@@ -28,7 +28,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -47,6 +47,7 @@ from vidline.models.config import DASHSCOPE_DATA_URI_LIMIT, PayloadMode
 from vidline.types import Frame
 
 Flavour = Literal["dashscope", "dashscope-compat", "vllm", "generic"]
+_T = TypeVar("_T")
 
 PAYLOAD_VERSION = 1  # bump when the bytes sent for the same frames change (cache key part)
 
@@ -202,10 +203,11 @@ def _clamp_fps(fps: float) -> float:
 # frames helpers
 
 
-def limit_frames(frames: Sequence[Frame], flavour: Flavour, mode: PayloadMode, *,
-                 media_io_fps: bool = True) -> list[Frame]:
+def limit_frames(frames: Sequence[_T], flavour: Flavour, mode: PayloadMode, *,
+                 media_io_fps: bool = True) -> list[_T]:
     """Respect DashScope's 4-512 frames per list (subsample evenly above, repeat the last below) and
-    vLLM's 32-frame cut of a jpeg list when ``num_frames`` cannot be sent per request."""
+    vLLM's 32-frame cut of a jpeg list when ``num_frames`` cannot be sent per request. ``frames`` can
+    be indices (``range(n)``): the frames a list of ``n`` keeps, in the order sent."""
     out = list(frames)
     if flavour == "vllm" and mode == "frames" and not media_io_fps and len(out) > VLLM_JPEG_LIST_MAX_FRAMES:
         idx = np.linspace(0, len(out) - 1, VLLM_JPEG_LIST_MAX_FRAMES).round().astype(int)
@@ -251,6 +253,20 @@ MP4_URI_PREFIX = "data:video/mp4;base64,"
 def mp4_uri_len(data: bytes) -> int:
     """Length of the data URI that carries the mp4 ``data``."""
     return len(MP4_URI_PREFIX) + b64_len(len(data))
+
+
+def jpegs_uri_len(data: Sequence[bytes], *, per_item_limit: bool) -> int:
+    """What a data-URI limit is checked against for a JPEG list: its largest data URI
+    (``per_item_limit``: DashScope lists, image parts), else the one URI that carries them all."""
+    if per_item_limit:
+        return max(b64_len(len(d)) for d in data) + len(MP4_URI_PREFIX)
+    return sum(b64_len(len(d)) + 1 for d in data) + len(MP4_URI_PREFIX)
+
+
+def jpeg_limit_per_item(flavour: Flavour) -> bool:
+    """Whether the data-URI limit applies to each JPEG of a frame list (every flavour but vLLM's one
+    ``data:video/jpeg`` URL)."""
+    return flavour != "vllm"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,6 +330,72 @@ class StreamedVideo:
         self._writer.close()
 
 
+class StreamedFrames:
+    """A window's frame list (``frames`` mode) compressed to JPEG while its frames are still being
+    decoded: each frame is shown (burned-in time, scale) and compressed as it arrives, so only the
+    JPEGs are held, never the window's pictures (1.7 MB each at Qwen's video size, ~0.1 MB as JPEG).
+
+    The list is the one ``encode_video_part`` would make from the same frames at the first quality
+    step: the same frames kept or repeated for the server's frame-count limits, the same clock, the
+    same bytes. Which frames a limit keeps depends on the count, so it is laid out for the window's
+    ``n_planned`` frames; when no limit applies, any count is taken. Put the result in the request as
+    ``VideoPart(frames=[], ..., encoded=...)``."""
+
+    def __init__(self, fps: float, origin: float, flavour: Flavour, opts: EncodeOptions, n_planned: int) -> None:
+        self.origin = origin
+        self.opts = opts
+        self.key: tuple[object, ...] = (flavour, "frames", opts)
+        self._flavour = flavour
+        self._per_item = jpeg_limit_per_item(flavour)
+        self._planned = n_planned
+        sent = self._layout(n_planned)
+        self._limited = sent != list(range(n_planned))
+        if 1 < len(sent) < n_planned:  # evenly subsampled: the list's own rate
+            fps = fps * (len(sent) - 1) / max(1, n_planned - 1)
+        self.rule = clock_rule(fps, flavour, "frames", media_io_fps=opts.media_io_fps)
+        self._places: dict[int, list[int]] = {}  # frame handed in -> its places in the list sent
+        for place, i in enumerate(sent):
+            self._places.setdefault(i, []).append(place)
+        self._data: dict[int, bytes] = {}
+        self._real: dict[int, float] = {}
+        self._size: tuple[int, int] | None = None
+        self.n_frames = 0  # frames handed in
+
+    def _layout(self, n: int) -> list[int]:
+        return limit_frames(range(n), self._flavour, "frames", media_io_fps=self.opts.media_io_fps)
+
+    def add(self, frame: Frame) -> None:
+        i, real = self.n_frames, frame.t - self.origin
+        self.n_frames += 1
+        for place in self._places.get(i, ()) if self._limited else (i,):
+            shown = _shown_frame(frame, self.rule.model_time(place, real), self.opts)
+            self._data[place] = encode_jpeg(shown.rgb(), self.opts.jpeg_quality)
+            self._real[place] = real
+            self._size = shown.size
+
+    def finish(self) -> EncodedVideo | None:
+        """The encoded list; None when it is over the data-URI limit (the caller then builds the payload
+        from the frames, which lowers the quality step by step). StalePayloadError when a limit
+        applies and the frames handed in are not the ``n_planned`` the list was laid out for (the
+        file ended inside the window)."""
+        if self._limited:  # laid out for the planned count
+            whole = self.n_frames == self._planned
+        else:  # each frame in its own place: right as long as no limit applies to the count that came
+            whole = self._layout(self.n_frames) == list(range(self.n_frames))
+        if self._size is None or not whole:
+            raise StalePayloadError(f"{self.n_frames} of the window's {self._planned} frames arrived")
+        n = len(self._data)
+        data = [self._data[place] for place in range(n)]
+        if jpegs_uri_len(data, per_item_limit=self._per_item) > self.opts.max_data_uri_bytes:
+            return None
+        width, height = self._size
+        real = tuple(self._real[place] for place in range(n))
+        return EncodedVideo("jpegs", data, self.rule.clock(real), width, height, n, key=self.key)
+
+    def close(self) -> None:
+        self._data.clear()
+
+
 def encode_video_part(part: VideoPart, flavour: Flavour, mode: PayloadMode, opts: EncodeOptions,
                       *, per_item_limit: bool) -> EncodedVideo:
     """Encode a video part, lowering quality / size until it fits ``opts.max_data_uri_bytes``.
@@ -321,7 +403,7 @@ def encode_video_part(part: VideoPart, flavour: Flavour, mode: PayloadMode, opts
     ``per_item_limit``: the limit applies to each JPEG (DashScope lists, image parts) rather than
     to the one data URI that carries the whole clip.
     """
-    if part.encoded is not None:  # streamed while decoding (StreamedVideo)
+    if part.encoded is not None:  # streamed while decoding (StreamedVideo, StreamedFrames)
         if part.encoded.key == (flavour, mode, opts):
             return part.encoded
         if not part.frames:
@@ -334,7 +416,6 @@ def encode_video_part(part: VideoPart, flavour: Flavour, mode: PayloadMode, opts
     part = VideoPart(frames=frames, fps=fps, origin=part.origin)
     clock = clock_for(part, flavour, mode, media_io_fps=opts.media_io_fps)
     crf, quality, scale = opts.crf, opts.jpeg_quality, opts.scale
-    prefix = len(MP4_URI_PREFIX)
     for _ in range(12):
         o = EncodeOptions(jpeg_quality=quality, crf=crf, scale=scale, burn_timestamps=opts.burn_timestamps)
         shown = _prepare_frames(frames, clock.model_times, o)
@@ -346,10 +427,7 @@ def encode_video_part(part: VideoPart, flavour: Flavour, mode: PayloadMode, opts
             h, w = h - h % 2, w - w % 2
         else:
             data = [encode_jpeg(f.rgb(), quality) for f in shown]
-            if per_item_limit:
-                size = max(b64_len(len(d)) for d in data) + prefix
-            else:
-                size = sum(b64_len(len(d)) + 1 for d in data) + prefix
+            size = jpegs_uri_len(data, per_item_limit=per_item_limit)
         if size <= opts.max_data_uri_bytes:
             return EncodedVideo("mp4" if mode == "video" else "jpegs", data, clock, w, h, len(frames))
         logger.debug("payload %d bytes > limit %d: lowering quality/size", size, opts.max_data_uri_bytes)

@@ -15,6 +15,7 @@ from vidline.models.payload import (
     PAYLOAD_VERSION,
     EncodeOptions,
     Flavour,
+    StreamedFrames,
     StreamedVideo,
     estimate_payload_bytes,
     estimate_text_tokens,
@@ -115,27 +116,33 @@ class WindowAnalyzer:
         return prepared
 
     def prepare_stream(self, window: Window, plan: SamplingPlan, frames: Iterable[Frame]) -> PreparedRequest | None:
-        """Encode the window's clip while its frames arrive (``video`` mode: x264 takes each frame as it
-        is decoded, so the window's frames are never all held). Returns None, leaving ``frames``
-        untouched, when the backend's payload is not an mp4: the caller collects the frames and uses
-        ``prepare``. Raises StalePayloadError when the streamed clip cannot be used (over the data-URI
-        limit, or a server fallback changed the encoding meanwhile): the caller decodes the window
-        again and uses ``prepare``, which lowers the quality until the clip fits."""
+        """Encode the window's payload while its frames arrive, so the window's frames are never all
+        held: x264 takes each frame as it is decoded (``video`` mode), or each frame is compressed to
+        JPEG (``frames`` mode). Returns None, leaving ``frames`` untouched, when the backend cannot say
+        how it will encode: the caller collects the frames and uses ``prepare``. Raises
+        StalePayloadError when the streamed payload cannot be used (over the data-URI limit, frames
+        missing, or a server fallback changed the encoding meanwhile): the caller decodes the window
+        again and uses ``prepare``, which lowers the quality until the payload fits."""
         template = self._request(window, VideoPart(frames=[], fps=float(plan.fps), origin=window.start))
-        encoding = self.backend.video_encoding(template)
+        encoding = self.backend.stream_encoding(template)
         if encoding is None:
             return None
-        stream = StreamedVideo(float(plan.fps), window.start, *encoding)
+        flavour, mode, opts = encoding
+        stream: StreamedVideo | StreamedFrames
+        if mode == "video":
+            stream = StreamedVideo(float(plan.fps), window.start, flavour, opts)
+        else:
+            stream = StreamedFrames(float(plan.fps), window.start, flavour, opts, plan.n_frames)
         try:
             for frame in frames:
                 stream.add(frame)
             if stream.n_frames == 0:
-                raise StalePayloadError("no frame arrived for the streamed clip")
+                raise StalePayloadError("no frame arrived for the streamed payload")
             encoded = stream.finish()
         finally:
             stream.close()
         if encoded is None:
-            raise StalePayloadError("the streamed clip is over the data-URI limit")
+            raise StalePayloadError("the streamed payload is over the data-URI limit")
         video = VideoPart(frames=[], fps=float(plan.fps), origin=window.start, encoded=encoded)
         prepared = self.backend.prepare(self._request(window, video))
         prepared.release_media()
