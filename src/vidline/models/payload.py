@@ -49,7 +49,7 @@ from vidline.types import Frame
 Flavour = Literal["dashscope", "dashscope-compat", "vllm", "generic"]
 _T = TypeVar("_T")
 
-PAYLOAD_VERSION = 1  # bump when the bytes sent for the same frames change (cache key part)
+PAYLOAD_VERSION = 2  # bump when the bytes sent for the same frames change (cache key part; 2: x264 superfast)
 
 DASHSCOPE_MIN_FRAMES = 4
 DASHSCOPE_MAX_FRAMES = 512
