@@ -122,13 +122,13 @@ class FakeAnalyzer:
                 raise ServerError("server error 500 after 4 retries", status=500)
             if wf.window.index in self.unreachable:
                 raise ServerUnreachableError("openai: server unreachable (connection refused)")
+            from vidline.types import Usage
+
             if wf.window.index in self.garbage:
-                return "I am not sure what happens here.", None, 1.0
+                return "I am not sure what happens here.", Usage(100, 10), 1.0
             w = wf.window
             events = [{"start": max(s, w.start) - w.start, "end": min(e, w.end) - w.start, "label": lab}
                       for lab, s, e in TRUTH if s < w.end and e > w.start]
-            from vidline.types import Usage
-
             return json.dumps(events), Usage(100, 10), 1.0
         finally:
             with self._lock:
@@ -180,6 +180,10 @@ def test_failed_and_unparseable_windows_are_recorded_and_others_continue(video: 
     assert "\n" not in (status[1][1] or "")
     assert tl.partial and [w.index for w in tl.failed_windows] == [1, 3]
     assert ("green circle", 3.0, 8.0) in _spans(tl)  # window 0 is intact
+    # the unparseable answer cost tokens: they are on its window and in the total; the 500 cost none
+    assert tl.windows[3].usage is not None and tl.windows[3].usage.prompt_tokens == 100
+    assert tl.windows[1].usage is None
+    assert tl.usage.prompt_tokens == 100 * (len(tl.windows) - 1)
 
 
 @pytest.mark.parametrize("decoders", [1, 2])

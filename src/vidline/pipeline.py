@@ -597,15 +597,16 @@ class ModelRun:
         if self._stop.is_set():
             return
 
-        def answer() -> tuple[str, Usage | None, float, list[Event]]:
-            text, usage, time_scale = self.analyzer.send(prepared, reload)
-            return text, usage, time_scale, self._events(text, job.window, time_scale)
-
-        result = self._guarded(job, n_frames, answer)
-        if result is None:
+        sent = self._guarded(job, n_frames, lambda: self.analyzer.send(prepared, reload))
+        if sent is None:
             return
-        text, usage, time_scale, events = result
+        text, usage, time_scale = sent
         self._answered = True
+        try:
+            events = self._events(text, job.window, time_scale)
+        except AnswerParseError as exc:  # failed, but its tokens were spent: they are counted
+            self._record_failure(job, n_frames, exc, prefix="unparseable answer: ", usage=usage)
+            return
         if self.cache is not None and job.key is not None:
             model = self.config.model or self._served_model()
             self.cache.put(job.key, CachedAnswer(text=text, usage=usage, time_scale=time_scale, model=model,
@@ -641,14 +642,17 @@ class ModelRun:
             self._record_failure(job, n_frames, exc, prefix=f"internal error ({type(exc).__name__}): ")
         return None
 
-    def _record_failure(self, job: WindowJob, n_frames: int, exc: BaseException, prefix: str = "") -> None:
+    def _record_failure(self, job: WindowJob, n_frames: int, exc: BaseException, prefix: str = "",
+                        usage: Usage | None = None) -> None:
+        """The window as failed; ``usage``: the tokens its answer cost (an answer that could not be
+        parsed)."""
         error = prefix + _one_line(exc)
         logger.info("window %d [%.1f-%.1f s] failed: %s", job.window.index, job.window.start, job.window.end, error)
         record = WindowRecord(index=job.window.index, start=job.window.start, end=job.window.end, frames=n_frames,
-                              status="failed", error=error, estimated_tokens=job.estimated_tokens)
+                              status="failed", error=error, estimated_tokens=job.estimated_tokens, usage=usage)
         with self._lock:
             self.results[job.window.index] = WindowResult(record)
-        self.progress.advance(status="failed")
+        self.progress.advance(status="failed", tokens=(usage.prompt_tokens + usage.completion_tokens) if usage else 0)
 
     def _events(self, text: str, window: Window, time_scale: float) -> list[Event]:
         events = self.analyzer.to_events(text, window, time_scale)
@@ -683,7 +687,8 @@ class ModelRun:
                                                    estimated_tokens=job.estimated_tokens))
             records.append(result.record)
             events.extend(result.events)
-        usage = sum((r.usage for r in records if r.status == "ok" and r.usage), Usage())
+        # the tokens this run spent: answered windows, parsed or not (cached answers cost nothing now)
+        usage = sum((r.usage for r in records if r.status != "cached" and r.usage), Usage())
         merged = sorted(merge_events(events), key=lambda e: (e.start, e.end, e.label))
         model = self.config.model or self._served_model() or self._cached_model
         return Timeline(video=_video_dict(self.path, info), query=self.query, backend=self.config.backend,
