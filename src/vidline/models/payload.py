@@ -257,16 +257,17 @@ def mp4_uri_len(data: bytes) -> int:
 
 def jpegs_uri_len(data: Sequence[bytes], *, per_item_limit: bool) -> int:
     """What a data-URI limit is checked against for a JPEG list: its largest data URI
-    (``per_item_limit``: DashScope lists, image parts), else the one URI that carries them all."""
+    (``per_item_limit``: see ``limit_per_item``), else the one URI that carries them all."""
     if per_item_limit:
         return max(b64_len(len(d)) for d in data) + len(MP4_URI_PREFIX)
     return sum(b64_len(len(d)) + 1 for d in data) + len(MP4_URI_PREFIX)
 
 
-def jpeg_limit_per_item(flavour: Flavour) -> bool:
-    """Whether the data-URI limit applies to each JPEG of a frame list (every flavour but vLLM's one
-    ``data:video/jpeg`` URL)."""
-    return flavour != "vllm"
+def limit_per_item(flavour: Flavour, mode: PayloadMode) -> bool:
+    """Whether the data-URI limit applies to each JPEG of a frame list (DashScope lists, generic image
+    parts) rather than to the one URI that carries the part (an mp4, vLLM's ``data:video/jpeg``
+    list)."""
+    return mode == "frames" and flavour != "vllm"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,7 +347,7 @@ class StreamedFrames:
         self.opts = opts
         self.key: tuple[object, ...] = (flavour, "frames", opts)
         self._flavour = flavour
-        self._per_item = jpeg_limit_per_item(flavour)
+        self._per_item = limit_per_item(flavour, "frames")
         self._planned = n_planned
         sent = self._layout(n_planned)
         self._limited = sent != list(range(n_planned))
@@ -396,13 +397,9 @@ class StreamedFrames:
         self._data.clear()
 
 
-def encode_video_part(part: VideoPart, flavour: Flavour, mode: PayloadMode, opts: EncodeOptions,
-                      *, per_item_limit: bool) -> EncodedVideo:
-    """Encode a video part, lowering quality / size until it fits ``opts.max_data_uri_bytes``.
-
-    ``per_item_limit``: the limit applies to each JPEG (DashScope lists, image parts) rather than
-    to the one data URI that carries the whole clip.
-    """
+def encode_video_part(part: VideoPart, flavour: Flavour, mode: PayloadMode, opts: EncodeOptions) -> EncodedVideo:
+    """Encode a video part, lowering quality / size until it fits ``opts.max_data_uri_bytes`` (each
+    JPEG's URI or the whole part's, per ``limit_per_item``)."""
     if part.encoded is not None:  # streamed while decoding (StreamedVideo, StreamedFrames)
         if part.encoded.key == (flavour, mode, opts):
             return part.encoded
@@ -427,7 +424,7 @@ def encode_video_part(part: VideoPart, flavour: Flavour, mode: PayloadMode, opts
             h, w = h - h % 2, w - w % 2
         else:
             data = [encode_jpeg(f.rgb(), quality) for f in shown]
-            size = jpegs_uri_len(data, per_item_limit=per_item_limit)
+            size = jpegs_uri_len(data, per_item_limit=limit_per_item(flavour, mode))
         if size <= opts.max_data_uri_bytes:
             return EncodedVideo("mp4" if mode == "video" else "jpegs", data, clock, w, h, len(frames))
         logger.debug("payload %d bytes > limit %d: lowering quality/size", size, opts.max_data_uri_bytes)
@@ -546,7 +543,7 @@ def build_openai(request: ChatRequest, flavour: Flavour, mode: PayloadMode, opts
             shape = shape or "image_url"
         else:
             if flavour == "generic" and mode == "frames":
-                ev = encode_video_part(part, flavour, mode, opts, per_item_limit=True)
+                ev = encode_video_part(part, flavour, mode, opts)
                 for d, rel in zip(ev.data, ev.clock.model_times, strict=False):
                     url = data_uri("image/jpeg", d)
                     content.append({"type": "text", "text": FRAME_TEXT_FORMAT.format(t=rel)})
@@ -555,14 +552,14 @@ def build_openai(request: ChatRequest, flavour: Flavour, mode: PayloadMode, opts
                     tokens += image_tokens_as_sent(ev.height, ev.width)
                 shape = "generic/image_url+text-times"
             elif mode == "frames" and flavour == "dashscope-compat":
-                ev = encode_video_part(part, flavour, mode, opts, per_item_limit=True)
+                ev = encode_video_part(part, flavour, mode, opts)
                 urls = [data_uri("image/jpeg", d) for d in ev.data]
                 content.append({"type": "video", "video": urls})
                 media += sum(len(u) for u in urls)
                 tokens += video_tokens_as_sent(ev.n_frames, ev.height, ev.width)
                 shape = "dashscope-compat/video-list"
             elif mode == "frames":  # vllm (and anything that takes vLLM's jpeg sequence)
-                ev = encode_video_part(part, flavour, mode, opts, per_item_limit=False)
+                ev = encode_video_part(part, flavour, mode, opts)
                 url = "data:video/jpeg;base64," + ",".join(base64.b64encode(d).decode("ascii") for d in ev.data)
                 content.append({"type": "video_url", "video_url": {"url": url}})
                 media += len(url)
@@ -571,7 +568,7 @@ def build_openai(request: ChatRequest, flavour: Flavour, mode: PayloadMode, opts
                     extra = {"media_io_kwargs": {"video": {"fps": ev.clock.fps_told, "num_frames": ev.n_frames}}}
                 shape = f"{flavour}/video-jpeg-list" + ("+fps" if ev.clock.fps_told else "")
             else:  # video mode: one mp4
-                ev = encode_video_part(part, flavour, mode, opts, per_item_limit=False)
+                ev = encode_video_part(part, flavour, mode, opts)
                 url = data_uri("video/mp4", ev.data[0])
                 content.append({"type": "video_url", "video_url": {"url": url}})
                 media += len(url)
@@ -623,7 +620,7 @@ def build_dashscope(request: ChatRequest, mode: PayloadMode, opts: EncodeOptions
             tokens += image_tokens_as_sent(h, w)
             shape = shape or "image"
         else:
-            ev = encode_video_part(part, "dashscope", mode, opts, per_item_limit=(mode == "frames"))
+            ev = encode_video_part(part, "dashscope", mode, opts)
             item: dict[str, Any]
             if mode == "frames":
                 urls = [data_uri("image/jpeg", d) for d in ev.data]
