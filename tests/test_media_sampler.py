@@ -169,11 +169,51 @@ def test_seeking_matches_sequential_and_decodes_less(long_video: SynthVideo) -> 
     assert auto.stats["decoded"] < seq.stats["decoded"] / 3
 
 
-def test_dense_targets_do_not_seek(cfr_video: SynthVideo) -> None:
+# cfr_video: 10 fps, a keyframe every second. (targets, seeks expected): a seek is made when the last
+# keyframe at or before the next target lies MIN_SKIP_FRAMES (3) or more frames past the frame decoded last
+SEEK_TABLE = [
+    # 2 targets a second: after x.5 the keyframe at x+1 is 5 frames ahead -> the GOP's tail is skipped
+    pytest.param(np.arange(0, 4, 0.5), 3, id="half-second-targets-skip-gop-tails"),
+    # one target a second just after each keyframe: the rest of every GOP is skipped
+    pytest.param(np.arange(0.05, 4, 1.0), 3, id="one-per-gop"),
+    # one target a frame before each keyframe: the keyframe is 1 frame ahead, not worth a seek
+    pytest.param(np.arange(0.9, 4, 1.0), 0, id="keyframe-too-close"),
+    # every frame: nothing to skip
+    pytest.param(np.arange(0, 4, 0.1), 0, id="every-frame"),
+]
+
+
+@pytest.mark.parametrize(("times", "seeks"), SEEK_TABLE)
+def test_seeks_skip_gop_tails_only_when_worth_it(cfr_video: SynthVideo, times: np.ndarray, seeks: int) -> None:
     info = probe(cfr_video.path)
-    src = PyAVSource(cfr_video.path, info)
-    list(src.read([Target(t, 64, 48) for t in np.arange(0, 4, 0.5)]))  # denser than 1 s keyframes
-    assert src.stats["seeks"] == 0
+    targets = [Target(float(t), 64, 48) for t in times]
+    seq = PyAVSource(cfr_video.path, info, strategy="sequential")
+    auto = PyAVSource(cfr_video.path, info)
+    a = list(seq.read(targets))
+    b = list(auto.read(targets))
+    assert [f.pts for f in b] == [f.pts for f in a]
+    assert [f.t for f in b] == pytest.approx([cfr_video.nearest_frame_time(t.t) for t in targets], abs=1e-3)
+    assert auto.stats["seeks"] == seeks
+    if seeks:
+        assert auto.stats["decoded"] < seq.stats["decoded"]
+    else:
+        assert auto.stats["decoded"] == seq.stats["decoded"]
+
+
+@pytest.mark.parametrize("threads", [1, None])
+def test_gop_tail_skipping_with_bframes(bframes_video: SynthVideo, threads: int | None) -> None:
+    """Targets every second on 2-s GOPs with B-frames (decode order != display order), with and without
+    frame threads: the GOP tails are skipped and every frame is still the one nearest its target."""
+    info = probe(bframes_video.path)
+    targets = [Target(float(t), 80, 60) for t in np.arange(0.0, 7.9, 1.0)]
+    seq = PyAVSource(bframes_video.path, info, strategy="sequential", threads=threads)
+    auto = PyAVSource(bframes_video.path, info, threads=threads)
+    a = list(seq.read(targets))
+    b = list(auto.read(targets))
+    assert [f.pts for f in b] == [f.pts for f in a]
+    _check_times(b, bframes_video, [t.t for t in targets])
+    assert auto.stats["seeks"] > 0
+    assert auto.stats["decoded"] < seq.stats["decoded"]
 
 
 # ---- sample_windows: one pass, in order, even counts, ground-truth times
