@@ -216,6 +216,49 @@ def test_gop_tail_skipping_with_bframes(bframes_video: SynthVideo, threads: int 
     assert auto.stats["decoded"] < seq.stats["decoded"]
 
 
+# Files whose keyframe times from the index are too early, or that have no index: a seek can land past
+# its target, and the frames a full pass shows before the landing point were not decoded. The source
+# seeks further back (stats "overshoots") and still gives every target the frame a full pass gives.
+SEEK_FORMATS = [
+    pytest.param("opengop.mp4", "libx264", {"x264-params": "open-gop=1:bframes=3"}, 20, id="h264-open-gop-mp4"),
+    pytest.param("hevc.mp4", "libx265", {"x265-params": "log-level=error"}, 10, id="hevc-open-gop-mp4"),
+    pytest.param("mpeg4.avi", "mpeg4", {"bf": "2"}, 10, id="mpeg4-bframes-avi"),
+    pytest.param("h264.ts", "libx264", {}, 10, id="h264-mpegts-no-index"),
+]
+
+
+@pytest.mark.parametrize(("name", "codec", "options", "gop"), SEEK_FORMATS)
+def test_seeking_exact_across_containers(tmp_path_factory: pytest.TempPathFactory, name: str, codec: str,
+                                         options: dict[str, str], gop: int) -> None:
+    from vidline.synth import frame_times, make_video
+
+    if codec not in av_codecs():
+        pytest.skip(f"this PyAV build has no {codec} encoder")
+    path = make_video(tmp_path_factory.mktemp("fmt") / name, duration=12.0, fps=10, size=(96, 64), codec=codec,
+                      gop=gop, options=options)
+    info = probe(path)
+    written = [float(t) for t in frame_times(12.0, 10)]
+    overshoots = seeks = 0
+    for step in (1.0, 0.7, 2.3):
+        targets = [Target(float(t), 48, 32) for t in np.arange(0.02, 11.9, step)]
+        full = list(PyAVSource(path, info, strategy="sequential").read(targets))
+        assert [f.t for f in full] == pytest.approx(
+            [min(written, key=lambda w, t=t: (abs(w - t.t), w)) for t in targets], abs=1e-3)
+        for threads in (1, None):
+            src = PyAVSource(path, info, threads=threads)
+            got = list(src.read(targets))
+            assert [f.pts for f in got] == [f.pts for f in full], (step, threads, src.stats)
+            seeks += src.stats["seeks"]
+            overshoots += src.stats["overshoots"]
+    assert seeks > 0 and overshoots > 0, (seeks, overshoots)  # the case is exercised
+
+
+def av_codecs() -> set[str]:
+    import av
+
+    return set(av.codecs_available)
+
+
 # ---- sample_windows: one pass, in order, even counts, ground-truth times
 def test_sample_windows_one_pass(long_video: SynthVideo, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []

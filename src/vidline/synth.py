@@ -123,6 +123,7 @@ def make_video(
     crf: int = 28,
     faststart: bool = False,
     preset: str = "ultrafast",
+    options: dict[str, str] | None = None,
 ) -> Path:
     """Write a synthetic video and return its path.
 
@@ -132,11 +133,13 @@ def make_video(
     ``faststart`` puts the mp4 index (moov) before the media data, like a streaming-friendly file; a
     truncated copy of such a file still opens and decodes up to the cut. ``preset`` is the x264
     preset ("ultrafast" has no B-frames; "medium" uses them, so decode order != display order).
+    ``options`` are further encoder options (e.g. ``{"x264-params": "open-gop=1:bframes=3"}``,
+    ``{"bf": "2"}`` for MPEG-4 B-frames); the container follows the file's extension.
     """
     path = Path(path)
     width, height = size
     times = frame_times(duration, fps)
-    tb = Fraction(1, 90000)
+    tb = Fraction(1, 30000 if codec == "mpeg4" else 90000)  # MPEG-4 part 2 allows time bases up to 1/65535
     container_options = {"movflags": "faststart"} if faststart else {}
     with av.open(str(path), "w", options=container_options) as out:
         nominal = fps if isinstance(fps, (int, float)) else max(s[2] for s in fps)
@@ -152,6 +155,8 @@ def make_video(
             stream.codec_context.gop_size = gop
             if codec == "libx264":
                 opts["x264-params"] = f"keyint={gop}:min-keyint={gop}:scenecut=0"
+        for key, value in (options or {}).items():
+            opts[key] = f"{opts[key]}:{value}" if key.endswith("-params") and key in opts else value
         stream.options = opts
         if rotation:
             _set_rotation(stream, rotation)

@@ -60,9 +60,13 @@ class PyAVSource(FrameSource):
             raise ValueError("threads must be >= 1 (or None for automatic)")
         self.strategy = strategy
         self.threads = threads
-        self.stats: dict[str, int] = {"seeks": 0, "backward_seeks": 0, "decoded": 0, "errors": 0}
+        self.stats: dict[str, int] = {"seeks": 0, "backward_seeks": 0, "overshoots": 0, "decoded": 0, "errors": 0}
         self._warned = False
         self._seeking_disabled = False
+        # learned from seeks that landed past their target (see ``_back_off``): how far before a target
+        # the keyframe sought must lie (index), and how much earlier than planned to seek (no index)
+        self._lead = 0.0
+        self._seek_back = 0.0
         # one reformatter per source keeps libswscale's context cached between frames
         self._reformatter = VideoReformatter()
 
@@ -119,16 +123,33 @@ class PyAVSource(FrameSource):
             return None
         margin = 2.0 / self.info.fps if self.info.fps else 0.1
         if self.strategy == "seek":
-            return target - margin if target > pos else None
+            return max(0.0, target - margin - self._seek_back) if target > pos else None
         if keys is not None:
             # a seek flushes the decoder (and its threads' work): worth it only when it skips at
             # least MIN_SKIP_FRAMES frames of decoding
             min_skip = MIN_SKIP_FRAMES / self.info.fps if self.info.fps else 0.1
-            k = bisect.bisect_right(keys, target + 1e-6) - 1
+            k = bisect.bisect_right(keys, target - self._lead + 1e-6) - 1
             return keys[k] if k >= 0 and keys[k] > max(pos, 0.0) + min_skip else None
         interval = self.info.keyframe_interval
         limit = 2.0 * interval if interval else 30.0
-        return target - margin if target - max(pos, 0.0) > limit else None
+        return max(0.0, target - margin - self._seek_back) if target - max(pos, 0.0) > limit else None
+
+    def _back_off(self, sought: float, landed: float, target: float, keys: list[float] | None) -> float:
+        """Where to seek again after a seek to ``sought`` whose first frame (at ``landed``) is past
+        ``target``: a full pass may show frames before ``landed`` that are nearer the target, which this
+        seek did not decode. Two causes: a keyframe shown after frames decoded after it (the leading
+        pictures of an open GOP, MPEG-4 B-frames in AVI), whose index time is then too early; and a
+        demuxer that lands on the keyframe *after* the point asked (MPEG-TS has no index). Either way
+        the next seek goes further back (strictly earlier, so this ends at the start of the file), and
+        later seeks keep that distance."""
+        self.stats["overshoots"] += 1
+        if keys is not None:
+            self._lead = max(self._lead, landed - sought)
+            k = bisect.bisect_right(keys, min(sought, target - self._lead) - 1e-6) - 1
+            return keys[k] if k >= 0 else 0.0
+        step = max(self.info.keyframe_interval or 1.0, landed - target)
+        self._seek_back += step
+        return max(0.0, sought - step)
 
     def _convert(self, f: Any, size: tuple[int, int], fmt: str) -> tuple[np.ndarray, str]:
         """(array, format) of decoded frame ``f`` scaled to ``size`` (upright) in ``fmt``
@@ -184,8 +205,11 @@ class PyAVSource(FrameSource):
                     cache = (f, size, img, got)
                 return Frame(t=t, image=img, pts=int(f.pts), time_base=tb, format=got)
 
+            retry: float | None = None  # seek again from here: the last seek landed past its target
             while i < n:
-                seek_to = self._seek_point(pos, targets[i].t, keys)
+                retrying = retry is not None
+                seek_to = retry if retry is not None else self._seek_point(pos, targets[i].t, keys)
+                retry = None
                 before_seek = pos
                 if seek_to is not None:
                     container.seek(
@@ -195,17 +219,23 @@ class PyAVSource(FrameSource):
                     frames = self._decode(container, stream)
                     prev = None
                     pos = -math.inf
+                sought = seek_to  # the first frame after a seek is checked
                 for f in frames:
                     if f.pts is None:
                         continue
                     t = (f.pts - first) * tb_num / tb_den  # exact rational, correctly rounded
                     if prev is not None and t <= prev[1]:
                         continue
-                    if pos == -math.inf and before_seek > -math.inf and t < before_seek - 1e-6:
-                        # the seek landed before where we already were: seeking does not help on
-                        # this file (odd index); decode sequentially from here on
-                        self.stats["backward_seeks"] += 1
-                        self._seeking_disabled = True
+                    if sought is not None:
+                        if sought > 0.0 and t > targets[i].t + 1e-6:
+                            retry = self._back_off(sought, t, targets[i].t, keys)
+                            break
+                        if not retrying and before_seek > -math.inf and t < before_seek - 1e-6:
+                            # the seek landed before where we already were: seeking does not help on
+                            # this file (odd index); decode sequentially from here on
+                            self.stats["backward_seeks"] += 1
+                            self._seeking_disabled = True
+                        sought = None
                     pos = t
                     if t < targets[i].t:
                         prev = (f, t)
