@@ -139,10 +139,11 @@ def make_video(
     path = Path(path)
     width, height = size
     times = frame_times(duration, fps)
-    tb = Fraction(1, 30000 if codec == "mpeg4" else 90000)  # MPEG-4 part 2 allows time bases up to 1/65535
     container_options = {"movflags": "faststart"} if faststart else {}
     with av.open(str(path), "w", options=container_options) as out:
         nominal = fps if isinstance(fps, (int, float)) else max(s[2] for s in fps)
+        # MPEG-4 part 2 allows time bases up to 1/65535, and AVI takes the codec's as its frame rate
+        tb = 1 / Fraction(nominal).limit_denominator(1001) if codec == "mpeg4" else Fraction(1, 90000)
         coded_w, coded_h = (height, width) if rotation in (90, 270) else (width, height)
         stream = out.add_stream(codec, rate=Fraction(nominal).limit_denominator(1001))
         stream.width = coded_w

@@ -58,6 +58,11 @@ class DecordSource(FrameSource):
     def _frame_times(self, vr: Any) -> np.ndarray:
         if self._times is None:
             ts = np.asarray(vr.get_frame_timestamp(np.arange(len(vr))), dtype=np.float64)[:, 0]
+            if len(ts) > 1 and (not np.all(np.isfinite(ts)) or ts.min() < -1e6 or np.any(np.diff(ts) <= 0)):
+                # no usable timestamps (AVI: decord reports FFmpeg's "no PTS" for every frame): time the
+                # frames by their index and the probed frame rate
+                logger.debug("%s: decord gives no frame timestamps; using index / fps", self.path)
+                ts = np.arange(len(ts), dtype=np.float64) / (self.info.fps or float(vr.get_avg_fps()) or 1.0)
             self._times = ts - ts[0] if len(ts) else ts
         return self._times
 
