@@ -123,7 +123,9 @@ class PyAVSource(FrameSource):
             return None
         margin = 2.0 / self.info.fps if self.info.fps else 0.1
         if self.strategy == "seek":
-            return max(0.0, target - margin - self._seek_back) if target > pos else None
+            point = max(0.0, target - margin - self._seek_back)
+            # a fresh decode already starts at the first frame
+            return point if target > pos and (point > 0.0 or pos > -math.inf) else None
         if keys is not None:
             # a seek flushes the decoder (and its threads' work): worth it only when it skips at
             # least MIN_SKIP_FRAMES frames of decoding
@@ -147,7 +149,9 @@ class PyAVSource(FrameSource):
             self._lead = max(self._lead, landed - sought)
             k = bisect.bisect_right(keys, min(sought, target - self._lead) - 1e-6) - 1
             return keys[k] if k >= 0 else 0.0
-        step = max(self.info.keyframe_interval or 1.0, landed - target)
+        # at least the distance already learned: the distance doubles with each overshoot in a row, so
+        # even a file with a keyframe every frame needs few retries
+        step = max(self.info.keyframe_interval or 1.0, landed - target, self._seek_back)
         self._seek_back += step
         return max(0.0, sought - step)
 
@@ -212,9 +216,13 @@ class PyAVSource(FrameSource):
                 retry = None
                 before_seek = pos
                 if seek_to is not None:
-                    container.seek(
-                        first + max(0, round(seek_to / tb)), stream=stream, backward=True, any_frame=False
-                    )
+                    if seek_to > 0.0:
+                        container.seek(
+                            first + round(seek_to / tb), stream=stream, backward=True, any_frame=False
+                        )
+                    else:  # back to the first frame: opened again, since a seek to the first timestamp
+                        container.close()  # lands on the second keyframe with some demuxers (MPEG-TS)
+                        container, stream, tb, first = self._open()
                     self.stats["seeks"] += 1
                     frames = self._decode(container, stream)
                     prev = None
