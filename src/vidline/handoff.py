@@ -14,7 +14,16 @@ from collections.abc import Iterator
 
 from vidline.types import Frame
 
-_POLL = 0.1  # seconds between checks of the stop event while waiting for the budget
+POLL = 0.1  # seconds between checks of a run's stop event while a thread waits
+
+
+def acquire_unless_stopped(semaphore: threading.Semaphore, stop: threading.Event | None) -> bool:
+    """Acquire ``semaphore``, checking ``stop`` every ``POLL`` seconds; False (not acquired) once it
+    is set."""
+    while not semaphore.acquire(timeout=POLL):
+        if stop is not None and stop.is_set():
+            return False
+    return True
 
 
 class FrameFeed:
@@ -39,9 +48,8 @@ class FrameFeed:
         with self._cond:
             if self._discarded:
                 return
-        while not self._budget.acquire(timeout=_POLL):
-            if self._stop is not None and self._stop.is_set():
-                return
+        if not acquire_unless_stopped(self._budget, self._stop):
+            return
         with self._cond:
             if self._discarded:
                 self._budget.release()

@@ -51,6 +51,7 @@ from vidline.errors import (
     StalePayloadError,
     VidlineError,
 )
+from vidline.handoff import POLL, FrameFeed, acquire_unless_stopped
 from vidline.log import logger
 from vidline.models.config import ModelConfig, resolve_model_config
 from vidline.motion import MotionParams
@@ -65,7 +66,6 @@ if TYPE_CHECKING:
     from vidline.timeline import Timeline
 
 _T = TypeVar("_T")
-_POLL = 0.1  # seconds between checks for a stop while a decoder waits for a request slot or the encoders
 AUTO_LANES = 2  # parallel decoders at most by default (each adds a decoder and an x264 instance)
 MIN_WINDOWS_PER_LANE = 4
 ENCODE_COST = 5.0  # x264 (superfast) CPU per pixel sent / H.264 decoding CPU per pixel decoded (measured)
@@ -449,7 +449,6 @@ class ModelRun:
         """One decoder over ``jobs``' windows (in one pass), feeding ``n_encoders`` encoder threads that
         queue each finished payload on ``requests``; returns when its windows are answered (or, when
         the run is abandoned, as soon as it has stopped decoding)."""
-        from vidline.handoff import FrameFeed
 
         stream = self._decoder
         if stream is None:
@@ -492,7 +491,7 @@ class ModelRun:
                     feed.put(frame)
                     del frame
                 elif feed is not None:  # the window's last frame is in
-                    if not self._wait(slots):
+                    if not acquire_unless_stopped(slots, self._stop):
                         break
                     del feeds[i]
                     feed.close(complete=feed.count >= jobs[i].plan.n_frames, slot=True)
@@ -522,17 +521,10 @@ class ModelRun:
         """``future.result()``, or None as soon as the run is abandoned (Ctrl-C with decode lanes)."""
         while True:
             try:
-                return future.result(timeout=_POLL)
+                return future.result(timeout=POLL)
             except TimeoutError:
                 if self._abandon:
                     return None
-
-    def _wait(self, semaphore: threading.Semaphore) -> bool:
-        """Acquire ``semaphore``; False (not acquired) once the run is stopping."""
-        while not semaphore.acquire(timeout=_POLL):
-            if self._stop.is_set():
-                return False
-        return True
 
     def _encode(self, job: WindowJob, feed: FrameFeed, slots: threading.BoundedSemaphore,
                 requests: ThreadPoolExecutor, reload: Callable[[], WindowFrames]) -> Future[None] | None:
