@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 import types
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import pytest
@@ -230,39 +229,31 @@ SEEK_FORMATS = [
 ]
 
 
-_FORMAT_FILES: dict[str, Path] = {}
+_FORMAT_VIDEOS: dict[str, SynthVideo] = {}
 
 
-def format_video(tmp_path_factory: pytest.TempPathFactory, name: str, codec: str, options: dict[str, str],
-                 gop: int) -> Path:
+def format_video(make_synth_video: Callable[..., SynthVideo], name: str, codec: str, options: dict[str, str],
+                 gop: int) -> SynthVideo:
     """12 s, 10 fps, 96x64 in the given container / codec (made once per session)."""
-    from vidline.synth import make_video
-
     if codec not in av_codecs():
         pytest.skip(f"this PyAV build has no {codec} encoder")
-    if name not in _FORMAT_FILES:
-        _FORMAT_FILES[name] = make_video(tmp_path_factory.mktemp("fmt") / name, duration=12.0, fps=10,
-                                         size=(96, 64), codec=codec, gop=gop, options=options)
-    return _FORMAT_FILES[name]
-
-
-def nearest_written(t: float) -> float:
-    """The frame of ``format_video`` nearest ``t`` (ties: earlier)."""
-    from vidline.synth import frame_times
-
-    return min((float(w) for w in frame_times(12.0, 10)), key=lambda w: (abs(w - t), w))
+    if name not in _FORMAT_VIDEOS:
+        _FORMAT_VIDEOS[name] = make_synth_video(f"fmt-{name}", duration=12.0, fps=10, size=(96, 64), codec=codec,
+                                                gop=gop, options=options)
+    return _FORMAT_VIDEOS[name]
 
 
 @pytest.mark.parametrize(("name", "codec", "options", "gop"), SEEK_FORMATS)
-def test_seeking_exact_across_containers(tmp_path_factory: pytest.TempPathFactory, name: str, codec: str,
+def test_seeking_exact_across_containers(make_synth_video: Callable[..., SynthVideo], name: str, codec: str,
                                          options: dict[str, str], gop: int) -> None:
-    path = format_video(tmp_path_factory, name, codec, options, gop)
+    video = format_video(make_synth_video, name, codec, options, gop)
+    path = video.path
     info = probe(path)
     overshoots = seeks = 0
     for step in (1.0, 0.7, 2.3):
         targets = [Target(float(t), 48, 32) for t in np.arange(0.02, 11.9, step)]
         full = list(PyAVSource(path, info, strategy="sequential").read(targets))
-        assert [f.t for f in full] == pytest.approx([nearest_written(t.t) for t in targets], abs=1e-3)
+        assert [f.t for f in full] == pytest.approx([video.nearest_frame_time(t.t) for t in targets], abs=1e-3)
         for threads, strategy in ((1, "auto"), (None, "auto"), (1, "seek")):  # "seek": before every target
             src = PyAVSource(path, info, threads=threads, strategy=strategy)
             got = list(src.read(targets))
@@ -274,11 +265,12 @@ def test_seeking_exact_across_containers(tmp_path_factory: pytest.TempPathFactor
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(("name", "codec", "options", "gop"), SEEK_FORMATS)
-def test_backends_times_across_containers(tmp_path_factory: pytest.TempPathFactory, backend: str, name: str,
+def test_backends_times_across_containers(make_synth_video: Callable[..., SynthVideo], backend: str, name: str,
                                           codec: str, options: dict[str, str], gop: int) -> None:
     """Every backend gives each target the written frame nearest it, in every container (decord reports
     no timestamps at all for AVI: its frames are timed by index and frame rate)."""
-    path = format_video(tmp_path_factory, name, codec, options, gop)
+    video = format_video(make_synth_video, name, codec, options, gop)
+    path = video.path
     times = [0.03, 0.72, 1.5, 2.31, 4.66, 5.04, 8.87, 11.5]
     got = list(sample(path, SamplingBudget(fps=1.0, max_frames=64), start=0.0, end=12.0,
                       backend=backend))
@@ -288,8 +280,8 @@ def test_backends_times_across_containers(tmp_path_factory: pytest.TempPathFacto
         frames = list(src.read([Target(t, 64, 48) for t in times]))
     finally:
         src.close()
-    assert [f.t for f in frames] == pytest.approx([nearest_written(t) for t in times], abs=1e-3)
-    assert [f.t for f in got] == pytest.approx([nearest_written(f.t) for f in got], abs=1e-3)
+    assert [f.t for f in frames] == pytest.approx([video.nearest_frame_time(t) for t in times], abs=1e-3)
+    assert [f.t for f in got] == pytest.approx([video.nearest_frame_time(f.t) for f in got], abs=1e-3)
 
 
 def av_codecs() -> set[str]:
