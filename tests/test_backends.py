@@ -401,3 +401,37 @@ def test_413_on_a_released_payload_decodes_again_and_shrinks(refserver: RefServe
         refserver.reset()
         refserver.configure(max_body_bytes=int(len(str(prepared.payload.messages)) * 0.8))
         analyzer.send(analyzer.prepare(wf))
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"mode": "frame"}, "mode"),  # a typo used to send no media at all
+    ({"mode": "Video"}, "mode"),
+    ({"server": "foo"}, "server"),
+    ({"backend": "motion"}, "backend"),
+    ({"timeout": 0}, "timeout"),
+    ({"timeout": float("nan")}, "timeout"),
+    ({"timeout": "5"}, "timeout"),
+    ({"concurrency": 2.5}, "concurrency"),
+    ({"concurrency": 0}, "concurrency"),
+    ({"max_tokens": True}, "max_tokens"),
+    ({"temperature": -1.0}, "temperature"),
+    ({"seed": 1.5}, "seed"),
+    ({"model": 3}, "model"),
+    ({"base_url": b"http://x"}, "base_url"),
+])
+def test_model_config_refuses_what_requests_cannot_honour(changes: dict[str, object], field: str) -> None:
+    base: dict[str, object] = {"backend": "openai"}
+    with pytest.raises(ConfigError, match=field):
+        ModelConfig(**{**base, **changes})  # type: ignore[arg-type]
+
+
+def test_model_config_takes_seconds_for_timeout() -> None:
+    assert ModelConfig("openai", timeout=5).timeout == Timeout(read=5.0)  # type: ignore[arg-type]
+    assert ModelConfig("dashscope", mode=None, timeout=Timeout(2, 7)).timeout == Timeout(2, 7)
+
+
+def test_analyze_refuses_an_unknown_mode(cfr_video: Path) -> None:
+    from vidline.pipeline import analyze
+
+    with pytest.raises(ConfigError, match="mode"):
+        analyze(cfr_video, "x", backend="openai", base_url="http://127.0.0.1:9/v1", mode="frame", cache=False)

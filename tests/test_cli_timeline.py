@@ -120,6 +120,31 @@ def test_several_videos_one_json_array(capsys: pytest.CaptureFixture[str], clip:
     assert isinstance(docs, list) and len(docs) == 2
 
 
+def test_several_videos_a_bad_one_loses_nothing(capsys: pytest.CaptureFixture[str], clip: Path,
+                                                tmp_path: Path) -> None:
+    """A file the planner refuses (a ConfigError: 250:1) and a missing one: the good video's timeline
+    is still written, stdout is still an array; when no video can be analysed the exit is an error."""
+    wide = make_video(tmp_path / "wide.mp4", duration=1.0, fps=4, size=(2000, 8))
+    missing = str(tmp_path / "missing.mp4")
+    code, out, err = _run(capsys, str(clip), str(wide), missing, "--backend", "motion", "--quiet")
+    assert code == 3, err
+    docs = json.loads(out)
+    assert isinstance(docs, list) and [Path(d["video"]["path"]).name for d in docs] == [clip.name]
+    assert "wide.mp4" in err and "missing.mp4" in err and "Traceback" not in err
+    code, out, err = _run(capsys, str(wide), missing, "--backend", "motion", "--quiet")
+    assert code == 1 and json.loads(out) == [], err
+
+
+def test_several_videos_need_a_directory_for_other_formats(capsys: pytest.CaptureFixture[str], clip: Path,
+                                                           tmp_path: Path) -> None:
+    code, out, err = _run(capsys, str(clip), str(clip), "--backend", "motion", "--quiet", "--format", "csv")
+    assert code == 2 and out == "" and "-o DIR" in err
+    code, out, err = _run(capsys, str(clip), str(clip), "--backend", "motion", "--quiet", "--format", "csv",
+                          "-o", str(tmp_path / "out"))
+    assert code == 0 and out == "", err
+    assert (tmp_path / "out" / f"{clip.stem}.csv").read_text().startswith("start")
+
+
 # ------------------------------------------------------------------------------------------------
 # against the reference server
 
@@ -290,3 +315,27 @@ def test_console_exit_after_a_normal_run_keeps_every_output(clip: Path, refserve
     out = tmp_path / "t.csv"
     proc = subprocess.run([*base, "-o", str(out)], env=env, capture_output=True, timeout=120)
     assert proc.returncode == 0 and out.read_text().count("\n") == len(doc["events"]) + 1
+
+
+@pytest.mark.parametrize("argv", [
+    ["timeline", "{clip}", "--backend", "motion", "--window", "inf"],
+    ["timeline", "{clip}", "--backend", "motion", "--fps", "nan"],
+    ["timeline", "{clip}", "--backend", "motion", "--pre", "nan"],
+    ["sample", "{clip}", "--fps", "inf", "--out", "{tmp}"],
+    ["sample", "{clip}", "--start", "nan", "--out", "{tmp}"],
+    ["plan", "{clip}", "--backend", "bogus"],
+    ["plan", "{clip}", "--mode", "bogus"],
+    ["plan", "{clip}", "--overlap", "nan"],
+])
+def test_non_finite_and_unknown_values_are_usage_errors(capsys: pytest.CaptureFixture[str], clip: Path,
+                                                        tmp_path: Path, argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([a.format(clip=clip, tmp=tmp_path / "out") for a in argv])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Traceback" not in err and err.strip().splitlines()[-1].startswith("vidline")
+
+
+def test_no_model_is_said_once_for_several_videos(capsys: pytest.CaptureFixture[str], clip: Path) -> None:
+    code, out, err = _run(capsys, str(clip), str(clip), "--quiet")
+    assert code == 0 and len(json.loads(out)) == 2, err
+    assert err.count("no model configured") == 1

@@ -49,3 +49,13 @@ def test_notebook_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     out = run_notebook(monkeypatch, {})
     assert "offline motion backend" in out and "backend motion" in out
     assert "[motion]" in out
+
+
+def test_notebook_with_every_window_failing(refserver, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """A model the server does not have: the walk-through says which window failed and why, and its
+    last cell (cut the first search hit) has nothing to cut instead of failing."""
+    pytest.importorskip("vidline.timeline")
+    out = run_notebook(monkeypatch, {"OPENAI_BASE_URL": refserver.openai_base_url, "OPENAI_API_KEY": "sk-test",
+                                     "VIDLINE_MODEL": "no-such-model"})
+    assert "0 events" in out and "failed:" in out and "no-such-model" in out
+    assert "nothing to cut" in out

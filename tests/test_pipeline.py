@@ -414,6 +414,27 @@ def test_bad_options(video: Path) -> None:
         analyze(video, backend="motion", bogus=1)
 
 
+@pytest.mark.parametrize(("args", "kwargs", "name"), [
+    ((), {"window": "10"}, "--window"),
+    ((), {"window": float("inf")}, "--window"),
+    ((), {"overlap": float("nan")}, "--overlap"),
+    ((), {"fps": float("nan")}, "--fps"),
+    ((), {"concurrency": 2.5}, "--concurrency"),
+    ((), {"threshold": "0.1"}, "--threshold"),
+    ((), {"pre": -1.0}, "--pre"),
+    (("a red car",), {"mode": "frame", "base_url": "http://127.0.0.1:9/v1"}, "mode"),
+    ((5,), {"base_url": "http://127.0.0.1:9/v1"}, "query"),
+])
+def test_bad_arguments_are_config_errors(video: Path, args: tuple[object, ...], kwargs: dict[str, object],
+                                         name: str) -> None:
+    """Wrong types and non-finite numbers are refused by name, before any decoding or request."""
+    kwargs = {"backend": "auto", "cache": False, **kwargs}
+    with pytest.raises(ConfigError, match=name):
+        analyze(video, *args, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="path"):
+        analyze(123, backend="motion")  # type: ignore[arg-type]
+
+
 def test_dry_run_motion_contacts_nothing(video: Path) -> None:
     rep = dry_run(video, backend="motion")
     assert rep.backend == "motion" and rep.total_tokens == 0 and rep.windows[0].frames == int(DURATION * 4)

@@ -39,3 +39,20 @@ def test_cli_help_exits_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
     assert exc.value.code == 0
+
+
+def test_type_checkers_see_every_lazy_name_from_its_module() -> None:
+    """The ``if TYPE_CHECKING:`` imports in vidline/__init__.py name exactly the lazy exports, each from
+    the module ``__getattr__`` loads it from (else a user's mypy sees ``object``)."""
+    import ast
+    import importlib
+    import inspect
+
+    tree = ast.parse(inspect.getsource(vidline))
+    block = next(node for node in tree.body if isinstance(node, ast.If)
+                 and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
+    typed = {alias.name: stmt.module for stmt in block.body if isinstance(stmt, ast.ImportFrom)
+             for alias in stmt.names}
+    assert set(typed) == set(vidline._LAZY)
+    for name, module in typed.items():
+        assert getattr(importlib.import_module(str(module)), name) is getattr(vidline, name), name

@@ -193,6 +193,31 @@ def test_cli_export_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["export", str(tmp_path / "missing.json"), "--format", "csv"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("vidline: error: cannot read timeline") and err.count("\n") == 1
+    video = tmp_path / "clip.mp4"  # the video given instead of its timeline: binary, not UTF-8
+    video.write_bytes(bytes(range(256)) * 8)
+    assert main(["export", str(video), "--format", "csv"]) == 2
+    err = capsys.readouterr().err
+    assert "not a timeline JSON file" in err and err.count("\n") == 1
+
+
+def test_cli_export_finds_the_video_from_another_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A timeline saved next to its video (relative path) exported from elsewhere: the report links
+    to the real file; ``format`` is case-insensitive."""
+    from vidline.synth import make_video
+
+    (tmp_path / "rec").mkdir()
+    make_video(tmp_path / "rec" / "cam.mp4", duration=2.0, fps=5)
+    tl = _timeline()
+    tl.video["path"] = "cam.mp4"
+    src = tl.save(tmp_path / "rec" / "t.json")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["export", str(src), "-o", "r.html", "--no-thumbnails"]) == 0
+    html = (tmp_path / "elsewhere" / "r.html").read_text()
+    assert 'href="../rec/cam.mp4#t=10' in html and "not found" not in html
+    tl.save(tmp_path / "elsewhere" / "R.HTML", format="HTML", thumbnails=False)
+    assert "file://" not in (tmp_path / "elsewhere" / "R.HTML").read_text()
 
 
 def test_edited_events_still_export_sorted_and_nan_is_null() -> None:

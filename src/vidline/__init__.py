@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from vidline.errors import (
     AnswerParseError,
     AuthenticationError,
     BackendError,
+    CacheError,
     ConfigError,
     DecodeError,
     NoVideoStreamError,
+    PayloadTooLargeError,
+    RateLimitError,
+    ServerError,
+    ServerUnreachableError,
     VideoError,
     VideoOpenError,
     VidlineError,
@@ -48,6 +55,28 @@ _LAZY: dict[str, str] = {
     "chapters": "vidline.understand",
 }
 
+if TYPE_CHECKING:  # what type checkers see of the lazy names above (kept in step by a test)
+    from vidline.clips import extract_clip  # noqa: F401
+    from vidline.index import EventIndex, search  # noqa: F401
+    from vidline.media.files import find_videos  # noqa: F401
+    from vidline.media.plan import (  # noqa: F401
+        SamplingBudget,
+        SamplingPlan,
+        estimate_image_tokens,
+        estimate_video_tokens,
+        plan_sampling,
+        smart_resize,
+    )
+    from vidline.media.probe import probe  # noqa: F401
+    from vidline.media.sampler import sample, sample_windows  # noqa: F401
+    from vidline.media.windows import plan_windows  # noqa: F401
+    from vidline.merge import merge_events  # noqa: F401
+    from vidline.models.config import ModelConfig, RetryPolicy, Timeout, resolve_model_config  # noqa: F401
+    from vidline.parse import parse_answer  # noqa: F401
+    from vidline.pipeline import analyze  # noqa: F401
+    from vidline.timeline import Timeline  # noqa: F401
+    from vidline.understand.api import ask, chapters, describe  # noqa: F401
+
 
 def __getattr__(name: str) -> object:
     module_name = _LAZY.get(name)
@@ -64,11 +93,16 @@ __all__ = [
     "AnswerParseError",
     "AuthenticationError",
     "BackendError",
+    "CacheError",
     "ConfigError",
     "DecodeError",
     "Event",
     "Frame",
     "NoVideoStreamError",
+    "PayloadTooLargeError",
+    "RateLimitError",
+    "ServerError",
+    "ServerUnreachableError",
     "Usage",
     "VideoError",
     "VideoInfo",

@@ -22,6 +22,8 @@ suitable for a CLI message. API keys never appear in messages.
 
 from __future__ import annotations
 
+import math
+
 
 class VidlineError(Exception):
     """Base class of every error vidline raises on purpose."""
@@ -97,6 +99,23 @@ class AnswerParseError(VidlineError):
 
 class CacheError(VidlineError):
     pass
+
+
+def require_number(name: str, value: object, *, minimum: float | None = None, above: float | None = None,
+                   maximum: float | None = None, integer: bool = False) -> None:
+    """ConfigError naming ``name`` unless ``value`` is a finite real number (a whole one with
+    ``integer``; bool is not a number here) that is ``>= minimum``, ``> above`` and ``<= maximum``."""
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if ok and not isinstance(value, bool) and math.isfinite(value):  # type: ignore[arg-type]
+        number = float(value)  # type: ignore[arg-type]
+        if ((minimum is None or number >= minimum) and (above is None or number > above)
+                and (maximum is None or number <= maximum)):
+            return
+    rule = " and ".join(b for b in (f">= {minimum:g}" if minimum is not None else "",
+                                    f"> {above:g}" if above is not None else "",
+                                    f"<= {maximum:g}" if maximum is not None else "") if b)
+    kind = "a whole number" if integer else "a finite number"
+    raise ConfigError(f"{name} must be {rule} ({kind}), got {value!r}" if rule else f"{name} must be {kind}, got {value!r}")
 
 
 def redact(text: str, *secrets: str | None) -> str:

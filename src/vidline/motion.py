@@ -45,17 +45,13 @@ class MotionParams:
     pixel_delta: int = 25  # per-pixel change (0-255) that counts as "changed"
 
     def validate(self) -> None:
-        from vidline.errors import ConfigError
+        from vidline.errors import require_number
 
-        if not 0 < self.threshold <= 1:
-            raise ConfigError(f"--threshold must be in (0, 1], got {self.threshold}")
+        require_number("--threshold", self.threshold, above=0, maximum=1)
         for name in ("min_event", "merge_gap", "pre", "post"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        if not 0 < self.fps <= 60:
-            raise ConfigError(f"motion fps must be in (0, 60], got {self.fps}")
-        if self.width < 16:
-            raise ConfigError(f"motion analysis width must be >= 16 px, got {self.width}")
+            require_number(f"--{name.replace('_', '-')}", getattr(self, name), minimum=0)
+        require_number("motion fps", self.fps, above=0, maximum=60)
+        require_number("motion analysis width (px)", self.width, minimum=16, integer=True)
 
 
 def frame_score(prev: np.ndarray, cur: np.ndarray, pixel_delta: int = 25) -> float:

@@ -50,6 +50,7 @@ from vidline.errors import (
     ServerUnreachableError,
     StalePayloadError,
     VidlineError,
+    require_number,
 )
 from vidline.handoff import POLL, FrameFeed, acquire_unless_stopped
 from vidline.log import logger
@@ -103,22 +104,30 @@ class RunOptions:
         return self.concurrency if self.queue is None else self.queue
 
     def validate(self) -> None:
-        if self.concurrency < 1:
-            raise ConfigError(f"--concurrency must be >= 1, got {self.concurrency}")
-        if self.queue is not None and self.queue < 0:
-            raise ConfigError(f"--prefetch must be >= 0, got {self.queue}")
-        if self.decoders is not None and self.decoders < 1:
-            raise ConfigError(f"--decoders must be >= 1, got {self.decoders}")
-        if self.window is not None and self.window <= 0:
-            raise ConfigError(f"--window must be > 0, got {self.window}")
-        if self.overlap is not None and self.overlap < 0:
-            raise ConfigError(f"--overlap must be >= 0, got {self.overlap}")
-        if self.max_frames is not None and self.max_frames < 2:
-            raise ConfigError(f"--max-frames must be >= 2, got {self.max_frames}")
-        if isinstance(self.fps, str) and self.fps != "auto":
-            raise ConfigError(f"--fps must be 'auto' or a number, got {self.fps!r}")
-        if isinstance(self.fps, (int, float)) and self.fps <= 0:
-            raise ConfigError(f"--fps must be > 0, got {self.fps}")
+        require_number("--concurrency", self.concurrency, minimum=1, integer=True)
+        if self.queue is not None:
+            require_number("--prefetch", self.queue, minimum=0, integer=True)
+        if self.decoders is not None:
+            require_number("--decoders", self.decoders, minimum=1, integer=True)
+        if self.window is not None:
+            require_number("--window", self.window, above=0)
+        if self.overlap is not None:
+            require_number("--overlap", self.overlap, minimum=0)
+        if self.max_frames is not None:
+            require_number("--max-frames", self.max_frames, minimum=2, integer=True)
+        if isinstance(self.fps, str):
+            if self.fps != "auto":
+                raise ConfigError(f"--fps must be 'auto' or a number, got {self.fps!r}")
+        else:
+            require_number("--fps", self.fps, above=0)
+
+
+def check_inputs(path: object, query: object) -> None:
+    """ConfigError unless ``path`` is a path (str or os.PathLike) and ``query`` a string or None."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"the video must be a path (str or os.PathLike), got {type(path).__name__}")
+    if query is not None and not isinstance(query, str):
+        raise ConfigError(f"query must be a string or None, got {type(query).__name__}")
 
 
 def select_model(config: ModelConfig | None, backend: str, query: str | None,
@@ -195,6 +204,7 @@ def analyze(
     Raises ConfigError, VideoError, AuthenticationError, CacheError; other window failures are
     recorded in the Timeline (``timeline.partial``).
     """
+    check_inputs(path, query)
     model_opts, motion_params = _split_options(options)
     run_opts = RunOptions(window=window, overlap=overlap, fps=fps, max_frames=max_frames,
                           concurrency=concurrency, queue=prefetch, cache_dir=resolve_cache_dir(cache),
@@ -246,7 +256,7 @@ def analyze_motion(path: str | os.PathLike[str], params: MotionParams | None = N
 
 def _video_dict(path: str | os.PathLike[str], info: VideoInfo) -> dict[str, Any]:
     return {
-        "path": str(path),
+        "path": os.path.abspath(path),  # a saved timeline then finds its video from any directory
         "duration": round(info.duration, 3),
         "width": info.display_width,
         "height": info.display_height,
@@ -966,9 +976,10 @@ def dry_run(
     """Plan a run (windows, frames, sizes, payload bytes, tokens, price) without contacting a server."""
     from vidline.media.probe import probe
 
+    check_inputs(path, query)
     model_opts, motion_params = _split_options(options)
-    if price_per_1k is not None and price_per_1k < 0:
-        raise ConfigError(f"--price-per-1k must be >= 0, got {price_per_1k}")
+    if price_per_1k is not None:
+        require_number("--price-per-1k", price_per_1k, minimum=0)
     run_opts = RunOptions(window=window, overlap=overlap, fps=fps, max_frames=max_frames, concurrency=concurrency,
                           queue=prefetch, decoders=decoders)
     run_opts.validate()

@@ -154,6 +154,8 @@ class Timeline:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read timeline {path}: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:  # e.g. the video given instead of its timeline
+            raise ConfigError(f"{path}: not a timeline JSON file (not UTF-8 text)") from exc
         try:
             return cls.from_json(text)
         except ConfigError as exc:
@@ -212,7 +214,7 @@ class Timeline:
         HTML reports link to the video by a path relative to the report's folder.
         """
         out = Path(path)
-        fmt = format or _SUFFIX_FORMATS.get(out.suffix.lower(), "json")
+        fmt = (format or _SUFFIX_FORMATS.get(out.suffix.lower(), "json")).lower().lstrip(".")
         if fmt in ("html", "htm"):
             options.setdefault("base_dir", out.parent)
         text = self.render(fmt, **options)

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from vidline.models.config import ModelConfig, RetryPolicy, Timeout, resolve_model_config
 
 
-def positive_float(value: str) -> float:
-    """argparse type: a number > 0."""
+def finite_float(value: str) -> float:
+    """argparse type: a finite number (not nan, not inf)."""
     try:
         f = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not math.isfinite(f):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {value!r}")
+    return f
+
+
+def positive_float(value: str) -> float:
+    """argparse type: a finite number > 0."""
+    f = finite_float(value)
     if f <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
     return f
@@ -42,7 +51,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, allow_motion: bool =
     g.add_argument("--server", choices=["auto", "vllm", "dashscope-compat", "generic"], default="auto",
                    help="OpenAI-compatible server flavour, decides how frame lists are sent")
     g.add_argument("--burn-timestamps", action="store_true", help="draw each frame's timestamp onto it")
-    g.add_argument("--timeout", type=float, default=180.0, help="seconds per request (default 180)")
+    g.add_argument("--timeout", type=positive_float, default=180.0, help="seconds per request (default 180)")
     g.add_argument("--retries", type=int, default=4, help="retries per request (default 4)")
     g.add_argument("--max-tokens", type=int, default=1024, help="max answer tokens (default 1024)")
     g.add_argument("--system-prompt", help="system prompt to send")

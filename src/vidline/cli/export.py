@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vidline.cli.common import finite_float
+
 FORMATS = ("json", "csv", "srt", "vtt", "html")
 _SUFFIXES = {".json": "json", ".csv": "csv", ".srt": "srt", ".vtt": "vtt", ".html": "html", ".htm": "html"}
 
@@ -26,16 +28,19 @@ def register(subparsers: Any) -> None:
     p.add_argument("--video", metavar="PATH", help="the video, when it has moved since the timeline was made")
     p.add_argument("--no-thumbnails", action="store_true", help="HTML: no frame thumbnails (faster)")
     p.add_argument("--label", metavar="TEXT", help="only events whose label contains TEXT (case-insensitive)")
-    p.add_argument("--min-confidence", type=float, metavar="C", help="only events with confidence >= C")
+    p.add_argument("--min-confidence", type=finite_float, metavar="C", help="only events with confidence >= C")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from vidline.index import resolve_video_path
     from vidline.timeline import Timeline
 
     timeline = Timeline.from_json(sys.stdin.read()) if args.timeline == "-" else Timeline.load(args.timeline)
     if args.video:
         timeline.video["path"] = args.video
+    elif timeline.video.get("path") and args.timeline != "-":  # found beside the timeline file, too
+        timeline.video["path"] = resolve_video_path(str(timeline.video["path"]), args.timeline)
     if args.label is not None or args.min_confidence is not None:
         timeline = timeline.filter(args.label, min_confidence=args.min_confidence)
     out = Path(args.output) if args.output else None

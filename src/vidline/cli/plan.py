@@ -6,24 +6,25 @@ import argparse
 import json
 from typing import Any
 
-from vidline.cli.common import fps_arg
+from vidline.cli.common import finite_float, fps_arg
 from vidline.cli.sample import budget_from_args
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("plan", help="show the windows and token estimate for a video (no model calls)")
     p.add_argument("video", help="video file")
-    p.add_argument("--window", type=float, default=120.0, help="window length in seconds (default 120)")
+    p.add_argument("--window", type=finite_float, default=120.0, help="window length in seconds (default 120)")
     p.add_argument(
-        "--overlap", type=float, default=10.0, help="overlap between windows in seconds (default 10)"
+        "--overlap", type=finite_float, default=10.0, help="overlap between windows in seconds (default 10)"
     )
     p.add_argument("--fps", type=fps_arg, default="auto", help="sampling fps or 'auto' (default)")
     p.add_argument("--max-frames", type=int, default=None, help="frames per window at most")
     p.add_argument("--max-pixels", type=int, default=None, help="pixels per frame at most")
     p.add_argument(
-        "--backend", default="dashscope", help="limits of which server: dashscope|openai (default dashscope)"
+        "--backend", default="dashscope", choices=("dashscope", "openai"),
+        help="limits of which server: dashscope|openai (default dashscope)"
     )
-    p.add_argument("--mode", default=None, help="payload mode: video|frames (default frames)")
+    p.add_argument("--mode", default=None, choices=("video", "frames"), help="payload mode: video|frames (default frames)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 

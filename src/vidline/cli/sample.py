@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vidline.cli.common import fps_arg
+from vidline.cli.common import finite_float, fps_arg
 from vidline.errors import ConfigError
 
 
@@ -35,8 +35,8 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("sample", help="write sampled frames (JPEG) and frames.json")
     p.add_argument("video", help="video file")
     p.add_argument("--fps", type=fps_arg, default="auto", help="sampling fps or 'auto' (default)")
-    p.add_argument("--start", type=float, default=None, help="start time in seconds")
-    p.add_argument("--end", type=float, default=None, help="end time in seconds")
+    p.add_argument("--start", type=finite_float, default=None, help="start time in seconds")
+    p.add_argument("--end", type=finite_float, default=None, help="end time in seconds")
     p.add_argument("--max-frames", type=int, default=None, help="frames at most")
     p.add_argument("--max-pixels", type=int, default=None, help="pixels per frame at most")
     p.add_argument("--keyframes", action="store_true", help="keyframes only (fast, coarse)")

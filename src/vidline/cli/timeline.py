@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vidline.cli import EXIT_PARTIAL
-from vidline.cli.common import add_model_arguments, config_from_args, fps_arg
+from vidline.cli.common import add_model_arguments, config_from_args, finite_float, fps_arg
 from vidline.cli.runtime import settle_imports
-from vidline.errors import ConfigError, VideoError
+from vidline.errors import AuthenticationError, BackendError, ConfigError, VidlineError
 
 if TYPE_CHECKING:
     from vidline.timeline import Timeline
@@ -37,8 +37,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--query", "-q", help="what to look for (needs a model); default: all notable events")
     add_model_arguments(p, allow_motion=True)
     g = p.add_argument_group("windows and sampling")
-    g.add_argument("--window", type=float, metavar="SEC", help="window length in seconds (default 120)")
-    g.add_argument("--overlap", type=float, metavar="SEC", help="overlap between windows (default 10)")
+    g.add_argument("--window", type=finite_float, metavar="SEC", help="window length in seconds (default 120)")
+    g.add_argument("--overlap", type=finite_float, metavar="SEC", help="overlap between windows (default 10)")
     g.add_argument("--fps", type=fps_arg, default="auto", metavar="auto|F", help="sampling fps (default auto)")
     g.add_argument("--max-frames", type=int, metavar="N", help="max frames per window")
     g.add_argument("--concurrency", type=int, default=4, metavar="N", help="requests in flight (default 4)")
@@ -52,7 +52,7 @@ def register(subparsers: Any) -> None:
     o.add_argument("--format", choices=FORMATS, help="output format (default: from -o's suffix, else json)")
     o.add_argument("-o", "--output", metavar="PATH", help="write here instead of stdout")
     o.add_argument("--dry-run", action="store_true", help="print the plan and cost estimate; contact no server")
-    o.add_argument("--price-per-1k", type=float, metavar="PRICE", help="price per 1000 tokens for --dry-run")
+    o.add_argument("--price-per-1k", type=finite_float, metavar="PRICE", help="price per 1000 tokens for --dry-run")
     o.add_argument("--no-cache", action="store_true", help="neither read nor write the answer cache")
     o.add_argument("--cache-dir", metavar="DIR", help="answer cache directory (default: VIDLINE_CACHE_DIR "
                    "or the user cache dir)")
@@ -61,11 +61,11 @@ def register(subparsers: Any) -> None:
     o.add_argument("--db", metavar="PATH", help="event index database for --index (default: VIDLINE_DB or the "
                    "user data dir)")
     m = p.add_argument_group("motion backend (offline)")
-    m.add_argument("--threshold", type=float, help="fraction of changed pixels that is motion (default 0.01)")
-    m.add_argument("--min-event", type=float, metavar="SEC", help="shortest motion kept (default 1.0)")
-    m.add_argument("--merge-gap", type=float, metavar="SEC", help="join motion this close (default 2.0)")
-    m.add_argument("--pre", type=float, metavar="SEC", help="padding before each event (default 0.5)")
-    m.add_argument("--post", type=float, metavar="SEC", help="padding after each event (default 0.5)")
+    m.add_argument("--threshold", type=finite_float, help="fraction of changed pixels that is motion (default 0.01)")
+    m.add_argument("--min-event", type=finite_float, metavar="SEC", help="shortest motion kept (default 1.0)")
+    m.add_argument("--merge-gap", type=finite_float, metavar="SEC", help="join motion this close (default 2.0)")
+    m.add_argument("--pre", type=finite_float, metavar="SEC", help="padding before each event (default 0.5)")
+    m.add_argument("--post", type=finite_float, metavar="SEC", help="padding after each event (default 0.5)")
     p.set_defaults(func=run)
 
 
@@ -124,13 +124,20 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from vidline.media.files import find_videos
-    from vidline.pipeline import analyze, dry_run
+    from vidline.pipeline import analyze, dry_run, select_model
     from vidline.progress import Progress
 
     args.videos = find_videos(args.videos)
-    if args.output and len(args.videos) > 1 and Path(args.output).is_file():
+    several = len(args.videos) > 1
+    if several and args.output and Path(args.output).is_file():
         raise ConfigError("with several videos, -o must be a directory")
+    if several and not args.output and not args.dry_run and _format_for(args, None) != "json":
+        raise ConfigError(f"with several videos, --format {args.format} writes one file per video: "
+                          "give -o DIR (stdout takes a JSON array)")
     config = config_from_args(args)
+    if config is None:  # decided (and said on stderr) once for the whole run, not once per video
+        select_model(None, args.backend, args.query, {})
+        args.backend = "motion"
     if args.dry_run:
         return _run_dry(args, config, dry_run)
     settle_imports(config)
@@ -138,18 +145,22 @@ def run(args: argparse.Namespace) -> int:
     partial = 0  # 0 ok, 1 some windows failed, 2 every window failed
     stdout_docs: list[str] = []
     progress = Progress(enabled=not args.quiet)
-    several = len(args.videos) > 1
     indexed = 0
+    failures: list[VidlineError] = []
     try:
         for video in args.videos:
             try:
                 timeline = analyze(video, args.query, config=config, concurrency=args.concurrency, cache=cache,
                                    progress=progress, **_options(args))
-            except VideoError as exc:
+            except (AuthenticationError, BackendError):
+                raise  # the server or the key: every other video would fail the same way
+            except VidlineError as exc:
                 if not several:
                     raise
                 # in a folder run one bad recording must not lose the others
-                tqdm.write(f"vidline: error: {exc}", file=sys.stderr)
+                message = str(exc) if video in str(exc) else f"{video}: {exc}"
+                tqdm.write(f"vidline: error: {message}", file=sys.stderr)
+                failures.append(exc)
                 partial = max(partial, 1)
                 continue
             partial = max(partial, _emit(args, video, timeline, stdout_docs))
@@ -159,8 +170,10 @@ def run(args: argparse.Namespace) -> int:
         progress.close()
     if args.index and not args.quiet:
         print(f"vidline: indexed {indexed} events from {len(args.videos)} video(s)", file=sys.stderr)
-    _flush_stdout(args, stdout_docs)
-    if partial == 2 and len(args.videos) == 1:
+    _flush_stdout(args, stdout_docs, several)
+    if len(failures) == len(args.videos):  # no video could be analysed (each said why)
+        return 2 if all(isinstance(exc, ConfigError) for exc in failures) else 1
+    if partial == 2 and not several:
         return 1  # nothing succeeded: a failure, not a partial result
     return EXIT_PARTIAL if partial else 0
 
@@ -187,12 +200,13 @@ def _emit(args: argparse.Namespace, video: str, timeline: Timeline, stdout_docs:
     return 0
 
 
-def _flush_stdout(args: argparse.Namespace, docs: list[str]) -> None:
-    if not docs:
+def _flush_stdout(args: argparse.Namespace, docs: list[str], several: bool) -> None:
+    """Stdout's document: with several videos always one JSON array (of the timelines that could be
+    made, in order), whatever failed; nothing when -o took them."""
+    if args.output:
         return
-    fmt = _format_for(args, None)
-    if fmt == "json" and len(docs) > 1:
-        sys.stdout.write("[\n" + ",\n".join(docs) + "\n]\n")
+    if several:
+        sys.stdout.write("[\n" + ",\n".join(docs) + "\n]\n" if docs else "[]\n")
     else:
         sys.stdout.write("".join(d if d.endswith("\n") else d + "\n" for d in docs))
     sys.stdout.flush()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, get_args
 
-from vidline.errors import ConfigError
+from vidline.errors import ConfigError, require_number
 
 BackendName = Literal["openai", "dashscope"]
 PayloadMode = Literal["video", "frames"]
@@ -55,6 +55,30 @@ class ModelConfig:
     max_data_uri_bytes: int = DASHSCOPE_DATA_URI_LIMIT
     system_prompt: str | None = None
     language: str | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse settings the requests could not honour (a mistyped mode would send no media at all):
+        ``ConfigError`` naming the field. A bare number of seconds for ``timeout`` is the read timeout."""
+        for name, kind in (("backend", BackendName), ("mode", PayloadMode), ("server", ServerFlavour)):
+            value = getattr(self, name)
+            if not (value is None and name == "mode") and value not in get_args(kind):
+                choices = ", ".join(repr(c) for c in get_args(kind))
+                raise ConfigError(f"{name} must be one of {choices}, not {value!r}")
+        for name in ("base_url", "api_key", "model", "system_prompt", "language"):
+            if not isinstance(getattr(self, name), (str, type(None))):
+                raise ConfigError(f"{name} must be a string, not {type(getattr(self, name)).__name__}")
+        given = timeout = self.timeout
+        if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+            timeout = Timeout(read=float(timeout))
+            object.__setattr__(self, "timeout", timeout)
+        if not isinstance(timeout, Timeout):
+            raise ConfigError(f"timeout must be a positive number of seconds or a Timeout, got {given!r}")
+        require_number("timeout.connect", timeout.connect, above=0)
+        require_number("timeout.read", timeout.read, above=0)
+        for name in ("concurrency", "max_tokens", "max_data_uri_bytes"):
+            require_number(name, getattr(self, name), minimum=1, integer=True)
+        require_number("temperature", self.temperature, minimum=0)
+        require_number("seed", self.seed, integer=True)
 
     def with_(self, **changes: object) -> ModelConfig:
         return replace(self, **changes)  # type: ignore[arg-type]
