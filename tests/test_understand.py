@@ -503,23 +503,25 @@ def test_refserver_streaming(refserver: RefServer, marker_video: Path, api: str)
 
 
 @pytest.mark.parametrize("api", ["openai", "dashscope"])
+@pytest.mark.parametrize(("fault", "recorded"), [("drop_stream_after", "dropped"),
+                                                 ("stream_error_after", "stream_error")])  # vLLM's error event
 def test_refserver_dropped_stream_is_retried_without_duplicates(refserver: RefServer, marker_video: Path,
-                                                                api: str) -> None:
+                                                                api: str, fault: str, recorded: str) -> None:
     expected = str(ask(marker_video, "which shapes appear and when?", config=_config(refserver, api), cache=False))
     refserver.reset()
-    refserver.configure(drop_stream_after=3)
+    refserver.configure(**{fault: 3})
     retries: list[int] = []
 
     def heal(n: int, _exc: BaseException) -> None:
         retries.append(n)
-        refserver.configure(drop_stream_after=None)
+        refserver.configure(**{fault: None})
 
     s = ask(marker_video, "which shapes appear and when?", config=_config(refserver, api), stream=True, cache=False,
             on_retry=heal)
     text = "".join(s)
     assert retries == [1] and text == expected and s.complete
     gens = _generations(refserver, 2)
-    assert [g.fault for g in gens] == ["dropped", None]
+    assert [g.fault for g in gens] == [recorded, None]
 
 
 def test_refserver_dropped_stream_exhausted_is_incomplete(refserver: RefServer, marker_video: Path) -> None:

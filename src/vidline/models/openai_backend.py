@@ -97,6 +97,12 @@ class OpenAIBackend(Backend):
             return connection_error(exc, secrets=self._secrets(), where=where, timeout=True)
         if isinstance(exc, openai.APIConnectionError):
             return connection_error(exc, secrets=self._secrets(), where=where)
+        if isinstance(exc, openai.APIError) and isinstance(exc.body, dict):
+            # an error event inside a stream (vLLM: {"error": {"message", "type", "code": 500}}): no HTTP
+            # status of its own, so its code says what it is; a server error when it says nothing
+            code = exc.body.get("code")
+            status = int(code) if isinstance(code, int) or (isinstance(code, str) and code.isdigit()) else 500
+            return error_for_status(status, exc.message, secrets=self._secrets(), where=where)
         if isinstance(exc, BackendError):
             return exc
         return ServerError(redact(f"{where}: unexpected {type(exc).__name__}: {exc}", *self._secrets()))
