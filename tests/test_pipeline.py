@@ -57,6 +57,7 @@ class Decoder:
     window's end) that records which windows it decoded."""
 
     fail_after: int | None = None  # raise KeyboardInterrupt after this many windows ended
+    stop_at: float | None = None  # the "file" ends here (truncated): later windows end short
     decoded: list[int] = field(default_factory=list)
     formats: list[str] = field(default_factory=list)
 
@@ -79,6 +80,11 @@ class Decoder:
                     raise KeyboardInterrupt
                 ended += 1
                 self.decoded.append(windows[n].index)
+                yield n, None
+            if self.stop_at is not None and t >= self.stop_at:
+                break
+        for n, rest in enumerate(left):  # cut short by the end of the data
+            if 0 < rest < plans[n].n_frames or (rest and self.stop_at is not None):
                 yield n, None
 
 
@@ -405,6 +411,15 @@ def test_query_without_model_is_a_config_error(monkeypatch: pytest.MonkeyPatch) 
         select_model(None, "auto", "a red car", {})
     assert select_model(None, "auto", None, {}) is None  # falls back to motion
     assert select_model(None, "auto", None, {"base_url": "http://x/v1"}).backend == "openai"  # type: ignore[union-attr]
+
+
+def test_a_window_the_file_ends_in_says_why_it_failed(video: Path) -> None:
+    """A truncated file: the window left with one frame fails naming the cause (it said 'could not be
+    decoded again'); the windows before it are answered."""
+    tl = _run(video, FakeAnalyzer(), Decoder(stop_at=41.5), None)  # the last window [41.25, 60) gets 1 frame
+    assert [w.status for w in tl.windows] == ["ok", "ok", "ok", "failed"]
+    assert tl.windows[2].frames < 18  # cut short, trimmed to an even count, still sent
+    assert "fewer than 2 decodable frames (file truncated or damaged)" in (tl.windows[3].error or "")
 
 
 def test_bad_options(video: Path) -> None:

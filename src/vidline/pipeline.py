@@ -254,6 +254,11 @@ def analyze_motion(path: str | os.PathLike[str], params: MotionParams | None = N
                     events=events, windows=[record], usage=Usage())
 
 
+def _too_few_frames(path: str | os.PathLike[str], job: WindowJob) -> DecodeError:
+    return DecodeError(path, f"window {job.window.index} [{job.window.start:.1f}-{job.window.end:.1f} s] has fewer "
+                             "than 2 decodable frames (file truncated or damaged)")
+
+
 def _video_dict(path: str | os.PathLike[str], info: VideoInfo) -> dict[str, Any]:
     return {
         "path": os.path.abspath(path),  # a saved timeline then finds its video from any directory
@@ -480,7 +485,7 @@ class ModelRun:
                            threads=threads, warn_truncated=False)  # the first pass warned already
             for wf in collect_windows(self.path, [job.window], [job.plan], again):
                 return wf
-            raise DecodeError(self.path, f"window {job.window.index} could not be decoded again")
+            raise _too_few_frames(self.path, job)
 
         # windows are encoded in the order they start, n_encoders at a time: the frames of the next
         # window(s) wait in the budget until an encoder is free (one x264 instance per encoder thread:
@@ -588,7 +593,7 @@ class ModelRun:
         wf = window_frames(self.path, job.window, job.plan, frames)
         del frames
         if wf is None:
-            raise DecodeError(self.path, f"window {job.window.index} has no decodable frames")
+            raise _too_few_frames(self.path, job)
         return self._prepare_collected(wf)
 
     def _prepare_collected(self, wf: WindowFrames) -> tuple[Any, int]:
