@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import json
+import logging
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
+import numpy as np
 import pytest
 
 from vidline.cli import main
-from vidline.clips import clip_filename, extract_clip, extract_event_clips, file_timestamp, slugify
+from vidline.clips import (
+    EmptyClipError,
+    clip_filename,
+    extract_clip,
+    extract_event_clips,
+    file_timestamp,
+    slugify,
+)
 from vidline.errors import ConfigError, NoVideoStreamError, VideoOpenError
 from vidline.synth import Marker, active_labels, detect_markers, frame_times, make_audio_only, make_video
 
@@ -173,3 +183,226 @@ def test_event_clips_finds_video_next_to_timeline(video: Path, tmp_path: Path, m
     monkeypatch.chdir(tmp_path)
     results = extract_event_clips(tl, tmp_path / "o", label="blue")
     assert len(results) == 1 and results[0].frames > 0
+
+
+# ----------------------------------------------------------------------------------------- QA regressions
+
+
+def _centroid(image: np.ndarray, color: tuple[int, int, int]) -> tuple[float, float]:
+    """(x, y) centre of the pixels of ``color``, as fractions of the width/height."""
+    mask = np.abs(image.astype(np.int16) - np.array(color, dtype=np.int16)).max(axis=2) < 60
+    ys, xs = np.nonzero(mask)
+    assert len(xs) > 0, "colour not found"
+    return float(xs.mean() + 0.5) / image.shape[1], float(ys.mean() + 0.5) / image.shape[0]
+
+
+def _decode_rgb(path: Path) -> list[tuple[float, np.ndarray]]:
+    with av.open(str(path)) as c:
+        return [(float(f.time), f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+
+
+OFF_CENTRE = [Marker("red square", 1.0, 2.0, x=0.25, y=0.3, size=0.2)]
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_reencode_rotated_video_is_upright(tmp_path: Path, rotation: int) -> None:
+    """D7: the display-matrix rotation is applied to the pixels (the clip has no matrix left)."""
+    src = make_video(tmp_path / f"rot{rotation}.mp4", duration=3.0, fps=FPS, size=(160, 120), markers=OFF_CENTRE,
+                     rotation=rotation)
+    res = extract_clip(src, 0.5, 2.5, tmp_path / "c.mp4", reencode=True)
+    assert res.frames == 20
+    with av.open(str(res.path)) as c:
+        assert (c.streams.video[0].width, c.streams.video[0].height) == (160, 120)
+        assert all(round(f.rotation) == 0 for f in c.decode(video=0))
+    frames = _decode_rgb(res.path)
+    assert len(frames) == 20
+    for t_out, img in frames:
+        t_src = res.start + t_out
+        assert detect_markers(img) == active_labels(OFF_CENTRE, t_src), t_src
+        if active_labels(OFF_CENTRE, t_src):
+            x, y = _centroid(img, (220, 30, 30))
+            assert x == pytest.approx(0.25, abs=0.03) and y == pytest.approx(0.3, abs=0.03), (x, y)
+
+
+@pytest.mark.parametrize("size,rotation,ext", [((161, 121), 0, ".mkv"), ((160, 121), 0, ".mkv"),
+                                               ((161, 121), 90, ".mkv"), ((161, 120), 270, ".mp4")])
+def test_reencode_odd_size_is_padded_to_even(tmp_path: Path, size: tuple[int, int], rotation: int, ext: str) -> None:
+    """D8: odd sides (x264/yuv420p needs even ones) are padded by one pixel, content unchanged."""
+    src = make_video(tmp_path / f"odd{ext}", duration=3.0, fps=FPS, size=size, markers=OFF_CENTRE, codec="ffv1",
+                     rotation=rotation)
+    res = extract_clip(src, 0.8, 2.2, tmp_path / f"c{ext}", reencode=True)
+    w, h = size
+    with av.open(str(res.path)) as c:
+        assert (c.streams.video[0].width, c.streams.video[0].height) == (w + w % 2, h + h % 2)
+    frames = _decode_rgb(res.path)
+    assert len(frames) == res.frames == 14
+    for t_out, img in frames:
+        t_src = res.start + t_out
+        assert detect_markers(img) == active_labels(OFF_CENTRE, t_src), t_src
+        if active_labels(OFF_CENTRE, t_src):
+            x, y = _centroid(img[:h, :w], (220, 30, 30))
+            assert x == pytest.approx(0.25, abs=0.03) and y == pytest.approx(0.3, abs=0.03), (x, y)
+        # the added row/column repeats the picture's edge (background, not black or green)
+        assert np.abs(img[-1].astype(int) - img[-2].astype(int)).mean() < 40
+        assert np.abs(img[:, -1].astype(int) - img[:, -2].astype(int)).mean() < 40
+
+
+@pytest.mark.parametrize("name,problem", [
+    ("l.xyz", "unsupported format .xyz: use .mp4, .mkv or .mov"),
+    ("m.avi", "unsupported format .avi"),
+    ("noext", "unsupported format (no file extension)"),
+    ("existing_dir", "is a directory"),
+    ("blocker/z.mp4", "blocker is not a folder"),
+    ("blocker/sub/z.mp4", "blocker is not a folder"),
+    ("SRC", "is the input video"),
+])
+def test_cli_clip_bad_output_paths(video: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                   name: str, problem: str) -> None:
+    """D9: one line naming the output and the problem, non-zero exit, no traceback, nothing written."""
+    (tmp_path / "existing_dir").mkdir()
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    out = video if name == "SRC" else tmp_path / name
+    size_before = video.stat().st_size
+    for extra in ([], ["--reencode"]):
+        code = main(["clip", str(video), "--start", "1", "--end", "2", "-o", str(out), *extra])
+        err = capsys.readouterr().err
+        assert code == 2
+        assert err.count("\n") == 1 and err.startswith("vidline: error: ")
+        assert str(out) in err and problem in err
+        assert str(video) not in err.replace(str(out), "") or name == "SRC"
+    assert not (tmp_path / name).is_file() or name == "SRC"
+    assert video.stat().st_size == size_before
+
+
+def test_clip_mux_error_blames_the_output(video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """D9: a libav error raised while writing names the output file, not the input; no partial file."""
+    out = tmp_path / "c.mp4"
+    real_open = av.open
+
+    def failing_open(file: Any, mode: str = "r", **kw: Any) -> Any:
+        container = real_open(file, mode, **kw)
+        if mode != "w":
+            return container
+
+        class Failing:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(container, name)
+
+            def mux(self, _pkt: Any) -> None:
+                raise av.error.InvalidDataError(1094995529, "Invalid data found when processing input", str(file))
+
+        return Failing()
+
+    monkeypatch.setattr(av, "open", failing_open)
+    with pytest.raises(ConfigError) as info:
+        extract_clip(video, 1, 2, out)
+    assert str(out) in str(info.value) and str(video) not in str(info.value)
+    assert not out.exists()
+
+
+def test_clips_out_is_a_file(video: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tl = tmp_path / "t.json"
+    tl.write_text(json.dumps(_timeline(video)))
+    assert main(["clips", str(tl), "--out", str(tl)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(tl) in err
+
+
+@pytest.fixture(scope="module")
+def avi_bframes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # MPEG-4 with B-frames in AVI: the first displayed frame has PTS 1 (0.1 s), stream.start_time is 0.
+    # Keyframes are shown at 0, 1.2, 2.1, 3.0 s, ...; each is decoded before the two B-frames shown just
+    # before it (e.g. 2.8 and 2.9 s come after the 3.0 s keyframe in the file).
+    path = tmp_path_factory.mktemp("avi") / "bf.avi"
+    return make_video(path, duration=6.0, fps=FPS, size=(160, 120), markers=AVI_MARKERS, codec="mpeg4", gop=10,
+                      options={"bf": "2"})
+
+
+AVI_MARKERS = [Marker("red square", 2.0, 3.0), Marker("green circle", 4.5, 5.0, x=0.7)]
+
+
+def test_avi_bframes_same_clock_as_timeline(avi_bframes: Path, tmp_path: Path) -> None:
+    """D10: clip times count from the first displayed frame, like probe/sampler/timeline events."""
+    from vidline.media.probe import probe
+    from vidline.media.source import Target, open_source
+
+    info = probe(avi_bframes)
+    assert info.start_time == pytest.approx(0.1)  # the case: PTS 0 is not the first frame
+    res = extract_clip(avi_bframes, 2.0, 3.0, tmp_path / "r.mp4", reencode=True)
+    frames = decode(res.path)
+    assert res.start == pytest.approx(2.0) and res.end == pytest.approx(3.0)
+    assert len(frames) == res.frames == 10
+    assert all(seen == ["red square"] for _t, seen in frames)  # every frame of the marker, nothing else
+    # the sampler (the timeline's frames) shows the same content at the same times
+    with open_source(avi_bframes, info) as source:
+        sampled = {round(f.t, 3): detect_markers(f.rgb()) for f in source.read([Target(2.0), Target(2.9), Target(3.0)])}
+    assert sampled == {2.0: ["red square"], 2.9: ["red square"], 3.0: []}
+
+
+def test_avi_bframes_stream_copy(avi_bframes: Path, tmp_path: Path) -> None:
+    """D10 (copy): the keyframe time is on the timeline clock, undecodable leading B-frames are not
+    copied, and the B-frames shown before the end (decoded after the next keyframe) are kept."""
+    res = extract_clip(avi_bframes, 2.35, 3.0, tmp_path / "c.mp4")
+    assert res.start == pytest.approx(2.1)  # the keyframe at/before 2.35 s, shown at 2.1 s
+    frames = decode(res.path)
+    assert len(frames) == res.frames
+    for t_out, seen in frames:
+        assert seen == active_labels(AVI_MARKERS, res.start + t_out), res.start + t_out
+    times = [round(res.start + t, 3) for t, _ in frames]
+    assert times[:9] == [round(2.1 + 0.1 * i, 3) for i in range(9)]  # every frame up to 2.9 s
+    assert res.end == pytest.approx(times[-1] + 0.1)
+
+
+def test_reencode_vfr_end_is_the_next_frame(tmp_path: Path) -> None:
+    """The last frame lasts until the next source frame (not 1/average fps)."""
+    src = make_video(tmp_path / "vfr.mkv", duration=6.0, fps=[(0, 2, 25), (2, 4, 3), (4, 6, 25)], size=(160, 120))
+    res = extract_clip(src, 2.0, 4.0, tmp_path / "c.mp4", reencode=True)
+    assert res.frames == 6 and res.start == pytest.approx(2.0)
+    assert res.end == pytest.approx(4.0, abs=1e-3) and res.duration == pytest.approx(2.0, abs=1e-3)
+    with av.open(str(res.path)) as c:
+        assert c.duration / av.time_base == pytest.approx(2.0, abs=0.01)
+        times = [float(f.time) for f in c.decode(video=0)]
+    assert times == pytest.approx([0, 1 / 3, 2 / 3, 1, 4 / 3, 5 / 3], abs=2e-3)
+    # a clip ending inside a long frame ends at the requested end
+    res = extract_clip(src, 2.0, 3.5, tmp_path / "c2.mp4", reencode=True)
+    assert res.frames == 5 and res.end == pytest.approx(3.5, abs=1e-3)
+
+
+@pytest.fixture(scope="module")
+def gap_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # one frame at 2.0 s shown until 4.0 s: no frame *starts* in [2.5, 3.5)
+    path = tmp_path_factory.mktemp("gap") / "gap.mp4"
+    return make_video(path, duration=6.0, fps=[(0, 2, 10), (2, 4, 0.5), (4, 6, 10)], size=(160, 120),
+                      markers=[Marker("blue triangle", 4.0, 5.0)])
+
+
+def test_reencode_range_without_frames_is_an_error(gap_video: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "e.mp4"
+    with pytest.raises(EmptyClipError, match="no video frames between 2.500 s and 3.500 s"):
+        extract_clip(gap_video, 2.5, 3.5, out, reencode=True)
+    assert not out.exists()
+    assert main(["clip", str(gap_video), "--start", "2.5", "--end", "3.5", "-o", str(out), "--reencode"]) == 1
+    assert "no video frames" in capsys.readouterr().err and not out.exists()
+    # stream copy holds the frame shown during that range (the one at 2.0 s)
+    res = extract_clip(gap_video, 2.5, 3.5, out)
+    assert res.frames >= 1 and res.start <= 2.0 and res.end == pytest.approx(4.0) and out.exists()
+
+
+def test_event_clips_skip_ranges_without_frames(gap_video: Path, tmp_path: Path) -> None:
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    log = logging.getLogger("vidline")
+    log.addHandler(handler)
+    try:
+        tl = {**_timeline(gap_video), "events": [
+            {"start": 2.5, "end": 3.5, "label": "nothing", "windows": [0]},
+            {"start": 4.0, "end": 5.0, "label": "blue triangle", "windows": [0]}]}
+        results = extract_event_clips(tl, tmp_path / "o", reencode=True)
+    finally:
+        log.removeHandler(handler)
+    assert [r.label for r in results] == ["blue triangle"]
+    assert [p.name for p in (tmp_path / "o").iterdir()] == [results[0].path.name]
+    assert all(seen == ["blue triangle"] for _t, seen in decode(results[0].path))
+    assert any("no video frames" in r.getMessage() and "skipped" in r.getMessage() for r in records)
