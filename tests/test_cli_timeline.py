@@ -281,8 +281,8 @@ def test_folder_run_indexes_and_keeps_going_past_a_bad_file(
                           "--fps", "1", "--quiet", "--index", "--db", str(db), "-o", str(tmp_path / "out"))
     assert code == 3, err  # partial: one recording could not be read
     assert "broken.mp4" in err and "Traceback" not in err
-    written = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert written == ["cam1.json", "late.json"]
+    written = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.json"))
+    assert written == ["cam1.json", "cam2/late.json"]  # the folders below the one given
     from vidline.index import EventIndex
 
     hits = EventIndex(db).search("red square")
@@ -339,3 +339,20 @@ def test_no_model_is_said_once_for_several_videos(capsys: pytest.CaptureFixture[
     code, out, err = _run(capsys, str(clip), str(clip), "--quiet")
     assert code == 0 and len(json.loads(out)) == 2, err
     assert err.count("no model configured") == 1
+
+
+def test_several_videos_of_the_same_name_get_their_own_files(capsys: pytest.CaptureFixture[str], clip: Path,
+                                                             tmp_path: Path) -> None:
+    """An NVR layout (day1/00.mp4, day2/00.mp4) and two containers of one name: -o DIR keeps the
+    folders below the shared one and the extension where stems clash, so nothing is overwritten."""
+    nvr = tmp_path / "nvr"
+    for day in ("day1", "day2"):
+        (nvr / day).mkdir(parents=True)
+        (nvr / day / "00.mp4").write_bytes(clip.read_bytes())
+    make_video(nvr / "day2" / "00.mkv", duration=4.0, fps=4, size=(160, 120))
+    out = tmp_path / "out"
+    code, stdout, err = _run(capsys, str(nvr), "--backend", "motion", "--quiet", "-o", str(out))
+    assert code == 0 and stdout == "", err
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*.json"))
+    assert written == ["day1/00.json", "day2/00.mkv.json", "day2/00.mp4.json"]
+    assert json.loads((out / "day2" / "00.mkv.json").read_text())["video"]["path"].endswith("00.mkv")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,14 +103,23 @@ def _render(timeline: Timeline, fmt: str) -> str:
 
 
 def _output_path(args: argparse.Namespace, video: str, fmt: str) -> Path | None:
-    """-o PATH for one video; with several videos -o is a directory holding <stem>.<fmt> files."""
+    """-o PATH for one video; with several videos -o is a directory holding one file per video, at the
+    video's path below the folder all the videos share (``day1/00.json``, ``day2/00.json``: two
+    recordings of the same name never overwrite each other), with the video's extension kept when two
+    videos differ only by it (``cam.mp4.json``, ``cam.mkv.json``)."""
     if not args.output:
         return None
     out = Path(args.output)
     if len(args.videos) == 1:
         return out
-    out.mkdir(parents=True, exist_ok=True)
-    return out / f"{Path(video).stem}.{fmt}"
+    videos = [os.path.abspath(v) for v in args.videos]
+    base = os.path.commonpath([os.path.dirname(v) for v in videos])
+    stems = [os.path.splitext(os.path.relpath(v, base))[0] for v in videos]
+    me = os.path.abspath(video)
+    rel = os.path.relpath(me, base)
+    stem = os.path.splitext(rel)[0]
+    clash = sum(1 for v, st in zip(videos, stems, strict=True) if st == stem and v != me) > 0
+    return out / f"{rel if clash else stem}.{fmt}"
 
 
 def _report_failures(timeline: Timeline, video: str) -> None:
