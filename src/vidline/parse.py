@@ -217,6 +217,12 @@ def _event_from_dict(d: dict[str, Any], *, allow_pair: bool = True) -> RawEvent 
     keys = {_norm_key(str(k)): v for k, v in d.items()}
     start = next((_time_or_none(keys[k]) for k in _START_KEYS if k in keys), None)
     end = next((_time_or_none(keys[k]) for k in _END_KEYS if k in keys), None)
+    # a start or end that is given but is not a time (NaN, Infinity, "abc") makes the event unusable:
+    # dropped, not turned into an instant at the other end (a missing or null end is an instant)
+    for names, got in ((_START_KEYS, start), (_END_KEYS, end)):
+        given = next((keys[k] for k in names if k in keys), None)
+        if got is None and given is not None and not (isinstance(given, str) and not given.strip()):
+            return None
     if allow_pair and (start is None or end is None):
         for k in _PAIR_KEYS:
             if k in keys:
