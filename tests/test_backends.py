@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -435,3 +436,11 @@ def test_analyze_refuses_an_unknown_mode(cfr_video: Path) -> None:
 
     with pytest.raises(ConfigError, match="mode"):
         analyze(cfr_video, "x", backend="openai", base_url="http://127.0.0.1:9/v1", mode="frame", cache=False)
+
+
+@pytest.mark.parametrize("make", [lambda: Timeout(connect=0), lambda: Timeout(read=float("inf")),
+                                  lambda: RetryPolicy(max_retries=-1), lambda: RetryPolicy(max_retries=1.5),
+                                  lambda: RetryPolicy(backoff_base=float("nan"))])
+def test_settings_objects_refuse_bad_numbers(make: Any) -> None:
+    with pytest.raises(ConfigError):
+        make()

@@ -23,6 +23,10 @@ class Timeout:
     connect: float = 10.0
     read: float = 180.0
 
+    def __post_init__(self) -> None:
+        require_number("timeout.connect", self.connect, above=0)
+        require_number("timeout.read", self.read, above=0)
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -32,6 +36,12 @@ class RetryPolicy:
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     jitter: float = 0.25  # fraction of the delay added at random
+
+    def __post_init__(self) -> None:
+        require_number("retries", self.max_retries, minimum=0, integer=True)
+        require_number("backoff_base", self.backoff_base, minimum=0)
+        require_number("backoff_max", self.backoff_max, minimum=0)
+        require_number("jitter", self.jitter, minimum=0)
 
 
 @dataclass(frozen=True)
@@ -73,8 +83,8 @@ class ModelConfig:
             object.__setattr__(self, "timeout", timeout)
         if not isinstance(timeout, Timeout):
             raise ConfigError(f"timeout must be a positive number of seconds or a Timeout, got {given!r}")
-        require_number("timeout.connect", timeout.connect, above=0)
-        require_number("timeout.read", timeout.read, above=0)
+        if not isinstance(self.retry, RetryPolicy):
+            raise ConfigError(f"retry must be a RetryPolicy, got {self.retry!r}")
         for name in ("concurrency", "max_tokens", "max_data_uri_bytes"):
             require_number(name, getattr(self, name), minimum=1, integer=True)
         require_number("temperature", self.temperature, minimum=0)
