@@ -47,6 +47,7 @@ from vidline.errors import (
     AuthenticationError,
     ConfigError,
     DecodeError,
+    ServerError,
     ServerUnreachableError,
     StalePayloadError,
     VidlineError,
@@ -627,14 +628,16 @@ class ModelRun:
         self.progress.advance(tokens=tokens)
 
     def _guarded(self, job: WindowJob, n_frames: int, step: Callable[[], _T]) -> _T | None:
-        """``step()``, or None after recording the window as failed. A wrong key, or a server never
-        reached, also stops the run."""
+        """``step()``, or None after recording the window as failed. A wrong key, a server never
+        reached, or a 404 before any answer (a wrong --model, a base URL without /v1) also stops the run."""
         try:
             return step()
-        except (AuthenticationError, ServerUnreachableError) as exc:
+        except (AuthenticationError, ServerUnreachableError, ServerError) as exc:
             # a wrong key stops the run at once; so does a server that was never reached (after the
-            # backend's retries), rather than waiting out the retries of every window
-            if isinstance(exc, AuthenticationError) or not self._answered:
+            # backend's retries) or that has no such model or route, rather than failing every window
+            # the same way
+            never_answered = not self._answered and (not isinstance(exc, ServerError) or exc.status == 404)
+            if isinstance(exc, AuthenticationError) or never_answered:
                 with self._lock:
                     if self._fatal is None:
                         self._fatal = exc
