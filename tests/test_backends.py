@@ -70,7 +70,7 @@ def run_windows(backend: Backend, path: Path, windows: list[Window], query: str 
     analyzer = WindowAnalyzer(backend, query)
     events: list[Event] = []
     for wf in sample_windows(path, windows, SamplingBudget(fps=fps)):
-        text, usage, scale = analyzer.analyze(wf)
+        text, usage, scale = analyzer.analyze(wf)[:3]
         assert usage is not None and usage.prompt_tokens > 0
         events += analyzer.to_events(text, wf.window, scale)
     return events
@@ -231,9 +231,14 @@ def test_413_shrinks_and_retries_once(refserver: RefServer, cfr_video: Path, whi
     analyzer = WindowAnalyzer(backend, None)
     size = len(str(backend.build(analyzer.build_request(wf)).messages))  # type: ignore[attr-defined]
     refserver.configure(max_body_bytes=int(size * 0.8))
-    text, _usage, scale = analyzer.analyze(wf)
+    sent = analyzer.analyze(wf)
+    text, scale = sent.text, sent.time_scale
     assert [r.status for r in refserver.requests] == [413, 200]
     assert refserver.requests[1].n_frames == 10
+    # what was really sent, for the window's record (it reported the unshrunk plan)
+    assert sent.frames == 10 and sent.usage is not None and sent.estimated_tokens is not None
+    assert abs(sent.estimated_tokens - sent.usage.prompt_tokens) <= 0.05 * sent.usage.prompt_tokens
+    assert sent.estimated_tokens < 0.75 * backend.estimate_tokens(analyzer.build_request(wf))
     assert_ground_truth(analyzer.to_events(text, wf.window, scale), WINDOW, tol=1.1)
     refserver.reset()
     refserver.configure(max_body_bytes=1000)  # still too large after shrinking: reported, not looped
@@ -365,7 +370,7 @@ def test_prepared_payload_is_sent_without_its_frames(refserver: RefServer, cfr_v
     def no_reload() -> object:
         raise AssertionError("a valid prepared payload needs no second decode")
 
-    text, _usage, scale = analyzer.send(prepared, no_reload)  # type: ignore[arg-type]
+    text, _usage, scale = analyzer.send(prepared, no_reload)[:3]  # type: ignore[arg-type]
     assert [r.status for r in refserver.requests] == [200]
     assert_ground_truth(analyzer.to_events(text, WINDOW, scale), WINDOW)
 
@@ -383,7 +388,7 @@ def test_payloads_outdated_by_the_media_io_fallback_are_rebuilt_from_a_second_de
         return _yuv_window(cfr_video)
 
     for p in prepared:
-        text, _usage, scale = analyzer.send(p, reload)  # type: ignore[arg-type]
+        text, _usage, scale = analyzer.send(p, reload)[:3]  # type: ignore[arg-type]
         assert_ground_truth(analyzer.to_events(text, WINDOW, scale), WINDOW)
     assert [r.status for r in refserver.requests] == [400, 200, 200]
     assert refserver.requests[1].media_io_kwargs is None and refserver.requests[2].media_io_kwargs is None
@@ -395,7 +400,7 @@ def test_413_on_a_released_payload_decodes_again_and_shrinks(refserver: RefServe
     wf = next(iter(sample_windows(cfr_video, [WINDOW], SamplingBudget(fps=2.0))))
     prepared = analyzer.prepare(wf)
     refserver.configure(max_body_bytes=int(len(str(prepared.payload.messages)) * 0.8))
-    text, _usage, scale = analyzer.send(prepared, lambda: wf)
+    text, _usage, scale = analyzer.send(prepared, lambda: wf)[:3]
     assert [r.status for r in refserver.requests] == [413, 200] and refserver.requests[1].n_frames == 10
     assert_ground_truth(analyzer.to_events(text, WINDOW, scale), WINDOW, tol=1.1)
     with pytest.raises(Exception, match="too large"):  # without a way to decode again it is reported

@@ -608,7 +608,10 @@ class ModelRun:
         sent = self._guarded(job, n_frames, lambda: self.analyzer.send(prepared, reload))
         if sent is None:
             return
-        text, usage, time_scale = sent
+        text, usage, time_scale = sent[:3]
+        # a payload shrunk after a too-large answer: the record says what was really sent
+        n_frames = getattr(sent, "frames", None) or n_frames
+        estimated = getattr(sent, "estimated_tokens", None) or job.estimated_tokens
         self._answered = True
         try:
             events = self._events(text, job.window, time_scale)
@@ -618,10 +621,9 @@ class ModelRun:
         if self.cache is not None and job.key is not None:
             model = self.config.model or self._served_model()
             self.cache.put(job.key, CachedAnswer(text=text, usage=usage, time_scale=time_scale, model=model,
-                                                 mode=self.mode, estimated_tokens=job.estimated_tokens,
-                                                 frames=n_frames))
+                                                 mode=self.mode, estimated_tokens=estimated, frames=n_frames))
         record = WindowRecord(index=job.window.index, start=job.window.start, end=job.window.end, frames=n_frames,
-                              status="ok", estimated_tokens=job.estimated_tokens, usage=usage)
+                              status="ok", estimated_tokens=estimated, usage=usage)
         with self._lock:
             self.results[job.window.index] = WindowResult(record, events)
         tokens = (usage.prompt_tokens + usage.completion_tokens) if usage else 0
@@ -899,6 +901,8 @@ class DryRunReport:
     windows: list[DryRunWindow]
     price_per_1k: float | None = None
     note: str | None = None
+    server: str | None = None  # the server flavour the estimates assume ("vllm", "generic", ...)
+    server_assumed: bool = False  # not known without contacting the server: vLLM's was assumed
     windows_in_flight: int = 0  # encoded payloads held at once (concurrency + prefetch)
     decoded_frames: int = 1  # decoded frames held at once (at most), in all decode lanes
     bytes_per_pixel: float = 3.0  # of the decoded frames: 3 RGB, 1.5 planar yuv420p (mp4 payloads)
@@ -931,7 +935,8 @@ class DryRunReport:
         return None if self.price_per_1k is None else round(self.total_tokens / 1000 * self.price_per_1k, 4)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"video": self.video, "backend": self.backend, "model": self.model, "mode": self.mode,
+        return {"video": self.video, "backend": self.backend, "server": self.server,
+                "server_assumed": self.server_assumed, "model": self.model, "mode": self.mode,
                 "windows": [w.to_dict() for w in self.windows], "total_frames": self.total_frames,
                 "total_estimated_tokens": self.total_tokens, "total_payload_bytes": self.total_bytes,
                 "price_per_1k": self.price_per_1k, "estimated_price": self.price,
@@ -940,7 +945,9 @@ class DryRunReport:
     def to_text(self) -> str:
         v = self.video
         lines = [f"video: {v['path']}  {v['duration']:.1f} s  {v['width']}x{v['height']}  {v['fps']} fps",
-                 f"backend: {self.backend}  model: {self.model or '-'}  mode: {self.mode or '-'}"]
+                 f"backend: {self.backend}"
+                 + (f"  server: {self.server}{' (assumed)' if self.server_assumed else ''}" if self.server else "")
+                 + f"  model: {self.model or '-'}  mode: {self.mode or '-'}"]
         if self.note:
             lines.append(f"note: {self.note}")
         lines.append(f"{'window':>6} {'start':>9} {'end':>9} {'frames':>6} {'fps':>6} {'size':>9} "
@@ -1000,15 +1007,39 @@ def dry_run(
     rows = [DryRunWindow(j.window.index, j.window.start, j.window.end, j.plan.n_frames, j.plan.width,
                          j.plan.height, j.plan.fps, j.estimated_tokens, j.payload_bytes) for j in jobs]
     mode = payload_mode(cfg, getattr(analyzer, "backend", None))
+    server, assumed = _dry_run_server(cfg, getattr(analyzer, "backend", None))
     # frames held, per decode lane: a payload (mp4 or JPEG list) is encoded as its window is decoded,
     # so only the frames waiting for an encoder (frame_budget: about the windows' overlap)
     lanes = decode_lanes(jobs, run_opts.decoders, heavy=decode_heavy(info, jobs))
     held = sum(frame_budget(lane) for lane in lanes)
     return DryRunReport(video=_video_dict(path, info), backend=cfg.backend, model=cfg.model,
-                        mode=mode, windows=rows,
+                        mode=mode, windows=rows, server=server, server_assumed=assumed,
+                        note=assumed_server_note(server, mode) if assumed else None,
                         price_per_1k=price_per_1k, windows_in_flight=run_opts.concurrency + run_opts.prefetch,
                         decoded_frames=held, decoders=len(lanes),
                         bytes_per_pixel=1.5 if (getattr(analyzer, "pixel_format", "rgb24") == "yuv420p") else 3.0)
+
+
+def _dry_run_server(cfg: ModelConfig, backend: object | None) -> tuple[str | None, bool]:
+    """(server flavour the dry run's estimates assume, whether that is a guess). An OpenAI-compatible
+    server whose flavour neither ``--server`` nor the URL gives is taken for vLLM (the documented
+    self-hosted server) without asking it."""
+    if cfg.backend == "dashscope":
+        return "dashscope", False
+    from vidline.models.base import Backend
+
+    if not isinstance(backend, Backend):
+        return None, False
+    from vidline.models.window import backend_flavour
+
+    return backend_flavour(backend), getattr(backend, "_flavour", None) is None
+
+
+def assumed_server_note(server: str | None, mode: str | None) -> str:
+    """What a dry run says when it had to guess the server flavour."""
+    return (f"server flavour unknown without contacting the server: assumed {server} ({mode} mode); choose "
+            "with --server vllm|generic|dashscope-compat and --mode video|frames (a generic "
+            "OpenAI-compatible server gets one image per frame, about twice the tokens)")
 
 
 def _offline_analyzer(cfg: ModelConfig, query: str | None) -> WindowAnalyzer | None:

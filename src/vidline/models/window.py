@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from vidline.errors import PayloadTooLargeError, StalePayloadError
 from vidline.log import logger
@@ -27,6 +27,17 @@ from vidline.types import Event, Frame, Usage, Window
 if TYPE_CHECKING:
     from vidline.media.plan import SamplingPlan
     from vidline.media.sampler import WindowFrames
+
+
+class Sent(NamedTuple):
+    """What ``WindowAnalyzer.send`` got: the answer, and the payload it really sent when a too-large
+    answer made it shrink (``frames`` and ``estimated_tokens`` are None otherwise)."""
+
+    text: str
+    usage: Usage | None
+    time_scale: float
+    frames: int | None = None
+    estimated_tokens: int | None = None
 
 
 def backend_flavour(backend: Backend) -> Flavour:
@@ -149,7 +160,7 @@ class WindowAnalyzer:
         return prepared
 
     def send(self, prepared: PreparedRequest,
-             reload: Callable[[], WindowFrames] | None = None) -> tuple[str, Usage | None, float]:
+             reload: Callable[[], WindowFrames] | None = None) -> Sent:
         """Send a prepared window; on a too-large answer shrink the payload (half the frames, smaller
         and lower-quality images) and retry once. ``reload`` decodes the window again when the frames
         were released and are needed (a shrink, or a payload outdated by a server fallback).
@@ -178,9 +189,10 @@ class WindowAnalyzer:
                 mode=request.mode, shrink=request.shrink + 1,
             )
             resp = self.backend.chat(smaller)
-        return resp.text, resp.usage, resp.time_scale
+            return Sent(resp.text, resp.usage, resp.time_scale, len(frames), self.backend.estimate_tokens(smaller))
+        return Sent(resp.text, resp.usage, resp.time_scale)
 
-    def analyze(self, wf: WindowFrames) -> tuple[str, Usage | None, float]:
+    def analyze(self, wf: WindowFrames) -> Sent:
         """Encode and send the window (``prepare`` + ``send`` with the frames kept)."""
         return self.send(self.prepare(wf, release=False))
 
