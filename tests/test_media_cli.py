@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,16 @@ def test_bad_input_one_line(
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1, captured.err
     assert path in lines[0] and "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize("command", [["probe"], ["plan"], ["sample", "--out", "frames"]])
+def test_file_without_duration_is_a_file_error(
+    make_synth_video: Callable[..., SynthVideo], command: list[str], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A raw H.264 stream (no timestamps): one line naming the file, exit 1 (not 2, "bad options")."""
+    video = make_synth_video("raw-cli.h264", duration=1.0, fps=10)
+    args = [command[0], str(video.path), *[str(tmp_path / a) if a == "frames" else a for a in command[1:]]]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(video.path) in err and "no usable duration" in err

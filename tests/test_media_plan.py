@@ -87,6 +87,12 @@ def test_video_tokens_table(n: int, h: int, w: int, tokens: int) -> None:
         (0, 3, SamplingBudget(fps=1.0), 4, 4 / 3),  # at least 4 frames (still <= 2 fps)
         (0, 1, SamplingBudget(fps=2.0), 2, 2.0),  # too short for 4 frames at <= 2 fps
         (10, 20, SamplingBudget(fps=5.0, max_fps=5.0), 50, 5.0),  # above 2 fps only when asked
+        # even counts in exact arithmetic survive float rounding: (10.2 - 9.8) * 10 = 3.99999999999998
+        (9.8, 10.2, SamplingBudget(fps=10.0), 4, 10.0),
+        (1.1, 2.3, SamplingBudget(fps=5.0), 6, 5.0),  # 5.999999999999998
+        (1.1, 1.3, SamplingBudget(fps=20.0), 4, 20.0),  # 3.999999999999999
+        (2.2, 2.4, SamplingBudget(fps=10.0), 2, 10.0),  # 1.9999999999999973
+        (0.1, 0.3, SamplingBudget(fps=20.0, max_fps=20.0), 4, 20.0),  # auto-style floor with max_fps
     ],
 )
 def test_plan_counts_table(start: float, end: float, budget: SamplingBudget, n: int, fps: float) -> None:
@@ -129,6 +135,12 @@ def test_total_pixels_shrinks_frames() -> None:
 def test_source_frame_cap() -> None:
     plan = plan_sampling(0, 4, SamplingBudget(fps=10, max_fps=10), src_width=320, src_height=240, src_fps=5)
     assert plan.n_frames == 20
+
+
+def test_source_frame_cap_tolerates_rounding() -> None:
+    # (0.9 - 0.7) * 20 = 4.000000000000002 source frames: capped at 4, not rounded up to 6
+    plan = plan_sampling(0.7, 0.9, SamplingBudget(fps=40), src_width=320, src_height=240, src_fps=20)
+    assert plan.n_frames == 4
 
 
 @pytest.mark.parametrize("kwargs", [{"fps": 0}, {"fps": -1}, {"min_fps": 3.0}, {"max_frames": 1}])

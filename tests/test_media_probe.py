@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import pytest
 
 from tests.fixtures.media import SynthVideo
 from vidline.errors import NoVideoStreamError, VideoOpenError
+from vidline.media.plan import SamplingBudget
 from vidline.media.probe import probe
+from vidline.media.sampler import sample
+from vidline.synth import Marker
 
 
 def test_probe_cfr(cfr_video: SynthVideo) -> None:
@@ -100,3 +107,91 @@ def test_probe_bframes(bframes_video: SynthVideo) -> None:
     assert info.duration == pytest.approx(bframes_video.duration, abs=1e-3)
     assert info.keyframe_interval == pytest.approx(2.0)
     assert not info.is_vfr
+
+
+# ---- duration is the video stream's own extent, whatever the other streams and the container say
+
+
+@pytest.mark.parametrize("ext", ["mkv", "flv", "ts"])
+def test_probe_audio_longer_than_video(
+    make_synth_video: Callable[..., SynthVideo], ext: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Matroska / FLV / MPEG-TS store no video duration; FFmpeg's is the longest stream's. A 2 s video
+    with 4 s of audio is 2 s long, and sampling it warns about nothing (it is not truncated)."""
+    video = make_synth_video(f"longaudio.{ext}", duration=2.0, fps=10, audio=True, audio_duration=4.0,
+                             markers=(Marker("red square", 1.0, 2.0),))
+    info = probe(video.path)
+    assert info.duration == pytest.approx(2.0, abs=1e-3)
+    assert info.frame_count == 20
+    assert not info.truncated
+    with caplog.at_level(logging.WARNING, logger="vidline"):
+        frames = list(sample(video.path, SamplingBudget(fps=2.0)))
+    assert [round(f.t, 3) for f in frames] == [0.0, 0.5, 1.0, 1.5]
+    assert not caplog.records
+
+
+def test_probe_flv_bframes_start_offset(make_synth_video: Callable[..., SynthVideo]) -> None:
+    # FLV cannot store negative DTS: with B-frames the first frame is shown at 0.2 s; the header's
+    # duration (3.2 s) counts from 0
+    video = make_synth_video("bframes.flv", duration=3.0, fps=10, preset="medium")
+    info = probe(video.path)
+    assert info.start_time == pytest.approx(0.2)
+    assert info.duration == pytest.approx(3.0, abs=1e-3)
+    assert info.frame_count == 30
+
+
+def test_probe_vfr_mpegts_offset(make_synth_video: Callable[..., SynthVideo]) -> None:
+    # last frame at 5.96 s of a 25 fps tail: 6.0 s (FFmpeg's estimate says 6.06)
+    video = make_synth_video("vfr-offset-probe.ts", duration=6.0, fps=[(0, 2, 10), (2, 4, 2), (4, 6, 25)],
+                             start_time=3.3)
+    info = probe(video.path)
+    assert info.start_time == pytest.approx(3.3)
+    assert info.duration == pytest.approx(6.0, abs=1e-3)
+
+
+def test_probe_avi_bframes(make_synth_video: Callable[..., SynthVideo]) -> None:
+    # MPEG-4 B-frames in AVI: the first frame is shown at 0.1 s; 50 frames last 5.0 s from there
+    video = make_synth_video("bframes-probe.avi", duration=5.0, fps=10, codec="mpeg4", options={"bf": "2"})
+    info = probe(video.path)
+    assert info.duration == pytest.approx(5.0, abs=1e-3)
+    assert info.frame_count == 50
+
+
+def test_probe_truncated_mkv(truncated_mkv_video: SynthVideo) -> None:
+    # the header still says 4 s and no stream gets near it: not mistaken for a shorter video (the
+    # length is the header's; decoding finds the cut and warns once, see test_conformance_truncated)
+    info = probe(truncated_mkv_video.path)
+    assert info.duration == pytest.approx(truncated_mkv_video.duration, abs=1e-3)
+
+
+def test_probe_edit_list_frame_count(make_synth_video: Callable[..., SynthVideo], media_dir: Path) -> None:
+    """An mp4 cut with ``ffmpeg -ss 1.5 -c copy``: the GOP before the cut is kept but an edit list hides
+    its first frames; they are not counted."""
+    src = make_synth_video("editlist-src.mp4", duration=6.0, fps=10, preset="medium", gop=20)
+    path = media_dir / "editlist.mp4"
+    with av.open(str(src.path)) as inp, av.open(str(path), "w") as out:
+        stream = inp.streams.video[0]
+        ostream = out.add_stream_from_template(stream)
+        cut = int(Fraction(3, 2) / stream.time_base)
+        packets = [p for p in inp.demux(stream) if p.size]
+        first = max(i for i, p in enumerate(packets) if p.is_keyframe and p.pts <= cut)
+        for packet in packets[first:]:
+            packet.pts -= cut
+            packet.dts -= cut
+            packet.stream = ostream
+            out.mux(packet)
+    with av.open(str(path)) as c:
+        shown = sum(1 for _ in c.decode(video=0))
+    assert shown == 45  # 6 s - 1.5 s at 10 fps
+    info = probe(path)
+    assert info.duration == pytest.approx(4.5, abs=1e-3)
+    assert info.frame_count == shown
+
+
+def test_probe_raw_stream_without_timestamps(make_synth_video: Callable[..., SynthVideo]) -> None:
+    """A raw H.264 elementary stream has no timestamps: a one-line VideoError naming the file."""
+    video = make_synth_video("raw.h264", duration=2.0, fps=10)
+    with pytest.raises(VideoOpenError) as exc:
+        probe(video.path)
+    msg = str(exc.value)
+    assert "\n" not in msg and str(video.path) in msg and "no usable duration" in msg

@@ -120,6 +120,7 @@ def make_video(
     start_time: float = 0.0,
     rotation: int = 0,
     audio: bool = False,
+    audio_duration: float | None = None,
     crf: int = 28,
     faststart: bool = False,
     preset: str = "ultrafast",
@@ -133,6 +134,7 @@ def make_video(
     ``faststart`` puts the mp4 index (moov) before the media data, like a streaming-friendly file; a
     truncated copy of such a file still opens and decodes up to the cut. ``preset`` is the x264
     preset ("ultrafast" has no B-frames; "medium" uses them, so decode order != display order).
+    ``audio_duration`` makes the audio track (``audio=True``) longer or shorter than the video.
     ``options`` are further encoder options (e.g. ``{"x264-params": "open-gop=1:bframes=3"}``,
     ``{"bf": "2"}`` for MPEG-4 B-frames); the container follows the file's extension.
     """
@@ -178,7 +180,7 @@ def make_video(
         for packet in stream.encode():
             out.mux(packet)
         if astream is not None:
-            _write_tone(out, astream, duration)
+            _write_tone(out, astream, duration if audio_duration is None else audio_duration)
     return path
 
 

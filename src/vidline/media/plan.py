@@ -37,6 +37,9 @@ VIDEO_TOTAL_PIXELS = int(128000 * 28 * 28 * 0.9)  # qwen-vl-utils default total 
 FPS_MIN_FRAMES = 4
 FPS_MAX_FRAMES = 768
 DEFAULT_FPS = 2.0
+# frame counts within this many frames of an integer are that integer: (10.2 - 9.8) * 10 is
+# 3.9999999999999964 in floating point and must give 4 frames, not 2
+COUNT_TOLERANCE = 1e-6
 
 
 def _round_by(x: float, f: int) -> int:
@@ -49,6 +52,16 @@ def _ceil_by(x: float, f: int) -> int:
 
 def _floor_by(x: float, f: int) -> int:
     return math.floor(x / f) * f
+
+
+def _count_floor(x: float, f: int = FRAME_FACTOR) -> int:
+    """``_floor_by`` of a frame count computed in floating point (tolerant to rounding error)."""
+    return _floor_by(x + COUNT_TOLERANCE, f)
+
+
+def _count_ceil(x: float, f: int = FRAME_FACTOR) -> int:
+    """``_ceil_by`` of a frame count computed in floating point (tolerant to rounding error)."""
+    return _ceil_by(x - COUNT_TOLERANCE, f)
 
 
 def smart_resize(
@@ -183,10 +196,14 @@ def plan_sampling(
     fps_target = budget.max_fps if auto else float(budget.fps)
     cap = _floor_by(budget.max_frames, FRAME_FACTOR)
     if src_fps and src_fps > 0:
-        cap = min(cap, max(FRAME_FACTOR, _ceil_by(duration * src_fps, FRAME_FACTOR)))
-    n_min = FPS_MIN_FRAMES if duration * max(fps_target, budget.max_fps) >= FPS_MIN_FRAMES else FRAME_FACTOR
+        cap = min(cap, max(FRAME_FACTOR, _count_ceil(duration * src_fps)))
+    n_min = (
+        FPS_MIN_FRAMES
+        if duration * max(fps_target, budget.max_fps) + COUNT_TOLERANCE >= FPS_MIN_FRAMES
+        else FRAME_FACTOR
+    )
     n_min = min(n_min, cap)
-    n = max(_floor_by(duration * fps_target, FRAME_FACTOR), n_min)
+    n = max(_count_floor(duration * fps_target), n_min)
     n = min(n, cap)
     if auto:
         if budget.max_tokens is not None:
@@ -196,7 +213,7 @@ def plan_sampling(
                 > budget.max_tokens
             ):
                 n -= FRAME_FACTOR
-        floor_n = _ceil_by(duration * budget.min_fps - 1e-9, FRAME_FACTOR)
+        floor_n = _count_ceil(duration * budget.min_fps)
         n = max(n, floor_n, FRAME_FACTOR)
     h, w = frame_size_for(n, src_height, src_width, budget)
     step = duration / n

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import statistics
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from vidline.log import logger
 from vidline.types import VideoInfo
 
 _HEAD_PACKETS = 400  # packets demuxed to find the keyframe interval when the container has no index
+_TAIL_SECONDS = 10.0  # the end of the video stream is looked for from this far before the file's end
+_TAIL_TRIES = 5  # each try starts 4x further back (the last one reads the whole file)
 
 
 def check_path(path: str | os.PathLike[str]) -> Path:
@@ -57,6 +60,11 @@ def open_container(path: str | os.PathLike[str]) -> Any:
 def _short(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc)
     return " ".join(str(text).split())
+
+
+def _has_stream_durations(container: Any) -> bool:
+    """mp4/mov: the sample tables give each stream's exact extent."""
+    return bool({"mov", "mp4"} & set(str(container.format.name).split(",")))
 
 
 def _container_name(container: Any, path: Path) -> str:
@@ -114,21 +122,42 @@ def _probe(container: Any, p: Path) -> VideoInfo:
     avg = stream.average_rate or stream.guessed_rate or stream.base_rate
     fps = float(avg) if avg else 0.0
 
-    # Duration from the first displayed frame.
-    duration = 0.0
-    if stream.duration and stream.start_time is not None:
-        duration = float((stream.start_time + stream.duration - first_pts) * tb)
-    elif container.duration:
-        c_start = (container.start_time or 0) / av.time_base
-        duration = container.duration / av.time_base - (start_time - c_start)
-    duration = max(duration, 0.0)
-
     # Index (mp4/mov keep one per stream): VFR, keyframe interval, truncation.
     entries = stream.index_entries
     n_entries = len(entries)
+
+    # Duration from the first displayed frame to the end of the last one. mp4/mov store the video
+    # stream's own duration (edit lists applied); Matroska/WebM, FLV and MPEG-TS do not (FFmpeg then
+    # gives the longest stream's, or an estimate from the bit rate or the first and last PTS), and
+    # AVI's counts from the first decoded frame, not the first shown: there the last packets are read.
+    duration = 0.0
+    truncated = False
+    if stream.duration and stream.start_time is not None and n_entries and _has_stream_durations(container):
+        duration = float((stream.start_time + stream.duration - first_pts) * tb)
+    else:
+        tail = _read_tail(container, stream)
+        if tail is not None and _declared_end_missing(container, tail):
+            # no stream gets near the end the header declares: the file was cut. Keep the declared
+            # length (what the file was); decoding finds where the data stops and says so once.
+            logger.debug("%s: the packets end %.3f s before the header says (truncated?)", p,
+                         (tail.declared_end or 0.0) - tail.file_end)
+            tail = None
+        if tail is not None and tail.video_end is not None:
+            frame = tail.frame_duration or (round(1 / (fps * tb)) if fps else 0)
+            duration = float((tail.video_end + frame - first_pts) * tb)
+        elif stream.duration and stream.start_time is not None:
+            duration = float((stream.start_time + stream.duration - first_pts) * tb)
+        elif container.duration:
+            c_start = (container.start_time or 0) / av.time_base
+            duration = container.duration / av.time_base - (start_time - c_start)
+    duration = max(duration, 0.0)
+    if duration <= 0.0:
+        raise VideoOpenError(
+            p, "no usable duration (the video has no timestamps: a still image or a raw elementary stream?"
+            " remux it into .mp4 or .mkv, e.g. ffmpeg -r FPS -i FILE -c copy out.mp4)"
+        )
     is_vfr = False
     keyframe_interval: float | None = None
-    truncated = False
     if n_entries >= 3:
         stamps: list[int] = []
         key_stamps: list[int] = []
@@ -163,6 +192,10 @@ def _probe(container: Any, p: Path) -> VideoInfo:
         keyframe_interval = _keyframe_interval_from_head(container, stream, tb)
 
     frame_count = int(stream.frames or 0)
+    if frame_count > 0 and n_entries == frame_count:
+        # samples an edit list cuts away (mp4 cut with ``-ss ... -c copy``) are in the index, marked
+        # "discard": they are decoded but never shown
+        frame_count -= sum(1 for e in entries if e.is_discard)
     if truncated or frame_count <= 0:
         frame_count = int(round(duration * fps)) if fps else 0
 
@@ -209,3 +242,75 @@ def _keyframe_interval_from_head(container: Any, stream: Any, tb: Fraction) -> f
         return None
     diffs = [b - a for a, b in zip(keys, keys[1:], strict=False) if b > a]
     return float(statistics.median(diffs) * tb) if diffs else None
+
+
+@dataclass(frozen=True)
+class _Tail:
+    """What the last packets of a file say (timestamps in the video stream's time base)."""
+
+    video_end: int | None  # largest video PTS (the last displayed frame's)
+    frame_duration: int  # the last frame's duration (0 when unknown)
+    file_end: float  # seconds: where the last packet of any stream ends
+    declared_end: float | None  # seconds: where the container header says the file ends
+
+
+def _read_tail(container: Any, stream: Any) -> _Tail | None:
+    """Demux (no decoding) the last few seconds of every stream: the video stream's own extent.
+
+    Starts ``_TAIL_SECONDS`` before the container's end and goes further back only when no video
+    packet turns up there (a longer audio track), so an hour-long file costs a seek and a few seconds
+    of packets. None when the file has no timestamps at all.
+    """
+    c_start = (container.start_time or 0) / av.time_base
+    declared_end = c_start + container.duration / av.time_base if container.duration else None
+    back = _TAIL_SECONDS
+    for attempt in range(_TAIL_TRIES):
+        whole = attempt == _TAIL_TRIES - 1 or declared_end is None or declared_end - back <= c_start
+        try:
+            if whole:
+                container.seek(0, backward=True, any_frame=False)  # from the start (AV_TIME_BASE units)
+            else:
+                assert declared_end is not None
+                container.seek(int((declared_end - back) * av.time_base), backward=True, any_frame=False)
+        except av.error.FFmpegError:
+            if whole:
+                return None
+            back *= 4
+            continue
+        video_pts: list[int] = []
+        last_duration = 0
+        file_end = 0.0
+        try:
+            for packet in container.demux():
+                if packet.pts is None or packet.stream.time_base is None:
+                    continue
+                end = float((packet.pts + (packet.duration or 0)) * packet.stream.time_base)
+                file_end = max(file_end, end)
+                if packet.stream.index == stream.index and packet.size:
+                    if not video_pts or packet.pts >= max(video_pts[-1], packet.pts):
+                        last_duration = int(packet.duration or 0)
+                    video_pts.append(packet.pts)
+        except av.error.FFmpegError:
+            pass  # a damaged or cut tail: what was read is what there is
+        if video_pts:
+            distinct = sorted(set(video_pts))[-9:]
+            steps = [b - a for a, b in zip(distinct, distinct[1:], strict=False)]
+            # the last frame lasts as long as the frames before it (packet durations are often the
+            # container's nominal rate, wrong on VFR)
+            frame_duration = int(statistics.median(steps)) if steps else last_duration
+            return _Tail(max(video_pts), frame_duration, file_end, declared_end)
+        if whole:
+            return _Tail(None, 0, file_end, declared_end)
+        back *= 4
+    return None
+
+
+def _declared_end_missing(container: Any, tail: _Tail) -> bool:
+    """True when no stream reaches the end the header declares by far: the rest of the file is missing
+    (a cut Matroska file keeps its header's duration). A longer audio track is not truncation."""
+    if tail.declared_end is None or not tail.file_end:
+        return False
+    c_start = (container.start_time or 0) / av.time_base
+    declared = tail.declared_end - c_start
+    missing = min(tail.declared_end - tail.file_end, declared - (tail.file_end - c_start))
+    return missing > max(1.0, 0.05 * declared)

@@ -99,6 +99,10 @@ def open_source(path: str | os.PathLike[str], info: VideoInfo, backend: str = "p
                 threads: int | None = None) -> FrameSource:
     """The FrameSource for ``backend`` ("pyav" or "decord"). ConfigError for unknown/missing backends.
 
+    decord is used only where it gives the right frames (see backends/decord.py): for B-frames in a
+    container without an index (MPEG-TS, FLV, ...), or a file decord cannot open, this returns the
+    PyAV source and logs one warning.
+
     ``threads``: decoder threads (PyAV; None = FFmpeg's automatic frame + slice threading over all
     CPUs, 1 = decode on the calling thread only). The timeline gives the decoder the CPUs its payload
     encoders do not use."""
@@ -107,9 +111,9 @@ def open_source(path: str | os.PathLike[str], info: VideoInfo, backend: str = "p
 
         return PyAVSource(path, info, threads=threads)
     if backend == "decord":
-        from vidline.media.backends.decord import DecordSource
+        from vidline.media.backends.decord import open_decord
 
-        return DecordSource(path, info)
+        return open_decord(path, info, threads=threads)
     raise ConfigError(f"unknown decoding backend {backend!r} (choose from {', '.join(BACKENDS)})")
 
 
