@@ -51,11 +51,16 @@ def test_notebook_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "[motion]" in out
 
 
-def test_notebook_with_every_window_failing(refserver, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    """A model the server does not have: the walk-through says which window failed and why, and its
-    last cell (cut the first search hit) has nothing to cut instead of failing."""
+def test_notebook_with_a_failing_model(refserver, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """A model the server does not have stops the run with one line: the walk-through says so and goes
+    on offline; a window that fails is listed with its error; the last cell (cut the first search hit)
+    has nothing to cut instead of failing."""
     pytest.importorskip("vidline.timeline")
     out = run_notebook(monkeypatch, {"OPENAI_BASE_URL": refserver.openai_base_url, "OPENAI_API_KEY": "sk-test",
                                      "VIDLINE_MODEL": "no-such-model"})
-    assert "0 events" in out and "failed:" in out and "no-such-model" in out
+    assert "model run failed" in out and "no-such-model" in out and "backend motion" in out
+    refserver.reset()
+    refserver.configure(fail_rate=1.0)
+    out = run_notebook(monkeypatch, {"OPENAI_BASE_URL": refserver.openai_base_url, "OPENAI_API_KEY": "sk-test"})
+    assert "0 events" in out and "failed:" in out
     assert "nothing to cut" in out
