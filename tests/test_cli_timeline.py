@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import av
+import numpy as np
 import pytest
 
 from vidline.cache import WindowCache
@@ -121,18 +123,36 @@ def test_several_videos_one_json_array(capsys: pytest.CaptureFixture[str], clip:
 
 
 def test_several_videos_a_bad_one_loses_nothing(capsys: pytest.CaptureFixture[str], clip: Path,
-                                                tmp_path: Path) -> None:
-    """A file the planner refuses (a ConfigError: 250:1) and a missing one: the good video's timeline
-    is still written, stdout is still an array; when no video can be analysed the exit is an error."""
+                                                tmp_path: Path, refserver: Any) -> None:
+    """A file Qwen's planner refuses (a ConfigError: 250:1), one without timestamps and a missing one:
+    the good video's timeline is still written, stdout is still an array; when no video can be
+    analysed the exit is an error."""
     wide = make_video(tmp_path / "wide.mp4", duration=1.0, fps=4, size=(2000, 8))
+    raw = tmp_path / "raw.h264"  # an elementary stream: no container, no timestamps
+    with av.open(str(raw), "w", format="h264") as out_c:
+        stream = out_c.add_stream("libx264", rate=4)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(4):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), format="rgb24")
+            out_c.mux(stream.encode(frame))
+        out_c.mux(stream.encode())
     missing = str(tmp_path / "missing.mp4")
-    code, out, err = _run(capsys, str(clip), str(wide), missing, "--backend", "motion", "--quiet")
+    code, out, err = _run(capsys, str(clip), str(wide), str(raw), missing, *_model_args(refserver), "--quiet")
     assert code == 3, err
     docs = json.loads(out)
     assert isinstance(docs, list) and [Path(d["video"]["path"]).name for d in docs] == [clip.name]
-    assert "wide.mp4" in err and "missing.mp4" in err and "Traceback" not in err
-    code, out, err = _run(capsys, str(wide), missing, "--backend", "motion", "--quiet")
+    for name in ("wide.mp4", "raw.h264", "missing.mp4"):
+        assert name in err
+    assert "Traceback" not in err
+    code, out, err = _run(capsys, str(wide), missing, *_model_args(refserver), "--quiet")
     assert code == 1 and json.loads(out) == [], err
+
+
+def test_motion_takes_any_aspect_ratio(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """The motion detector samples its own small frames: Qwen's 200:1 limit is not its business."""
+    wide = make_video(tmp_path / "wide.mp4", duration=2.0, fps=4, size=(2000, 8))
+    code, out, err = _run(capsys, str(wide), "--backend", "motion", "--quiet")
+    assert code == 0 and json.loads(out)["windows"][0]["status"] == "ok", err
 
 
 def test_several_videos_need_a_directory_for_other_formats(capsys: pytest.CaptureFixture[str], clip: Path,

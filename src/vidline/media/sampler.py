@@ -35,15 +35,19 @@ def plan_for(
     *,
     start: float | None = None,
     end: float | None = None,
+    size: tuple[int, int] | None = None,
 ) -> SamplingPlan:
-    """The sampling plan ``sample`` would follow for this video and range."""
+    """The sampling plan ``sample`` would follow for this video and range (frames of ``size`` when
+    the caller fixes it, e.g. the motion detector's small frames: then Qwen's sizing rules, such as
+    its 200:1 aspect limit, do not apply)."""
     s, e = clip_range(info, start, end)
+    width, height = size or (info.display_width, info.display_height)
     return plan_sampling(
         s,
         e,
         budget or SamplingBudget(),
-        src_width=info.display_width,
-        src_height=info.display_height,
+        src_width=width,
+        src_height=height,
         src_fps=info.fps or None,
     )
 
@@ -69,7 +73,7 @@ def sample(
     decoding itself happens as the returned generator is consumed.
     """
     info = info or probe(path)
-    plan = plan_for(info, budget, start=start, end=end)
+    plan = plan_for(info, budget, start=start, end=end, size=size)
     out = size or (plan.width, plan.height)
     source = open_source(path, info, backend)
     if keyframes_only:
