@@ -392,3 +392,9 @@ def test_wrong_model_or_url_stops_at_the_first_window(capsys: pytest.CaptureFixt
     assert code == 1 and out == ""
     assert "404" in _one_line(err)
     assert len(refserver.requests) <= 3  # GET /models, then one window (not all 4)
+
+
+def test_a_window_longer_than_a_request_is_said(capsys: pytest.CaptureFixture[str], clip: Path) -> None:
+    code, out, err = _run(capsys, str(clip), "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--dry-run",
+                          "--window", "1000")
+    assert code == 0 and "longer than one request may cover (600 s)" in err

@@ -52,7 +52,18 @@ def test_limits_from_protocols() -> None:
     assert math.isinf(max_window_for(None, "motion"))
 
 
-@pytest.mark.parametrize(("duration", "window", "overlap"), [(0, 10, 1), (10, 0, 0), (10, 5, 5), (10, 5, -1)])
+@pytest.mark.parametrize(("duration", "window", "overlap"), [
+    (0, 10, 1), (10, 0, 0), (10, 5, 5), (10, 5, -1),
+    (math.inf, 10, 1), (math.nan, 10, 1), (10, math.inf, 1),  # OverflowError / a silent plan before
+])
 def test_bad_windows(duration: float, window: float, overlap: float) -> None:
     with pytest.raises(ConfigError):
         plan_windows(duration, window, overlap)
+
+
+def test_window_cap_note() -> None:
+    from vidline.media.windows import window_cap_note
+
+    assert window_cap_note(None, 600.0) is None and window_cap_note(600.0, 600.0) is None
+    assert window_cap_note(1000.0, 600.0) == (
+        "--window 1000 s is longer than one request may cover (600 s): windows are at most that")

@@ -30,12 +30,16 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vidline.log import logger
     from vidline.media.probe import probe
     from vidline.media.sampler import plan_windows_sampling
-    from vidline.media.windows import max_frames_for, max_window_for, plan_windows
+    from vidline.media.windows import max_frames_for, max_window_for, plan_windows, window_cap_note
 
     info = probe(args.video)
     max_window = max_window_for(args.mode, args.backend)
+    note = window_cap_note(args.window, max_window)
+    if note:
+        logger.warning(note)
     windows = plan_windows(info.duration, args.window, args.overlap, max_window=max_window)
     budget = budget_from_args(args, default_max_frames=max_frames_for(args.backend))
     plans = plan_windows_sampling(info, windows, budget)

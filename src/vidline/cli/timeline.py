@@ -145,6 +145,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"with several videos, --format {args.format} writes one file per video: "
                           "give -o DIR (stdout takes a JSON array)")
     config = config_from_args(args)
+    if config is not None:
+        from vidline.log import logger
+        from vidline.media.windows import max_window_for, window_cap_note
+
+        note = window_cap_note(args.window, max_window_for(config.mode, config.backend))
+        if note:
+            logger.warning(note)
     if config is None:  # decided (and said on stderr) once for the whole run, not once per video
         select_model(None, args.backend, args.query, {})
         args.backend = "motion"

@@ -35,6 +35,13 @@ def max_window_for(mode: str | None, backend: str) -> float:
     return MAX_WINDOW_SECONDS.get((backend, mode or "frames"), DEFAULT_MAX_WINDOW)
 
 
+def window_cap_note(window: float | None, max_window: float) -> str | None:
+    """What to tell a user whose window is longer than one request may cover (None when it is not)."""
+    if window is None or window <= max_window:
+        return None
+    return f"--window {window:g} s is longer than one request may cover ({max_window:g} s): windows are at most that"
+
+
 def max_frames_for(backend: str) -> int:
     """Most frames one request to ``backend`` may carry."""
     return MAX_FRAMES.get(backend, 768)
@@ -48,12 +55,14 @@ def plan_windows(
     max_window: float | None = None,
 ) -> list[Window]:
     """Overlapping windows covering ``[0, duration)``; equal lengths, never a tiny tail."""
-    if not duration > 0:
+    if not (duration > 0 and math.isfinite(duration)):
         raise ConfigError(f"cannot plan windows for a duration of {duration}")
     if not window > 0:
         raise ConfigError(f"window must be positive, got {window}")
     if max_window is not None:
         window = min(window, max_window)
+    if not math.isfinite(window):
+        raise ConfigError(f"window must be a finite number of seconds, got {window}")
     if overlap < 0 or overlap >= window:
         raise ConfigError(f"overlap must be in [0, window), got overlap={overlap} window={window}")
     if duration <= window:
