@@ -122,6 +122,45 @@ def test_ask_dry_run(refserver: RefServer, video: Path, capsys: pytest.CaptureFi
     assert [r for r in refserver.requests if r.api != "models"] == []  # nothing sent
 
 
+def test_ask_json_estimate_counts_the_payload_the_server_gets(refserver: RefServer, video: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    # the reference server is an OpenAI-compatible server but no vLLM: "generic", frames as image_url
+    # parts (no temporal merge: twice a video's tokens). The run identifies it before planning.
+    assert main(["ask", str(video), QUESTION, "--json", "--no-cache", *_model(refserver)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    gen = _generations(refserver)[0]
+    assert gen.n_images == 20 and gen.n_frames == 0
+    used = doc["usage"]["prompt_tokens"]
+    assert used == gen.prompt_tokens and abs(doc["estimated_tokens"] - used) <= 0.03 * used, (doc, used)
+    # the dry run cannot know: it says what it assumed, and --server generic gives the real run's numbers
+    refserver.reset()
+    assert main(["ask", str(video), QUESTION, "--dry-run", *_model(refserver)]) == 0
+    out = capsys.readouterr().out
+    assert "payload: vllm server, video mode (assumed)" in out and "--server" in out and "--mode" in out
+    assert main(["ask", str(video), QUESTION, "--dry-run", "--json", *_model(refserver)]) == 0
+    assumed = json.loads(capsys.readouterr().out)
+    assert (assumed["server"], assumed["mode"], assumed["server_assumed"]) == ("vllm", "video", True)
+    assert "--server" in assumed["note"] and assumed["estimated_tokens"] < 0.6 * doc["estimated_tokens"]
+    assert main(["ask", str(video), QUESTION, "--dry-run", "--json", "--server", "generic", *_model(refserver)]) == 0
+    generic = json.loads(capsys.readouterr().out)
+    assert (generic["server"], generic["mode"], generic["server_assumed"], generic["note"]) == (
+        "generic", "frames", False, None)
+    assert generic["estimated_tokens"] == doc["estimated_tokens"] and generic["reason"] == doc["reason"]
+    assert refserver.requests == []  # dry runs contact nothing
+
+
+def test_ask_generic_server_keeps_the_budget(refserver: RefServer, video: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    # 1200 tokens hold 18 frames of 10 s as a video (9 x 130) but only 8 as images (130 each + marker and
+    # time label): the single request sent must be within the budget as the server counts it
+    assert main(["ask", str(video), QUESTION, "--json", "--no-cache", "--budget-tokens", "1200",
+                 *_model(refserver)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    gen = _generations(refserver)[0]
+    assert doc["path"] == "single" and gen.n_images == 8
+    assert gen.visual_tokens + 2 * gen.n_images + 5 * gen.n_images <= 1200
+
+
 def test_ask_dropped_stream_is_reported_incomplete(refserver: RefServer, video: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     refserver.configure(drop_stream_after=3)

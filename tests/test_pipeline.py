@@ -465,6 +465,38 @@ def test_dry_run_model_plan(video: Path) -> None:
     assert "estimated price" in rep.to_text()
 
 
+@pytest.mark.parametrize(("kwargs", "server", "assumed", "mode"), [
+    ({"base_url": "http://10.0.0.1:8000/v1"}, "vllm", True, "video"),  # an OpenAI URL that says nothing
+    ({"base_url": "http://10.0.0.1:8000/v1", "server": "generic"}, "generic", False, "frames"),
+    ({"base_url": "http://10.0.0.1:8000/v1", "server": "vllm"}, "vllm", False, "video"),
+    ({"base_url": "https://dashscope.aliyuncs.com/compatible-mode/v1"}, "dashscope-compat", False, "video"),
+])
+def test_dry_run_says_which_server_it_assumed(video: Path, kwargs: dict[str, Any], server: str, assumed: bool,
+                                              mode: str) -> None:
+    cfg = ModelConfig("openai", model="m", **kwargs)
+    rep = dry_run(video, "cars", config=cfg, window=20.0, overlap=5.0, fps=1.0)
+    assert (rep.server, rep.server_assumed, rep.mode) == (server, assumed, mode)
+    text, doc = rep.to_text(), rep.to_dict()
+    assert (doc["server"], doc["server_assumed"], doc["mode"]) == (server, assumed, mode)
+    assert f"server: {server}" in text
+    if assumed:
+        assert "server: vllm (assumed)" in text and "--server" in text and "--mode" in text
+        assert "--server" in doc["note"] and "assumed vllm" in doc["note"]
+    else:
+        assert "assumed" not in text and doc["note"] is None
+
+
+def test_dry_run_generic_server_counts_images(video: Path) -> None:
+    # a generic OpenAI-compatible server gets one image per frame: about twice the assumed vLLM's tokens
+    cfg = ModelConfig("openai", base_url="http://10.0.0.1:8000/v1", model="m")
+    vllm = dry_run(video, "cars", config=cfg, window=20.0, overlap=5.0, fps=1.0)
+    generic = dry_run(video, "cars", config=cfg.with_(server="generic"), window=20.0, overlap=5.0, fps=1.0)
+    assert [w.frames for w in generic.windows] == [w.frames for w in vllm.windows]
+    assert generic.total_tokens > 1.8 * vllm.total_tokens
+    ds = dry_run(video, "cars", config=ModelConfig("dashscope", api_key="sk-x"), window=20.0, overlap=5.0, fps=1.0)
+    assert (ds.server, ds.server_assumed, ds.note) == ("dashscope", False, None)
+
+
 # ------------------------------------------------------------------------------------------------
 # end-to-end through the real SDKs and the reference server
 

@@ -95,6 +95,59 @@ def test_mp4_with_media_io_fps(refserver: RefServer) -> None:
     assert rec.media_io_kwargs == {"video": {"fps": fps}}
 
 
+@pytest.mark.parametrize("told", [4.0, 2.0, 30.0, None])
+def test_mp4_asked_for_more_fps_than_it_has_keeps_every_frame(refserver: RefServer, told: float | None) -> None:
+    # vLLM's loader samples min(total frames, duration * fps) frames, so asking for more than the clip
+    # has (vidline asks 2F for a clip at F) keeps every frame once, timed by the clip's own clock: the
+    # same frames and tokens as the clip itself, not twice as many (protocols.md: vLLM's default 2 fps
+    # gives 8 frames of a 4 s clip, and 8 frames of 320x240 are 560 visual tokens)
+    times = sample_times(1.0 if told is None else 2.0)  # 4 s: 4 frames at 1 fps (default 2 fps) or 8 at 2 fps
+    url = mp4_data_url(frames_at(times, MARKERS, size=(320, 240)), times)
+    extra = {"media_io_kwargs": {"video": {"fps": told}}} if told else None
+    text = chat(
+        client(refserver),
+        refserver,
+        [{"type": "video_url", "video_url": {"url": url}}, {"type": "text", "text": TIMELINE_PROMPT}],
+        extra_body=extra,
+    )
+    rec = refserver.last
+    assert rec.n_frames == len(times) and rec.frame_times == times
+    assert rec.fps_used == pytest.approx(1.0 / (times[1] - times[0])) and rec.time_source == "pts"
+    assert rec.visual_tokens == video_tokens(len(times), 240, 320)
+    assert_matches_markers(parse_answer(text), MARKERS, times[1] - times[0])
+
+
+def test_mp4_asked_for_fewer_fps_is_resampled(refserver: RefServer) -> None:
+    times = [i / 10 for i in range(40)]  # 4 s at 10 fps, asked at 1 fps: 4 frames (protocols.md: 310 tokens)
+    url = mp4_data_url(frames_at(times, MARKERS, size=(320, 240)), times)
+    chat(client(refserver), refserver,
+         [{"type": "video_url", "video_url": {"url": url}}, {"type": "text", "text": "describe"}],
+         extra_body={"media_io_kwargs": {"video": {"fps": 1.0}}})  # fmt: skip
+    rec = refserver.last
+    assert rec.n_frames == 4 and rec.frame_times == [0.0, 1.0, 2.0, 3.0] and rec.fps_used == 1.0
+    assert rec.visual_tokens == 280
+
+
+def test_vidline_vllm_video_payload_is_billed_as_estimated(refserver: RefServer) -> None:
+    # what vidline sends to vLLM in video mode (mp4 on the k/F grid, media_io fps 2F) costs exactly its
+    # estimate: every frame once
+    from vidline.models.base import ChatRequest, TextPart, VideoPart
+    from vidline.models.payload import EncodeOptions, build_openai, estimate_video_part_tokens
+    from vidline.types import Frame
+
+    clip = [i * 0.5 for i in range(16)]  # a window at 600 s, 2 fps
+    images = frames_at(clip, MARKERS, size=(320, 240))
+    part = VideoPart(frames=[Frame(t=600 + t, image=im) for t, im in zip(clip, images, strict=True)], fps=2.0,
+                     origin=600.0)
+    built = build_openai(ChatRequest([part, TextPart(TIMELINE_PROMPT)]), "vllm", "video", EncodeOptions())
+    assert built.extra_body == {"media_io_kwargs": {"video": {"fps": 4.0}}}
+    text = chat(client(refserver), refserver, built.messages[-1]["content"], extra_body=built.extra_body)
+    rec = refserver.last
+    assert rec.n_frames == 16 and rec.visual_tokens == built.visual_tokens
+    assert rec.visual_tokens + 2 == estimate_video_part_tokens(16, 240, 320, "vllm", "video", EncodeOptions())
+    assert_matches_markers(parse_answer(text), MARKERS, 0.5)  # clip times: the frames show MARKERS from 0
+
+
 def test_vfr_mp4_window_not_at_zero_uses_pts(refserver: RefServer) -> None:
     # frames of a window starting at 600 s: dense at first (10 fps), then sparse (2 fps); the mp4's PTS
     # are the real times minus 600. The server samples at its default 2 fps, by PTS.
@@ -524,6 +577,19 @@ def test_usage_reports_visual_tokens(refserver: RefServer) -> None:
     )  # fmt: skip
     assert refserver.last.visual_tokens == 560 and refserver.last.n_frames == 8
     assert r.usage is not None and 560 < r.usage.prompt_tokens < 600
+
+
+def test_timestamp_text_parts_are_billed(refserver: RefServer) -> None:
+    # the text beside each frame ("Frame at t=12.50s:") is text the server tokenizes like any other
+    img = jpeg_data_url(frames_at([0.0], MARKERS)[0])
+    content: list[dict[str, Any]] = [{"type": "text", "text": "describe"}]
+    chat(client(refserver), refserver, [*content, {"type": "image_url", "image_url": {"url": img}}])
+    bare = refserver.last.prompt_tokens
+    label = "Frame at t=12.50s:"
+    chat(client(refserver), refserver,
+         [*content, {"type": "text", "text": label}, {"type": "image_url", "image_url": {"url": img}}])  # fmt: skip
+    assert refserver.last.frame_times == [12.5] and refserver.last.prompt == "describe"
+    assert refserver.last.prompt_tokens == bare + 5  # 18 characters
 
 
 def test_timestamp_text_forms() -> None:

@@ -13,16 +13,17 @@ import pytest
 from PIL import Image
 
 from vidline.errors import AuthenticationError, ServerError, ServerUnreachableError
-from vidline.media.plan import image_size_for
+from vidline.media.plan import image_size_for, plan_sampling
 from vidline.models.base import Backend, ChatRequest, ChatResponse, ImagePart
 from vidline.models.config import ModelConfig, RetryPolicy
-from vidline.models.payload import BuiltPayload
+from vidline.models.payload import BuiltPayload, EncodeOptions, estimate_video_part_tokens
 from vidline.synth import Marker, detect_markers, make_video
 from vidline.types import Usage
 from vidline.understand import (
     Answer,
     AnswerStream,
     AskLimits,
+    AskPayload,
     IncompleteAnswerError,
     MapStepError,
     MediaInput,
@@ -194,6 +195,86 @@ def test_plan_images_and_forcing() -> None:
     forced = plan_ask([_video(10), img], AskLimits(window=4), strategy="map-reduce")
     assert forced.path == "map-reduce" and len(forced.inputs[0].windows) == 3 and forced.inputs[1].image_size
     assert plan_ask([_video(3600)], strategy="single").path == "single"
+
+
+PAYLOADS = [("vllm", "video"), ("vllm", "frames"), ("generic", "video"), ("generic", "frames"),
+            ("dashscope", "video"), ("dashscope", "frames"), ("dashscope-compat", "video"),
+            ("dashscope-compat", "frames")]
+
+
+@pytest.mark.parametrize("duration", [20, 300, 599, 1800])
+@pytest.mark.parametrize(("flavour", "mode"), PAYLOADS)
+def test_plan_counts_tokens_as_the_payload_sends_them(flavour: str, mode: str, duration: float) -> None:
+    # the fit test, the frame budget, the caption windows and the estimates all count each video the
+    # way it will be sent (a generic server's image list costs twice a video's tokens)
+    payload = AskPayload(flavour, mode)  # type: ignore[arg-type]
+    limits = AskLimits.for_backend("dashscope" if flavour == "dashscope" else "openai", mode)
+    item = _video(duration)
+    plan = plan_ask([item], limits, payload=payload)
+    assert plan.payload == payload and not plan.note
+    ip = plan.inputs[0]
+
+    def as_sent(sp):  # noqa: ANN001, ANN202
+        return estimate_video_part_tokens(sp.n_frames, sp.height, sp.width, flavour, mode, EncodeOptions())  # type: ignore[arg-type]
+
+    def resampled(start, end):  # noqa: ANN001, ANN202 - what the sampler plans from the input plan's budget
+        assert ip.budget is not None
+        return plan_sampling(start, end, ip.budget, src_width=item.width, src_height=item.height, src_fps=item.fps)
+
+    if plan.path == "single":
+        sp = ip.sampling
+        assert sp is not None and sp.fps >= 0.5
+        assert ip.visual_tokens == as_sent(sp) <= limits.max_visual_tokens
+        assert resampled(0.0, duration) == sp
+        assert plan.to_dict()["inputs"][0]["tokens"] == ip.visual_tokens
+    else:
+        assert ip.window_tokens and len(ip.window_tokens) == len(ip.windows)
+        for w, wp, tokens in zip(ip.windows, ip.window_plans, ip.window_tokens, strict=True):
+            assert tokens == as_sent(wp) <= limits.max_visual_tokens
+            assert resampled(w.start, w.end) == wp
+        assert ip.caption_tokens == sum(ip.window_tokens) + 80 * len(ip.windows)
+
+
+def test_plan_generic_image_list_needs_map_reduce_where_a_video_fits() -> None:
+    # 360 s at >= 0.5 fps: 180 frames at Qwen's smallest size fit 24576 tokens as a video (90 x 140),
+    # not as 180 images of 140 tokens (+ markers and the time written beside each)
+    item = _video(360)
+    assert plan_ask([item], payload=AskPayload("vllm", "video")).path == "single"
+    generic = plan_ask([item], payload=AskPayload("generic", "frames"))
+    assert generic.path == "map-reduce" and "26460 tokens" in generic.reason
+    # a shorter one fits, with its frames sized for images: never over the budget as sent
+    fits = plan_ask([_video(170)], payload=AskPayload("generic", "frames"))
+    sp = fits.inputs[0].sampling
+    assert fits.path == "single" and sp is not None
+    assert fits.inputs[0].visual_tokens == sp.n_frames * ((sp.height // 28) * (sp.width // 28) + 2 + 5) <= 24576
+    assert plan_ask([_video(170)], payload=AskPayload("vllm", "video")).inputs[0].sampling != sp
+
+
+def test_plan_says_when_the_server_flavour_is_assumed() -> None:
+    assumed = plan_ask([_video(60)])
+    assert assumed.payload.assumed and assumed.payload.flavour == "vllm" and assumed.payload.mode == "video"
+    text = assumed.to_text()
+    assert "payload: vllm server, video mode (assumed)" in text and "--server" in text and "--mode" in text
+    doc = assumed.to_dict()
+    assert (doc["server"], doc["mode"], doc["server_assumed"]) == ("vllm", "video", True) and "--server" in doc["note"]
+    known = plan_ask([_video(60)], payload=AskPayload("generic", "frames"))
+    assert "assumed" not in known.to_text() and known.to_dict()["note"] is None
+
+
+@pytest.mark.parametrize(("config", "expected"), [
+    (None, ("vllm", "video", True)),
+    (ModelConfig("openai", base_url="http://10.0.0.1:8000/v1"), ("vllm", "video", True)),
+    (ModelConfig("openai", base_url="http://10.0.0.1:8000/v1", mode="frames"), ("vllm", "frames", True)),
+    (ModelConfig("openai", base_url="http://10.0.0.1:8000/v1", server="generic"), ("generic", "frames", False)),
+    (ModelConfig("openai", base_url="http://10.0.0.1:8000/v1", server="vllm"), ("vllm", "video", False)),
+    (ModelConfig("openai", base_url="https://dashscope.aliyuncs.com/compatible-mode/v1"),
+     ("dashscope-compat", "video", False)),
+    (ModelConfig("dashscope", api_key="sk-x"), ("dashscope", "frames", False)),
+])
+def test_payload_known_without_contacting_the_server(config: ModelConfig | None,
+                                                     expected: tuple[str, str, bool]) -> None:
+    p = AskPayload.for_config(config)
+    assert (p.flavour, p.mode, p.assumed) == expected
 
 
 # ------------------------------------------------------------------------------------------------
@@ -457,6 +538,56 @@ def test_refserver_single_request(refserver: RefServer, marker_video: Path, api:
     assert len(gens) == 1 and gens[0].kind == "freeform" and not gens[0].stream
     assert_citations_match_truth(answer, MARKERS, TOL_SINGLE)
     assert answer.usage is not None and answer.usage.prompt_tokens == gens[0].prompt_tokens
+
+
+@pytest.mark.parametrize(("api", "server", "mode", "flavour", "media"), [
+    ("openai", "auto", None, "generic", "openai.image_url"),  # the reference server is no vLLM (owned_by)
+    ("openai", "generic", "video", "generic", "openai.video_url.mp4"),
+    ("openai", "vllm", None, "vllm", "openai.video_url.mp4"),
+    ("openai", "vllm", "frames", "vllm", "openai.video_url.jpeg_list"),
+    ("dashscope", "auto", None, "dashscope", "dashscope.video_list"),
+    ("dashscope", "auto", "video", "dashscope", "dashscope.video_mp4"),
+    ("compat", "auto", None, "dashscope-compat", "openai.video_url.mp4"),
+    ("compat", "auto", "frames", "dashscope-compat", "openai.video"),
+])
+def test_refserver_estimate_is_what_the_server_counts(refserver: RefServer, marker_video: Path, api: str,
+                                                     server: str, mode: str | None, flavour: str, media: str) -> None:
+    # the server is identified before planning (one GET /v1/models when the flavour is open), so the
+    # plan, and the estimate ask --json reports, count the payload really sent
+    url = {"openai": refserver.openai_base_url, "dashscope": refserver.dashscope_base_url,
+           "compat": refserver.compat_base_url}[api]
+    cfg = ModelConfig(backend="dashscope" if api == "dashscope" else "openai", base_url=url, api_key="sk-test",
+                      model="qwen2.5-vl-ref", server=server, mode=mode,  # type: ignore[arg-type]
+                      retry=RetryPolicy(max_retries=1, backoff_base=0.01))
+    answer = ask(marker_video, "which shapes appear and when?", config=cfg, cache=False)
+    assert isinstance(answer, Answer) and answer.path == "single" and answer.plan is not None
+    gens = _generations(refserver)
+    assert len(gens) == 1 and set(gens[0].media) == {media}
+    payload = answer.plan.payload
+    assert payload.flavour == flavour and not payload.assumed
+    sp = answer.plan.inputs[0].sampling
+    assert sp is not None and (gens[0].n_frames or gens[0].n_images) == sp.n_frames
+    # visual tokens as the server counts them, plus its vision markers and (image lists) the time labels
+    labels = sum(5 for _ in range(gens[0].n_images))
+    assert answer.plan.inputs[0].visual_tokens == gens[0].visual_tokens + 2 * len(gens[0].media) + labels
+    estimated, used = answer.to_dict()["estimated_tokens"], answer.usage.prompt_tokens  # type: ignore[union-attr]
+    assert abs(estimated - used) <= 0.03 * used, (estimated, used)
+    models = [r for r in refserver.requests if r.api == "models"]
+    assert len(models) == (1 if (api, server) == ("openai", "auto") else 0)
+
+
+def test_refserver_generic_budget_is_kept_as_sent(refserver: RefServer, marker_video: Path) -> None:
+    # 10 s at >= 0.5 fps: 6 frames of 130 tokens fit 600 as a video (390) but not as images (822):
+    # a generic server gets captions instead, each within the budget as it really counts them
+    cfg = _config(refserver, "openai")
+    assert dry_run(marker_video, "q", config=cfg, max_visual_tokens=600).path == "single"  # assumed vLLM
+    assert dry_run(marker_video, "q", config=cfg.with_(server="generic"), max_visual_tokens=600).path == "map-reduce"
+    answer = ask(marker_video, "which shapes appear and when?", config=cfg, max_visual_tokens=600, cache=False)
+    assert answer.path == "map-reduce" and answer.plan is not None and answer.plan.payload.flavour == "generic"
+    gens = _generations(refserver, 2)
+    assert gens[0].media and all(m == "openai.image_url" for m in gens[0].media)
+    assert all(g.visual_tokens + 2 * len(g.media) <= 600 for g in gens)
+    assert_citations_match_truth(answer, MARKERS, 2.0)
 
 
 def test_refserver_map_reduce_and_cache(refserver: RefServer, marker_video: Path, tmp_path: Path) -> None:

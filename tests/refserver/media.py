@@ -170,18 +170,29 @@ def decode_mp4(data: bytes) -> tuple[list[tuple[float, list[str]]], int, int]:
     return out, width, height
 
 
+def clip_rate(frames: list[tuple[float, list[str]]]) -> float | None:
+    """The mp4's own frame rate (1 / the median PTS spacing), None for a single frame."""
+    times = [t for t, _ in frames]
+    diffs = sorted(b - a for a, b in zip(times, times[1:], strict=False) if b > a)
+    return 1.0 / diffs[len(diffs) // 2] if diffs else None
+
+
 def resample_mp4(frames: list[tuple[float, list[str]]], fps: float) -> list[Sample]:
     """What a server sampling the mp4 at ``fps`` sees: sample k at clip time k/fps (first frame = 0),
-    showing the last frame whose PTS is <= that time."""
+    showing the last frame whose PTS is <= that time.
+
+    A server never samples more frames than the clip has: asked for ``fps`` at or above the clip's
+    own rate, it keeps every frame once, at its PTS (vLLM's OpenCV loader samples
+    min(total frames, duration * fps) frames and keeps them all when that is every frame;
+    qwen-vl-utils clamps the count to the total the same way; see /work/shared/protocols.md)."""
     t0 = frames[0][0]
     times = [t - t0 for t, _ in frames]
-    if len(times) > 1:
-        diffs = sorted(b - a for a, b in zip(times, times[1:], strict=False))
-        last_dur = diffs[len(diffs) // 2]
-    else:
-        last_dur = 1.0 / fps
+    rate = clip_rate(frames)
+    last_dur = 1.0 / rate if rate else 1.0 / fps
     duration = times[-1] + last_dur
     n = max(1, int(math.floor(duration * fps + 1e-6)))
+    if n >= len(frames):
+        return [Sample(round(t, 6), labels) for t, (_pts, labels) in zip(times, frames, strict=True)]
     samples: list[Sample] = []
     j = 0
     for k in range(n):

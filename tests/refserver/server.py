@@ -29,6 +29,7 @@ from tests.refserver.media import (
     MediaItem,
     Sample,
     b64decode,
+    clip_rate,
     decode_image,
     decode_mp4,
     image_tokens,
@@ -318,6 +319,7 @@ class Understood:
     items: list[MediaItem]
     prompt: str
     system: str | None
+    labels: list[str] = field(default_factory=list)  # timestamp text parts ("Frame at t=12.50s:"): billed
 
 
 def _openai_items(body: dict[str, Any], api: str, cfg: dict[str, Any]) -> Understood:
@@ -336,6 +338,7 @@ def _openai_items(body: dict[str, Any], api: str, cfg: dict[str, Any]) -> Unders
             raise BadRequest("media_io_kwargs.video.fps must be positive")
     items: list[MediaItem] = []
     texts: list[str] = []
+    labels: list[str] = []
     system: str | None = None
     for msg in messages:
         if not isinstance(msg, dict):
@@ -366,8 +369,7 @@ def _openai_items(body: dict[str, Any], api: str, cfg: dict[str, Any]) -> Unders
             if ptype == "text":
                 text = str(part.get("text", ""))
                 pending_time = timestamp_in_text(text)
-                if pending_time is None:
-                    texts.append(text)
+                (texts if pending_time is None else labels).append(text)
                 continue
             if ptype == "image_url":
                 iu = part.get("image_url")
@@ -390,7 +392,7 @@ def _openai_items(body: dict[str, Any], api: str, cfg: dict[str, Any]) -> Unders
                 raise BadRequest(f"Unknown part type: {ptype}")
             pending_time = None
     _finish_image_clock(items)
-    return Understood(items, "\n".join(t for t in texts if t.strip()), system)
+    return Understood(items, "\n".join(t for t in texts if t.strip()), system, labels)
 
 
 def _dashscope_items(body: dict[str, Any], cfg: dict[str, Any]) -> Understood:
@@ -400,6 +402,7 @@ def _dashscope_items(body: dict[str, Any], cfg: dict[str, Any]) -> Understood:
         raise BadRequest("input.messages must be a non-empty list")
     items: list[MediaItem] = []
     texts: list[str] = []
+    labels: list[str] = []
     system: str | None = None
     for msg in messages:
         if not isinstance(msg, dict):
@@ -419,8 +422,7 @@ def _dashscope_items(body: dict[str, Any], cfg: dict[str, Any]) -> Understood:
             if "text" in part:
                 text = str(part["text"])
                 pending_time = timestamp_in_text(text)
-                if pending_time is None:
-                    texts.append(text)
+                (texts if pending_time is None else labels).append(text)
                 continue
             if "image" in part:
                 items.append(_image_item(str(part["image"]), "dashscope.image", pending_time))
@@ -452,7 +454,7 @@ def _dashscope_items(body: dict[str, Any], cfg: dict[str, Any]) -> Understood:
                 raise BadRequest(f"unsupported content item {sorted(part)}")
             pending_time = None
     _finish_image_clock(items)
-    return Understood(items, "\n".join(t for t in texts if t.strip()), system)
+    return Understood(items, "\n".join(t for t in texts if t.strip()), system, labels)
 
 
 def _data_url(url: str) -> tuple[str, str]:
@@ -522,6 +524,9 @@ def _mp4_item(data: bytes, source: str, fps: float, time_source: str) -> MediaIt
     except MediaError as exc:
         raise BadRequest(str(exc)) from exc
     samples = resample_mp4(frames, fps)
+    rate = clip_rate(frames)
+    if rate and len(samples) == len(frames) and fps > rate:  # every frame kept: the clip's own clock
+        fps = rate
     item = MediaItem("mp4", source, samples, w, h, fps_used=fps, time_source=time_source, step=1.0 / fps)
     item.tokens = video_tokens(len(samples), h, w)
     return item
@@ -874,7 +879,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._fill_media(rec, und)
         visual = sum(it.tokens for it in und.items)
-        text_toks = text_tokens(und.prompt) + text_tokens(und.system or "") + 2 * len(und.items) + 8
+        text_toks = (text_tokens(und.prompt) + text_tokens(und.system or "") + sum(map(text_tokens, und.labels))
+                     + 2 * len(und.items) + 8)
         rec.visual_tokens = visual
         rec.image_tokens = sum(it.tokens for it in und.items if it.kind == "image")
         rec.prompt_tokens = visual + text_toks

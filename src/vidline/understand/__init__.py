@@ -21,7 +21,7 @@ from vidline.understand.api import (
     probe_input,
 )
 from vidline.understand.chapters import Chapter, format_chapters, normalize_chapters, parse_chapters
-from vidline.understand.plan import USEFUL_FPS, AskLimits, AskPlan, MediaInput, plan_ask
+from vidline.understand.plan import USEFUL_FPS, AskLimits, AskPayload, AskPlan, MediaInput, plan_ask
 from vidline.understand.stream import AnswerStream, IncompleteAnswerError
 from vidline.understand.times import find_time_references, format_clock, rewrite_caption_times
 
@@ -32,6 +32,7 @@ __all__ = [
     "Answer",
     "AnswerStream",
     "AskLimits",
+    "AskPayload",
     "AskPlan",
     "AskStream",
     "Caption",

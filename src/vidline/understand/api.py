@@ -31,6 +31,7 @@ from vidline.errors import (
     BackendError,
     ConfigError,
     NoVideoStreamError,
+    ServerUnreachableError,
     VideoOpenError,
     VidlineError,
 )
@@ -38,7 +39,7 @@ from vidline.log import logger
 from vidline.models.config import ModelConfig, resolve_model_config
 from vidline.types import Usage, VideoInfo, Window
 from vidline.understand.chapters import Chapter, normalize_chapters, parse_chapters
-from vidline.understand.plan import AskLimits, AskPlan, InputPlan, MediaInput, Strategy, plan_ask
+from vidline.understand.plan import AskLimits, AskPayload, AskPlan, InputPlan, MediaInput, Strategy, plan_ask
 from vidline.understand.stream import AnswerStream
 from vidline.understand.times import find_time_references, format_clock, rewrite_caption_times
 
@@ -299,17 +300,21 @@ def _resolve_config(config: ModelConfig | None, *, max_tokens: int | None, syste
     return config.with_(**changes) if changes else config
 
 
-def _payload_mode(config: ModelConfig, backend: Backend | None = None) -> str:
-    if config.mode:
-        return config.mode
-    if backend is not None:
-        return str(backend.default_mode)
+def identify_server(backend: Backend) -> bool:
+    """Let the backend find out what its server is (``Backend.identify_server``: one GET /v1/models for
+    an OpenAI-compatible server whose flavour the config leaves open), so the plan counts tokens the
+    way the payload will really be sent. A wrong key or an unreachable server stops here, as it would
+    at the first request; other failures leave the no-I/O guess (vLLM) in place."""
+    identify = getattr(backend, "identify_server", None)
+    if identify is None:
+        return False
     try:
-        from vidline.pipeline import payload_mode
-
-        return payload_mode(config)
-    except ImportError:
-        return "video"
+        return bool(identify())
+    except (AuthenticationError, ServerUnreachableError):
+        raise
+    except VidlineError as exc:
+        logger.debug("could not detect the server flavour: %s", exc)
+        return False
 
 
 def _limits(config: ModelConfig | None, opts: AskOptions, mode: str | None) -> AskLimits:
@@ -356,14 +361,20 @@ def dry_run(
     max_visual_tokens: int | None = None,
     max_frames: int | None = None,
 ) -> AskPlan:
-    """The plan :func:`ask` would follow (path, requests, token estimate); contacts no server."""
+    """The plan :func:`ask` would follow (path, requests, token estimate); contacts no server.
+
+    Tokens are counted as the payload will be sent to the configured server. When its flavour cannot
+    be known without contacting it (``server="auto"`` and a URL that does not say), a vLLM server is
+    assumed and the plan says so (``plan.payload.assumed``, ``plan.note``); ``ModelConfig(server=...,
+    mode=...)`` (``--server`` / ``--mode``) choose."""
     if config is None:
         config = resolve_model_config("auto")
     opts = AskOptions(strategy=strategy, window=window, useful_fps=useful_fps, caption_fps=caption_fps,
                       max_visual_tokens=max_visual_tokens, max_frames=max_frames)
     loaded = [probe_input(p) for p in _as_list(inputs)]
-    mode = _payload_mode(config) if config else None
-    return plan_ask([x.media for x in loaded], _limits(config, opts, mode), strategy=strategy, text=question)
+    payload = AskPayload.for_config(config)
+    return plan_ask([x.media for x in loaded], _limits(config, opts, payload.mode if config else None),
+                    strategy=strategy, text=question, payload=payload)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -380,9 +391,11 @@ class _Run:
         self.config = config
         self.opts = opts
         self.backend: Backend = backend if backend is not None else make_backend(config)
-        self.mode = _payload_mode(config, self.backend)
+        identify_server(self.backend)  # the plan counts tokens as the payload for this server is sent
+        self.payload = AskPayload.for_backend(self.backend)
+        self.mode = self.payload.mode
         self.plan = plan_ask([x.media for x in loaded], _limits(config, opts, self.mode),
-                             strategy=opts.strategy, text=question)
+                             strategy=opts.strategy, text=question, payload=self.payload)
         self.captions: list[Caption] = []
         self.map_usage = Usage()
 
