@@ -312,7 +312,7 @@ def test_several_images(refserver: RefServer, which: str) -> None:
 @pytest.mark.parametrize("mode", ["video", "frames"])
 @pytest.mark.parametrize("which", ["openai", "dashscope"])
 def test_estimate_matches_reference_server_tokens(refserver: RefServer, cfr_video: Path, which: str, mode: str) -> None:
-    cfg = (openai_cfg if which == "openai" else dashscope_cfg)(refserver, mode=mode, send_media_io_fps=(mode == "frames"))
+    cfg = (openai_cfg if which == "openai" else dashscope_cfg)(refserver, mode=mode)
     backend = make_backend(cfg)
     wf = next(iter(sample_windows(cfr_video, [WINDOW], SamplingBudget(fps=2.0))))
     analyzer = WindowAnalyzer(backend, None)
