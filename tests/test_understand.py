@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vidline.errors import AuthenticationError, ServerError, ServerUnreachableError
+from vidline.errors import AuthenticationError, ConfigError, ServerError, ServerUnreachableError
 from vidline.media.plan import image_size_for, plan_sampling
 from vidline.models.base import Backend, ChatRequest, ChatResponse, ImagePart
 from vidline.models.config import ModelConfig, RetryPolicy
@@ -739,3 +739,18 @@ def test_refserver_vllm_own_clock_answers_in_real_seconds(
     served = [g for g in _generations(refserver, 2) if g.status == 200]
     assert served and max(served[-1].frame_times) < 4.0  # the server really saw a compressed clock
     assert_citations_match_truth(text, MARKERS, 1.3)  # 1.25 s between frames
+
+
+def test_describe_and_chapters_take_one_video(marker_video: Path, tmp_path: Path) -> None:
+    """Wrong inputs are one-line ConfigErrors before any request (a list was a TypeError, an image gave a
+    0-0 s chapter, a negative min_length was accepted)."""
+    from vidline.understand import chapters, describe
+
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
+    with pytest.raises(ConfigError, match="one video path"):
+        describe([marker_video, marker_video], config=CFG)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="needs a video"):
+        chapters(image, config=CFG)
+    with pytest.raises(ConfigError, match="min_length"):
+        chapters(marker_video, config=CFG, min_length=-1)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, overload
 
 import numpy as np
 
@@ -34,6 +34,7 @@ from vidline.errors import (
     ServerUnreachableError,
     VideoOpenError,
     VidlineError,
+    require_number,
 )
 from vidline.log import logger
 from vidline.models.config import ModelConfig, resolve_model_config
@@ -44,6 +45,8 @@ from vidline.understand.stream import AnswerStream
 from vidline.understand.times import find_time_references, format_clock, rewrite_caption_times
 
 if TYPE_CHECKING:  # keeps ``import vidline.understand`` light
+    from typing_extensions import Unpack
+
     from vidline.cache import WindowCache
     from vidline.models.base import Backend, ChatRequest
     from vidline.progress import Progress
@@ -591,6 +594,41 @@ class AskStream(AnswerStream):
 # public API
 
 
+class AskKeywords(TypedDict, total=False):
+    """The keyword options of :func:`ask` besides ``config`` and ``stream`` (for its typed overloads)."""
+
+    max_tokens: int | None
+    system_prompt: str | None
+    lang: str | None
+    strategy: Strategy
+    window: float | None
+    useful_fps: float | None
+    caption_fps: float | None
+    max_visual_tokens: int | None
+    max_frames: int | None
+    concurrency: int | None
+    cache: bool | str | os.PathLike[str]
+    progress: bool | Progress
+    on_restart: Callable[[str], None] | None
+    on_retry: Callable[[int, BaseException], None] | None
+    backend: Backend | None
+
+
+@overload
+def ask(inputs: Source | Iterable[Source], question: str, *, config: ModelConfig | None = None,
+        stream: Literal[False] = False, **options: Unpack[AskKeywords]) -> Answer: ...
+
+
+@overload
+def ask(inputs: Source | Iterable[Source], question: str, *, config: ModelConfig | None = None,
+        stream: Literal[True], **options: Unpack[AskKeywords]) -> AskStream: ...
+
+
+@overload
+def ask(inputs: Source | Iterable[Source], question: str, *, config: ModelConfig | None = None,
+        stream: bool = False, **options: Unpack[AskKeywords]) -> Answer | AskStream: ...
+
+
 def ask(
     inputs: Source | Iterable[Source],
     question: str,
@@ -682,17 +720,28 @@ def _rescaled_stream(backend: Backend, request: ChatRequest, *, single: bool) ->
     yield from deltas
 
 
+def _one_video(path: object, what: str) -> Source:
+    """``path`` when it is one video file; ConfigError (``ask`` takes several inputs and images)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"{what}() takes one video path, got {type(path).__name__}: use ask() for several inputs")
+    if probe_input(path).media.kind != "video":
+        raise ConfigError(f"{path}: {what}() needs a video, not an image: use ask() for images")
+    return path
+
+
 def describe(path: Source, *, config: ModelConfig | None = None, stream: bool = False,
              **options: Any) -> Answer | AskStream:
     """A description of the whole video in chronological order, with MM:SS timestamps."""
-    return ask([path], DESCRIBE_QUESTION, config=config, stream=stream, **options)
+    return ask([_one_video(path, "describe")], DESCRIBE_QUESTION, config=config, stream=stream, **options)
 
 
 def chapters(path: Source, *, config: ModelConfig | None = None, min_length: float | None = None,
              **options: Any) -> list[Chapter]:
     """Chapter marks for the video: ordered, first at 0, each ending where the next starts."""
+    if min_length is not None:
+        require_number("min_length", min_length, minimum=0)
     options.pop("stream", None)
-    answer = ask([path], CHAPTERS_QUESTION, config=config, stream=False, **options)
+    answer = ask([_one_video(path, "chapters")], CHAPTERS_QUESTION, config=config, stream=False, **options)
     assert isinstance(answer, Answer)
     duration = next((ip.input.duration for ip in answer.plan.inputs), 0.0) if answer.plan else 0.0
     return chapters_from_text(answer.text, duration, min_length=min_length)
