@@ -52,6 +52,8 @@ def _import_decord() -> Any:
         raise ConfigError(
             "the decord backend needs the 'decord' package: pip install 'vidline[decord]' (or use backend='pyav')"
         ) from exc
+    # its own FFmpeg logs decoder chatter ("mmco: unref short failure") straight to stderr: errors only
+    decord.logging.set_level(decord.logging.ERROR)
     return decord
 
 
