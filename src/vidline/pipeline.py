@@ -358,21 +358,10 @@ class ModelRun:
         return self._timeline(info, jobs)
 
     def _detect_server(self) -> bool:
-        """Let the backend identify its server (Backend.identify_server: one GET /v1/models for an open
-        OpenAI-compatible flavour).
+        """``detect_server`` on the analyzer's backend: True when its server's flavour is now known."""
+        from vidline.models.base import detect_server
 
-        True when detected. A wrong key or an unreachable server stops the run here, as it would at the
-        first window; other answers leave the no-I/O guess in place."""
-        identify = getattr(getattr(self.analyzer, "backend", None), "identify_server", None)
-        if identify is None:
-            return False
-        try:
-            return bool(identify())
-        except (AuthenticationError, ServerUnreachableError):
-            raise
-        except VidlineError as exc:
-            logger.debug("could not detect the server flavour: %s", exc)
-            return False
+        return detect_server(getattr(self.analyzer, "backend", None))
 
     def _answer_from_cache(self, job: WindowJob) -> bool:
         if self.cache is None or job.key is None:

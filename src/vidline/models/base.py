@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vidline.errors import StalePayloadError
+from vidline.errors import AuthenticationError, ServerUnreachableError, StalePayloadError, VidlineError
+from vidline.log import logger
 from vidline.models.config import ModelConfig, PayloadMode
 from vidline.types import Frame, Usage
 
@@ -184,3 +185,21 @@ class Backend(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections (optional)."""
+
+
+def detect_server(backend: object) -> bool:
+    """Let ``backend`` find out what its server is (``Backend.identify_server``: one GET /v1/models for
+    an OpenAI-compatible server whose flavour the config leaves open), so payload shapes, plans and
+    estimates match what is really sent. True when detected. A wrong key or an unreachable server
+    raises here, as it would at the first request; other failures leave the no-I/O guess (vLLM) in
+    place. Anything without ``identify_server`` (a test double) is False."""
+    identify = getattr(backend, "identify_server", None)
+    if identify is None:
+        return False
+    try:
+        return bool(identify())
+    except (AuthenticationError, ServerUnreachableError):
+        raise
+    except VidlineError as exc:
+        logger.debug("could not detect the server flavour: %s", exc)
+        return False

@@ -31,7 +31,6 @@ from vidline.errors import (
     BackendError,
     ConfigError,
     NoVideoStreamError,
-    ServerUnreachableError,
     VideoOpenError,
     VidlineError,
     require_number,
@@ -303,23 +302,6 @@ def _resolve_config(config: ModelConfig | None, *, max_tokens: int | None, syste
     return config.with_(**changes) if changes else config
 
 
-def identify_server(backend: Backend) -> bool:
-    """Let the backend find out what its server is (``Backend.identify_server``: one GET /v1/models for
-    an OpenAI-compatible server whose flavour the config leaves open), so the plan counts tokens the
-    way the payload will really be sent. A wrong key or an unreachable server stops here, as it would
-    at the first request; other failures leave the no-I/O guess (vLLM) in place."""
-    identify = getattr(backend, "identify_server", None)
-    if identify is None:
-        return False
-    try:
-        return bool(identify())
-    except (AuthenticationError, ServerUnreachableError):
-        raise
-    except VidlineError as exc:
-        logger.debug("could not detect the server flavour: %s", exc)
-        return False
-
-
 def _limits(config: ModelConfig | None, opts: AskOptions, mode: str | None) -> AskLimits:
     return AskLimits.for_backend(
         config.backend if config else None, mode,
@@ -388,13 +370,14 @@ class _Run:
     def __init__(self, loaded: list[LoadedInput], question: str, config: ModelConfig, opts: AskOptions,
                  backend: Backend | None = None) -> None:
         from vidline.models import make_backend
+        from vidline.models.base import detect_server
 
         self.loaded = loaded
         self.question = question
         self.config = config
         self.opts = opts
         self.backend: Backend = backend if backend is not None else make_backend(config)
-        identify_server(self.backend)  # the plan counts tokens as the payload for this server is sent
+        detect_server(self.backend)  # the plan counts tokens as the payload for this server is sent
         self.payload = AskPayload.for_backend(self.backend)
         self.mode = self.payload.mode
         self.plan = plan_ask([x.media for x in loaded], _limits(config, opts, self.mode),
