@@ -102,24 +102,29 @@ def _render(timeline: Timeline, fmt: str) -> str:
     return text if text.endswith("\n") else text + "\n"
 
 
-def _output_path(args: argparse.Namespace, video: str, fmt: str) -> Path | None:
-    """-o PATH for one video; with several videos -o is a directory holding one file per video, at the
-    video's path below the folder all the videos share (``day1/00.json``, ``day2/00.json``: two
-    recordings of the same name never overwrite each other), with the video's extension kept when two
-    videos differ only by it (``cam.mp4.json``, ``cam.mkv.json``)."""
+def _output_names(videos: list[str]) -> dict[str, str]:
+    """Each video's file name (without the format's suffix) below -o DIR in a several-video run: its
+    path below the folder all the videos share (``day1/00``, ``day2/00``: two recordings of the same
+    name never overwrite each other), with the video's extension kept where two videos differ only by
+    it (``cam.mp4``, ``cam.mkv``)."""
+    full = [os.path.abspath(v) for v in videos]
+    base = os.path.commonpath([os.path.dirname(v) for v in full])
+    rel = [os.path.relpath(v, base) for v in full]
+    stems = [os.path.splitext(r)[0] for r in rel]
+    uses: dict[str, set[str]] = {}
+    for v, stem in zip(full, stems, strict=True):
+        uses.setdefault(stem, set()).add(v)
+    return {video: (r if len(uses[stem]) > 1 else stem)
+            for video, r, stem in zip(videos, rel, stems, strict=True)}
+
+
+def _output_path(args: argparse.Namespace, names: dict[str, str], video: str, fmt: str) -> Path | None:
+    """-o PATH for one video; with several videos -o is a directory holding one file per video, named
+    by ``names`` (``_output_names``)."""
     if not args.output:
         return None
     out = Path(args.output)
-    if len(args.videos) == 1:
-        return out
-    videos = [os.path.abspath(v) for v in args.videos]
-    base = os.path.commonpath([os.path.dirname(v) for v in videos])
-    stems = [os.path.splitext(os.path.relpath(v, base))[0] for v in videos]
-    me = os.path.abspath(video)
-    rel = os.path.relpath(me, base)
-    stem = os.path.splitext(rel)[0]
-    clash = sum(1 for v, st in zip(videos, stems, strict=True) if st == stem and v != me) > 0
-    return out / f"{rel if clash else stem}.{fmt}"
+    return out if len(args.videos) == 1 else out / f"{names[video]}.{fmt}"
 
 
 def _report_failures(timeline: Timeline, video: str) -> None:
@@ -162,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
     partial = 0  # 0 ok, 1 some windows failed, 2 every window failed
     stdout_docs: list[str] = []
     progress = Progress(enabled=not args.quiet)
+    names = _output_names(args.videos) if several and args.output else {}
     indexed = 0
     failures: list[VidlineError] = []
     try:
@@ -180,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
                 failures.append(exc)
                 partial = max(partial, 1)
                 continue
-            partial = max(partial, _emit(args, video, timeline, stdout_docs))
+            partial = max(partial, _emit(args, names, video, timeline, stdout_docs))
             if args.index:
                 indexed += _index(timeline, args.db)
     finally:
@@ -202,10 +208,11 @@ def _index(timeline: Timeline, db: str | None) -> int:
     return int(result.n_events)
 
 
-def _emit(args: argparse.Namespace, video: str, timeline: Timeline, stdout_docs: list[str]) -> int:
+def _emit(args: argparse.Namespace, names: dict[str, str], video: str, timeline: Timeline,
+          stdout_docs: list[str]) -> int:
     """Write one timeline; 0 complete, 1 partial, 2 every window failed (failed windows listed)."""
     fmt = _format_for(args, Path(args.output) if args.output and len(args.videos) == 1 else None)
-    out = _output_path(args, video, fmt)
+    out = _output_path(args, names, video, fmt)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(_render(timeline, fmt), encoding="utf-8")
