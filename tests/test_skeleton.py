@@ -56,3 +56,15 @@ def test_type_checkers_see_every_lazy_name_from_its_module() -> None:
     assert set(typed) == set(vidline._LAZY)
     for name, module in typed.items():
         assert getattr(importlib.import_module(str(module)), name) is getattr(vidline, name), name
+
+
+def test_require_number_takes_numpy_scalars_not_bools_or_strings() -> None:
+    import numpy as np
+
+    from vidline.errors import ConfigError, require_number
+
+    require_number("n", np.int64(4), minimum=1, integer=True)
+    require_number("x", np.float32(0.5), above=0, maximum=1)
+    for bad in (True, "3", float("nan"), float("inf"), 2.5, 0):
+        with pytest.raises(ConfigError, match="n must be >= 1"):
+            require_number("n", bad, minimum=1, integer=True)

@@ -23,6 +23,7 @@ suitable for a CLI message. API keys never appear in messages.
 from __future__ import annotations
 
 import math
+import numbers
 
 
 class VidlineError(Exception):
@@ -104,8 +105,9 @@ class CacheError(VidlineError):
 def require_number(name: str, value: object, *, minimum: float | None = None, above: float | None = None,
                    maximum: float | None = None, integer: bool = False) -> None:
     """ConfigError naming ``name`` unless ``value`` is a finite real number (a whole one with
-    ``integer``; bool is not a number here) that is ``>= minimum``, ``> above`` and ``<= maximum``."""
-    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    ``integer``; numpy scalars count, bool does not) that is ``>= minimum``, ``> above`` and
+    ``<= maximum``."""
+    ok = isinstance(value, numbers.Integral) if integer else isinstance(value, numbers.Real)
     if ok and not isinstance(value, bool) and math.isfinite(value):  # type: ignore[arg-type]
         number = float(value)  # type: ignore[arg-type]
         if ((minimum is None or number >= minimum) and (above is None or number > above)
