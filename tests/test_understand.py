@@ -572,8 +572,9 @@ def test_refserver_estimate_is_what_the_server_counts(refserver: RefServer, mark
     assert answer.plan.inputs[0].visual_tokens == gens[0].visual_tokens + 2 * len(gens[0].media) + labels
     estimated, used = answer.to_dict()["estimated_tokens"], answer.usage.prompt_tokens  # type: ignore[union-attr]
     assert abs(estimated - used) <= 0.03 * used, (estimated, used)
+    # one GET /v1/models to identify an open flavour, or (vLLM) to read its context length; none else
     models = [r for r in refserver.requests if r.api == "models"]
-    assert len(models) == (1 if (api, server) == ("openai", "auto") else 0)
+    assert len(models) == (1 if (api, server) == ("openai", "auto") or flavour == "vllm" else 0)
 
 
 def test_refserver_generic_budget_is_kept_as_sent(refserver: RefServer, marker_video: Path) -> None:
@@ -754,3 +755,17 @@ def test_describe_and_chapters_take_one_video(marker_video: Path, tmp_path: Path
         chapters(image, config=CFG)
     with pytest.raises(ConfigError, match="min_length"):
         chapters(marker_video, config=CFG, min_length=-1)
+
+
+def test_refserver_ask_fits_the_servers_context(refserver: RefServer, tmp_path: Path) -> None:
+    """vLLM says its context (``max_model_len`` in GET /v1/models): a request planned at ~17k tokens
+    for a 12k-token server is planned within it instead (it was refused: 'Input length exceeds the
+    model's maximum context length')."""
+    video = make_video(tmp_path / "two-min.mp4", duration=120.0, fps=5, size=(320, 240), markers=MARKERS)
+    config = _config(refserver, "openai").with_(server="vllm")
+    roomy = ask(video, "which shapes appear and when?", config=config, cache=False)  # a 32k server
+    assert roomy.usage is not None and roomy.usage.prompt_tokens > 12000
+    refserver.configure(context_limit=12000)
+    answer = ask(video, "which shapes appear and when?", config=config, cache=False)
+    assert _generations(refserver, 2)[-1].status == 200 and answer.usage is not None
+    assert answer.usage.prompt_tokens + config.max_tokens <= 12000

@@ -168,6 +168,11 @@ class Backend(abc.ABC):
         True when the backend now knows; the default backends need no detection."""
         return False
 
+    def context_length(self) -> int | None:
+        """The served model's context window in tokens when the server says (vLLM's ``max_model_len``
+        in ``GET /v1/models``); None when unknown. The default backends do not know it."""
+        return None
+
     @abc.abstractmethod
     def list_models(self) -> list[str]:
         """Model names the server serves."""

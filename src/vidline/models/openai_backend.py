@@ -124,6 +124,25 @@ class OpenAIBackend(Backend):
     def list_models(self) -> list[str]:
         return [str(m.id) for m in self._list_raw()]
 
+    def context_length(self) -> int | None:
+        """``max_model_len`` of the configured (or the only) model in ``GET /v1/models``: vLLM says it
+        (one GET when the flavour was given, not detected); other servers do not, so they are not
+        asked. None when unknown."""
+        if self._flavour not in (None, "vllm") or (self._flavour is None and self._models_cache is None):
+            return None
+        try:
+            entries = self._list_raw()
+        except BackendError as exc:
+            logger.debug("no model list for the context length: %s", exc)
+            return None
+        wanted = self._model or self.config.model
+        chosen = [m for m in entries if str(m.id) == wanted] if wanted else entries
+        if len(chosen) != 1:
+            return None
+        extra = getattr(chosen[0], "model_extra", None) or {}
+        value = getattr(chosen[0], "max_model_len", None) or extra.get("max_model_len")
+        return int(value) if isinstance(value, int) and value > 0 else None
+
     @property
     def model(self) -> str:
         """The configured model, else the server's only model (GET /v1/models)."""

@@ -39,7 +39,16 @@ from vidline.log import logger
 from vidline.models.config import ModelConfig, resolve_model_config
 from vidline.types import Usage, VideoInfo, Window
 from vidline.understand.chapters import Chapter, normalize_chapters, parse_chapters
-from vidline.understand.plan import AskLimits, AskPayload, AskPlan, InputPlan, MediaInput, Strategy, plan_ask
+from vidline.understand.plan import (
+    DEFAULT_MAX_VISUAL_TOKENS,
+    AskLimits,
+    AskPayload,
+    AskPlan,
+    InputPlan,
+    MediaInput,
+    Strategy,
+    plan_ask,
+)
 from vidline.understand.stream import AnswerStream
 from vidline.understand.times import find_time_references, format_clock, rewrite_caption_times
 
@@ -302,11 +311,23 @@ def _resolve_config(config: ModelConfig | None, *, max_tokens: int | None, syste
     return config.with_(**changes) if changes else config
 
 
-def _limits(config: ModelConfig | None, opts: AskOptions, mode: str | None) -> AskLimits:
+# tokens of a request that are not its media: system prompt, question, instructions, chat template
+TEXT_ALLOWANCE = 512
+
+
+def _limits(config: ModelConfig | None, opts: AskOptions, mode: str | None,
+            context_length: int | None = None) -> AskLimits:
+    """The plan's limits; with the server's ``context_length`` (vLLM's ``max_model_len``) the visual
+    tokens of one request are capped so that it, its text and the answer fit the server's context."""
+    visual = opts.max_visual_tokens
+    if context_length and config is not None:
+        room = context_length - config.max_tokens - TEXT_ALLOWANCE
+        if room > 0:
+            visual = min(visual or DEFAULT_MAX_VISUAL_TOKENS, room)
     return AskLimits.for_backend(
         config.backend if config else None, mode,
         window=opts.window, useful_fps=opts.useful_fps, caption_fps=opts.caption_fps,
-        max_visual_tokens=opts.max_visual_tokens, max_frames=opts.max_frames,
+        max_visual_tokens=visual, max_frames=opts.max_frames,
     )
 
 
@@ -380,7 +401,8 @@ class _Run:
         detect_server(self.backend)  # the plan counts tokens as the payload for this server is sent
         self.payload = AskPayload.for_backend(self.backend)
         self.mode = self.payload.mode
-        self.plan = plan_ask([x.media for x in loaded], _limits(config, opts, self.mode),
+        limits = _limits(config, opts, self.mode, self.backend.context_length())
+        self.plan = plan_ask([x.media for x in loaded], limits,
                              strategy=opts.strategy, text=question, payload=self.payload)
         self.captions: list[Caption] = []
         self.map_usage = Usage()
