@@ -56,10 +56,10 @@ _LAZY: dict[str, str] = {
 }
 
 if TYPE_CHECKING:  # what type checkers see of the lazy names above (kept in step by a test)
-    from vidline.clips import extract_clip  # noqa: F401
-    from vidline.index import EventIndex, search  # noqa: F401
-    from vidline.media.files import find_videos  # noqa: F401
-    from vidline.media.plan import (  # noqa: F401
+    from vidline.clips import extract_clip
+    from vidline.index import EventIndex, search
+    from vidline.media.files import find_videos
+    from vidline.media.plan import (
         SamplingBudget,
         SamplingPlan,
         estimate_image_tokens,
@@ -67,15 +67,15 @@ if TYPE_CHECKING:  # what type checkers see of the lazy names above (kept in ste
         plan_sampling,
         smart_resize,
     )
-    from vidline.media.probe import probe  # noqa: F401
-    from vidline.media.sampler import sample, sample_windows  # noqa: F401
-    from vidline.media.windows import plan_windows  # noqa: F401
-    from vidline.merge import merge_events  # noqa: F401
-    from vidline.models.config import ModelConfig, RetryPolicy, Timeout, resolve_model_config  # noqa: F401
-    from vidline.parse import parse_answer  # noqa: F401
-    from vidline.pipeline import analyze  # noqa: F401
-    from vidline.timeline import Timeline  # noqa: F401
-    from vidline.understand.api import ask, chapters, describe  # noqa: F401
+    from vidline.media.probe import probe
+    from vidline.media.sampler import sample, sample_windows
+    from vidline.media.windows import plan_windows
+    from vidline.merge import merge_events
+    from vidline.models.config import ModelConfig, RetryPolicy, Timeout, resolve_model_config
+    from vidline.parse import parse_answer
+    from vidline.pipeline import analyze
+    from vidline.timeline import Timeline
+    from vidline.understand.api import ask, chapters, describe
 
 
 def __getattr__(name: str) -> object:
@@ -89,6 +89,8 @@ def __getattr__(name: str) -> object:
     return value
 
 
+# every public name, the lazy ones included (spelled out so that type checkers and linters see the
+# re-exports; a test keeps it in step with _LAZY)
 __all__ = [
     "AnswerParseError",
     "AuthenticationError",
@@ -97,19 +99,43 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "Event",
+    "EventIndex",
     "Frame",
+    "ModelConfig",
     "NoVideoStreamError",
     "PayloadTooLargeError",
     "RateLimitError",
+    "RetryPolicy",
+    "SamplingBudget",
+    "SamplingPlan",
     "ServerError",
     "ServerUnreachableError",
+    "Timeline",
+    "Timeout",
     "Usage",
     "VideoError",
     "VideoInfo",
     "VideoOpenError",
     "VidlineError",
     "Window",
-    "__version__",
+    "analyze",
+    "ask",
+    "chapters",
+    "describe",
+    "estimate_image_tokens",
+    "estimate_video_tokens",
+    "extract_clip",
+    "find_videos",
     "logger",
-    *_LAZY,
+    "merge_events",
+    "parse_answer",
+    "plan_sampling",
+    "plan_windows",
+    "probe",
+    "resolve_model_config",
+    "sample",
+    "sample_windows",
+    "search",
+    "smart_resize",
+    "__version__",
 ]
