@@ -185,6 +185,23 @@ def test_event_clips_finds_video_next_to_timeline(video: Path, tmp_path: Path, m
     assert len(results) == 1 and results[0].frames > 0
 
 
+def test_event_clips_after_the_results_folder_moved(video: Path, tmp_path: Path) -> None:
+    """Timelines store the video's absolute path; a results folder moved with its video still works
+    (the video is looked for beside the timeline by its file name)."""
+    import shutil
+
+    old = tmp_path / "A"
+    old.mkdir()
+    shutil.copy(video, old / video.name)
+    d = _timeline(old / video.name)
+    d["video"]["path"] = str(old / video.name)
+    (old / "t.json").write_text(json.dumps(d))
+    new = tmp_path / "B"
+    old.rename(new)
+    results = extract_event_clips(new / "t.json", tmp_path / "o", label="blue")
+    assert len(results) == 1 and results[0].frames > 0
+
+
 # ----------------------------------------------------------------------------------------- QA regressions
 
 

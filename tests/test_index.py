@@ -240,3 +240,15 @@ def test_relative_video_paths_are_stored_absolute(tmp_path: Path, monkeypatch: p
         # the same run seen from the video's folder (relative to the cwd) is the same run
         assert i.add_timeline(timeline("cam.mp4", [(1.0, 2.0, "door", None)])).status == "unchanged"
         assert i.add_timeline(timeline("gone.mp4", [(1.0, 2.0, "door", None)])).video == "gone.mp4"
+
+
+def test_a_moved_results_folder_finds_its_video(tmp_path: Path) -> None:
+    """An absolute stored path that no longer exists: the video of that name beside the timeline."""
+    from vidline.index import resolve_video_path
+
+    old, new = tmp_path / "A", tmp_path / "B"
+    new.mkdir()
+    (new / "cam.mp4").write_bytes(b"x")
+    (new / "cam.json").write_text("{}")
+    assert resolve_video_path(str(old / "cam.mp4"), new / "cam.json") == str(new / "cam.mp4")
+    assert resolve_video_path(str(old / "gone.mp4"), new / "cam.json") == str(old / "gone.mp4")

@@ -547,10 +547,12 @@ def _resolve_video(d: dict[str, Any], source: Path | None, video: str | os.PathL
     path = v.get("path") if isinstance(v, dict) else v
     if not path:
         raise ConfigError("timeline has no video path; pass the video explicitly (--video)")
+    from vidline.index import resolve_video_path
+
     p = Path(str(path))
-    if not p.is_absolute() and not p.exists() and source is not None and (source.parent / p).exists():
-        return source.parent / p
-    return p
+    if p.exists():
+        return p
+    return Path(resolve_video_path(str(path), source))
 
 
 def extract_event_clips(

@@ -180,16 +180,19 @@ def _video_path(d: dict[str, Any]) -> str:
 
 
 def resolve_video_path(path: str, source: str | os.PathLike[str] | None = None) -> str:
-    """An absolute path for a timeline's (possibly relative) video path, when the file can be found:
-    relative to the current directory, else to the timeline file's folder. Otherwise unchanged."""
-    if os.path.isabs(path):
-        return os.path.normpath(path)
+    """An absolute path for a timeline's video path, when the file can be found: as stored (relative
+    ones from the current directory), else beside the timeline file ``source``: at the stored relative
+    path, then by the video's file name (a results folder moved or copied with its video). Otherwise
+    the stored path, normalised."""
     if os.path.exists(path):
-        return os.path.abspath(path)
+        return os.path.normpath(os.path.abspath(path))
     if source is not None:
-        candidate = os.path.join(os.path.dirname(os.path.abspath(source)), path)
-        if os.path.exists(candidate):
-            return os.path.normpath(candidate)
+        folder = os.path.dirname(os.path.abspath(source))
+        candidates = [] if os.path.isabs(path) else [os.path.join(folder, path)]
+        candidates.append(os.path.join(folder, os.path.basename(path)))
+        for candidate in candidates:
+            if os.path.exists(candidate):
+                return os.path.normpath(candidate)
     return os.path.normpath(path)
 
 
