@@ -378,19 +378,25 @@ def test_several_videos_of_the_same_name_get_their_own_files(capsys: pytest.Capt
     assert json.loads((out / "day2" / "00.mkv.json").read_text())["video"]["path"].endswith("00.mkv")
 
 
-@pytest.mark.parametrize("how", ["model", "url"])
+@pytest.mark.parametrize("how", ["model", "url", "dashscope-model"])
 def test_wrong_model_or_url_stops_at_the_first_window(capsys: pytest.CaptureFixture[str], clip: Path,
                                                       refserver: Any, how: str) -> None:
-    """A 404 before any answer (no such model; a base URL without /v1) is said once and stops the
-    run, like a wrong key, instead of failing every window the same way."""
+    """A 404 before any answer (no such model; a base URL without /v1), or DashScope's 400 "Model not
+    exist", is said once and stops the run, like a wrong key, instead of failing every window the same
+    way."""
     args = _model_args(refserver)
     if how == "model":
         args[args.index("--model") + 1] = "no-such-model"
-    else:
+    elif how == "url":
         args[args.index("--base-url") + 1] = refserver.openai_base_url.removesuffix("/v1")
+    else:
+        args[args.index("--base-url") + 1] = refserver.dashscope_base_url
+        args[args.index("--model") + 1] = "no-such-model"
+        args += ["--backend", "dashscope"]
     code, out, err = _run(capsys, str(clip), *args, "--quiet", "--no-cache", "--concurrency", "1")
     assert code == 1 and out == ""
-    assert "404" in _one_line(err)
+    assert ("400" if how == "dashscope-model" else "404") in _one_line(err)
+    assert ("missing /v1?" in err) == (how == "url")
     assert len(refserver.requests) <= 3  # GET /models, then one window (not all 4)
 
 

@@ -217,11 +217,12 @@ def _event_from_dict(d: dict[str, Any], *, allow_pair: bool = True) -> RawEvent 
     keys = {_norm_key(str(k)): v for k, v in d.items()}
     start = next((_time_or_none(keys[k]) for k in _START_KEYS if k in keys), None)
     end = next((_time_or_none(keys[k]) for k in _END_KEYS if k in keys), None)
-    # a start or end that is given but is not a time (NaN, Infinity, "abc") makes the event unusable:
-    # dropped, not turned into an instant at the other end (a missing or null end is an instant)
-    for names, got in ((_START_KEYS, start), (_END_KEYS, end)):
+    # a non-finite start or end (NaN, Infinity: JSON that Python reads as floats) makes the event
+    # unusable: dropped, not turned into an instant at its other end. A missing, null or wordy one
+    # ("end": "later") is an instant at the time that is given.
+    for names in (_START_KEYS, _END_KEYS):
         given = next((keys[k] for k in names if k in keys), None)
-        if got is None and given is not None and not (isinstance(given, str) and not given.strip()):
+        if isinstance(given, float) and not math.isfinite(given):
             return None
     if allow_pair and (start is None or end is None):
         for k in _PAIR_KEYS:
@@ -695,14 +696,20 @@ def parse_answer(text: str, *, default_label: str = "") -> list[RawEvent]:
             if is_nothing_found(body):
                 return []
             snippet = " ".join(body.split())[:120]
+            what = ("no event in the model answer has usable times (NaN or Infinity)"
+                    if _TIME_FIELD_RE.search(body) else "could not find any event times in the model answer")
             raise AnswerParseError(
-                f"could not find any event times in the model answer: {snippet!r}", raw=str(text)
+                f"{what}: {snippet!r}", raw=str(text)
             )
     if default_label:
         events = [
             RawEvent(e.start, e.end, e.label or default_label, e.description, e.confidence) for e in events
         ]
     return events
+
+
+# a JSON field that should hold a time ("start", "end_time", "开始时间", ...)
+_TIME_FIELD_RE = re.compile(r'"(?:start|end|begin|from|to|时间|开始|结束)[^"]{0,12}"\s*:', re.I)
 
 
 def _unfence(text: str) -> str:

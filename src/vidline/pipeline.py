@@ -34,6 +34,7 @@ from __future__ import annotations
 import bisect
 import functools
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -253,6 +254,16 @@ def analyze_motion(path: str | os.PathLike[str], params: MotionParams | None = N
     record = WindowRecord(index=0, start=0.0, end=info.duration, frames=len(times), status="ok")
     return Timeline(video=_video_dict(path, info), query=None, backend="motion", model=None, mode=None,
                     events=events, windows=[record], usage=Usage())
+
+
+# what servers say for a model they do not serve (DashScope answers 400 "Model not exist.")
+_NO_SUCH_MODEL = re.compile(r"model[^.]{0,80}(?:not exist|does not exist|not found)|model_not_found", re.I)
+
+
+def _no_such_model(exc: ServerError) -> bool:
+    """A 404 (no such model or route: a wrong --model, a base URL without /v1) or a model the server
+    says it does not have: every window would fail the same way."""
+    return exc.status == 404 or bool(_NO_SUCH_MODEL.search(str(exc)))
 
 
 def _too_few_frames(path: str | os.PathLike[str], job: WindowJob) -> DecodeError:
@@ -627,7 +638,7 @@ class ModelRun:
             # a wrong key stops the run at once; so does a server that was never reached (after the
             # backend's retries) or that has no such model or route, rather than failing every window
             # the same way
-            never_answered = not self._answered and (not isinstance(exc, ServerError) or exc.status == 404)
+            never_answered = not self._answered and (not isinstance(exc, ServerError) or _no_such_model(exc))
             if isinstance(exc, AuthenticationError) or never_answered:
                 with self._lock:
                     if self._fatal is None:

@@ -91,6 +91,9 @@ class OpenAIBackend(Backend):
                 return _MediaIoRejected(redact(msg, *self._secrets()), status=400)
             if status == 400 and any(k in msg.lower() for k in _RESPONSE_FORMAT_REJECTED):
                 return _ResponseFormatRejected(redact(msg, *self._secrets()), status=400)
+            base = (self.config.base_url or "").rstrip("/")
+            if status == 404 and base and not base.endswith("/v1"):
+                msg += f" (is {base} missing /v1? OpenAI-compatible servers serve /v1/chat/completions)"
             return error_for_status(status, msg, secrets=self._secrets(),
                                     retry_after=parse_retry_after(exc.response.headers), where=where)
         if isinstance(exc, openai.APITimeoutError):
