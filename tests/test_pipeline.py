@@ -757,3 +757,13 @@ def test_decode_heavy_decides_the_default_lanes(source: tuple[int, int], fps: fl
     assert decode_heavy(info, jobs) is heavy  # type: ignore[arg-type]
     assert lane_count(len(jobs), None, cpus=2, heavy=heavy) == (2 if heavy else 1)
     assert lane_count(len(jobs), 2, cpus=2, heavy=False) == 2  # asked for: always
+
+
+def test_motion_says_which_model_options_it_ignores(video: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="vidline"):
+        analyze(video, backend="motion", window=10.0, fps=1.0)
+    assert "ignores window, fps" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="vidline"):
+        analyze(video, backend="motion")
+    assert "ignores" not in caplog.text

@@ -216,6 +216,11 @@ def analyze(
     reporter, owned = _progress_for(progress)
     try:
         if cfg is None:
+            ignored = [name for name, value in (("window", window), ("overlap", overlap), ("max_frames", max_frames),
+                                                ("fps", None if fps == "auto" else fps)) if value is not None]
+            if ignored:
+                logger.warning("the motion backend samples on its own (motion_fps, motion_width); it ignores %s",
+                               ", ".join(ignored))
             return analyze_motion(path, motion_params, progress=reporter)
         return ModelRun(path, query, cfg.with_(concurrency=concurrency), run_opts, reporter).execute()
     finally:

@@ -252,7 +252,7 @@ def window_frames(
         frames = frames[: len(frames) - len(frames) % 2]
         if len(frames) < 2:
             logger.warning(
-                "%s: window %d [%.1f, %.1f) has no decodable frames; skipped",
+                "%s: window %d [%.1f, %.1f) has fewer than 2 decodable frames; skipped",
                 path,
                 window.index,
                 window.start,
