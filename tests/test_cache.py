@@ -94,3 +94,20 @@ def test_unusable_dir(tmp_path: Path) -> None:
     f.write_text("")
     with pytest.raises(CacheError):
         WindowCache(f)
+
+
+def test_read_only_dir_is_read_not_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    """A cache directory that cannot be written (a shared mount) answers what it holds and stores
+    nothing, with one warning, instead of stopping the run. (Root ignores chmod, so os.access is
+    stubbed the way a read-only mount answers.)"""
+    cache = WindowCache(tmp_path)
+    cache.put("k1", CachedAnswer(text="[]", usage=None, time_scale=1.0))
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if mode == os.W_OK else real_access(p, mode))
+    with caplog.at_level("WARNING", logger="vidline"):
+        ro = WindowCache(tmp_path)
+    assert "not writable" in caplog.text and "--no-cache" in caplog.text
+    assert ro.get("k1") is not None
+    ro.put("k2", CachedAnswer(text="[]", usage=None, time_scale=1.0))
+    assert "k2" not in ro and ro.keys() == ["k1"]

@@ -404,3 +404,24 @@ def test_a_window_longer_than_a_request_is_said(capsys: pytest.CaptureFixture[st
     code, out, err = _run(capsys, str(clip), "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--dry-run",
                           "--window", "1000")
     assert code == 0 and "longer than one request may cover (600 s)" in err
+
+
+def test_without_model_the_cache_key_names_the_served_model(capsys: pytest.CaptureFixture[str], clip: Path,
+                                                            refserver: Any) -> None:
+    """No --model: the run uses the server's only model, and its cached answers are keyed by that name,
+    so the same URL serving another model later does not get the first one's answers back."""
+    args = _model_args(refserver)
+    del args[args.index("--model"):args.index("--model") + 2]
+    code, out, err = _run(capsys, str(clip), *args, "--quiet")
+    assert code == 0 and json.loads(out)["model"] == "qwen2.5-vl-ref", err
+    code, out, err = _run(capsys, str(clip), *args, "--quiet")  # the same server: all cached
+    assert {w["status"] for w in json.loads(out)["windows"]} == {"cached"}, err
+    served = refserver.model
+    try:
+        refserver.model = "another-vl"
+        code, out, err = _run(capsys, str(clip), *args, "--quiet")
+    finally:
+        refserver.model = served
+    doc = json.loads(out)
+    assert code == 0 and doc["model"] == "another-vl", err
+    assert {w["status"] for w in doc["windows"]} == {"ok"}  # asked again, not the old model's answers

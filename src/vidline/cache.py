@@ -150,8 +150,11 @@ class WindowCache:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise CacheError(f"cache directory {self.root} is unusable: {exc.strerror or exc}") from exc
-        if not os.access(self.root, os.W_OK):
-            raise CacheError(f"cache directory {self.root} is not writable")
+        # a read-only cache (a shared mount, another user's directory) still answers what it holds
+        self.writable = os.access(self.root, os.W_OK)
+        if not self.writable:
+            logger.warning("cache directory %s is not writable: answers are read from it but not stored "
+                           "(--no-cache to skip it, --cache-dir to choose another)", self.root)
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
@@ -172,7 +175,10 @@ class WindowCache:
             return None
 
     def put(self, key: str, answer: CachedAnswer) -> None:
-        """Store atomically: write a temporary file beside the target, fsync, then ``os.replace``."""
+        """Store atomically: write a temporary file beside the target, fsync, then ``os.replace``
+        (nothing in a read-only cache)."""
+        if not self.writable:
+            return
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -357,8 +357,12 @@ class ModelRun:
         if self.cache is not None:
             # keyed by the configured mode: the config's identity (base URL, server flavour setting) decides
             # the payload shape, so a cached re-run needs no request at all, not even to detect the server
+            from vidline.models.base import keyed_model
+
             fingerprint = video_fingerprint(self.path, info.duration)
             identity = self.analyzer.identity()
+            if identity.get("model") is None:  # the server's only model, named (one GET /v1/models)
+                identity = {**identity, "model": keyed_model(getattr(self.analyzer, "backend", None), None)}
             for job in jobs:
                 job.key = job_key(job, fingerprint, self.config.mode or "auto", identity, self.query)
         cache = self.cache

@@ -208,3 +208,20 @@ def detect_server(backend: object) -> bool:
     except VidlineError as exc:
         logger.debug("could not detect the server flavour: %s", exc)
         return False
+
+
+def keyed_model(backend: object, configured: str | None) -> str | None:
+    """The model a cache key names: the configured one, else the one the server serves (``model``:
+    one GET /v1/models, asked once per backend), so a server that now serves another model does not
+    hand back the old one's answers. None when the server cannot say (unreachable, several models);
+    a wrong key raises."""
+    if configured:
+        return configured
+    try:
+        served = getattr(backend, "model", None)
+    except AuthenticationError:
+        raise
+    except VidlineError as exc:
+        logger.debug("no served model name for the cache key: %s", exc)
+        return None
+    return served if isinstance(served, str) else None
