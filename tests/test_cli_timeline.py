@@ -425,3 +425,25 @@ def test_without_model_the_cache_key_names_the_served_model(capsys: pytest.Captu
     doc = json.loads(out)
     assert code == 0 and doc["model"] == "another-vl", err
     assert {w["status"] for w in doc["windows"]} == {"ok"}  # asked again, not the old model's answers
+
+
+def test_windows_fit_the_servers_context(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                         refserver: Any) -> None:
+    """vLLM says its context (max_model_len): windows planned at ~20k tokens for a 12k server are sent
+    with smaller frames, first time, instead of each being refused and shrunk; a re-run is all cached."""
+    video = make_video(tmp_path / "hd.mp4", duration=60.0, fps=4, size=(1280, 720),
+                       markers=[Marker("red square", 10.0, 20.0)])
+    refserver.configure(context_limit=12000)
+    args = [*_model_args(refserver), "--server", "vllm", "--window", "60", "--fps", "2"]
+    code, out, err = _run(capsys, str(video), *args, "--quiet")
+    doc = json.loads(out)
+    assert code == 0, err
+    assert "do not fit the server's context of 12000 tokens" in err
+    chats = [r for r in refserver.requests if r.api != "models"]
+    assert [r.status for r in chats] == [200] and chats[0].prompt_tokens + 1024 <= 12000
+    assert [(e["label"], round(e["start"]), round(e["end"])) for e in doc["events"]] == [("red square", 10, 20)]
+    refserver.reset()
+    refserver.configure(context_limit=12000)
+    code, out, err = _run(capsys, str(video), *args, "--quiet")
+    assert code == 0 and {w["status"] for w in json.loads(out)["windows"]} == {"cached"}, err
+    assert not [r for r in refserver.requests if r.api != "models"]

@@ -38,7 +38,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -354,28 +354,64 @@ class ModelRun:
         self.budget = make_budget(self.options, self.config.backend)
         jobs = plan_jobs(info, self.analyzer, self.config, self.options, self.budget)
         self.progress.add_total(len(jobs))
-        if self.cache is not None:
-            # keyed by the configured mode: the config's identity (base URL, server flavour setting) decides
-            # the payload shape, so a cached re-run needs no request at all, not even to detect the server
-            from vidline.models.base import keyed_model
-
-            fingerprint = video_fingerprint(self.path, info.duration)
-            identity = self.analyzer.identity()
-            if identity.get("model") is None:  # the server's only model, named (one GET /v1/models)
-                identity = {**identity, "model": keyed_model(getattr(self.analyzer, "backend", None), None)}
-            for job in jobs:
-                job.key = job_key(job, fingerprint, self.config.mode or "auto", identity, self.query)
+        self._key(info, jobs)
         cache = self.cache
         needs_server = cache is None or any(job.key is None or job.key not in cache for job in jobs)
         if needs_server and self._detect_server():  # the payload shape is known: estimate what is sent
             exact_jobs = plan_jobs(info, self.analyzer, self.config, self.options, self.budget)
-            for job, exact in zip(jobs, exact_jobs, strict=True):
-                job.estimated_tokens, job.payload_bytes = exact.estimated_tokens, exact.payload_bytes
+            fitted = self._fit_context(info, exact_jobs)
+            if fitted is not None:  # smaller frames, so that windows fit the server: planned and keyed again
+                jobs = fitted
+                self._key(info, jobs)
+            else:
+                for job, exact in zip(jobs, exact_jobs, strict=True):
+                    job.estimated_tokens, job.payload_bytes = exact.estimated_tokens, exact.payload_bytes
         self.mode = payload_mode(self.config, getattr(self.analyzer, "backend", None))
         missing = [job for job in jobs if not self._answer_from_cache(job)]
         if missing:
             self._send(info, missing)
         return self._timeline(info, jobs)
+
+    def _key(self, info: VideoInfo, jobs: Sequence[WindowJob]) -> None:
+        """Each job's cache key (when there is a cache). Keyed by the configured mode: the config's
+        identity (base URL, server flavour setting) decides the payload shape, so a cached re-run needs
+        no window request, not even one to detect the server."""
+        if self.cache is None:
+            return
+        from vidline.models.base import keyed_model
+
+        fingerprint = video_fingerprint(self.path, info.duration)
+        identity = self.analyzer.identity()
+        if identity.get("model") is None:  # the server's only model, named (one GET /v1/models)
+            identity = {**identity, "model": keyed_model(getattr(self.analyzer, "backend", None), None)}
+        for job in jobs:
+            job.key = job_key(job, fingerprint, self.config.mode or "auto", identity, self.query)
+
+    def _fit_context(self, info: VideoInfo, jobs: Sequence[WindowJob]) -> list[WindowJob] | None:
+        """The jobs planned again with smaller frames (and, at ``--fps auto``, fewer) when the largest
+        window would not fit the server's context with its answer (vLLM says ``max_model_len``); None
+        when they fit or the context is unknown. What still does not fit is shrunk once on the
+        server's refusal, as before."""
+        from vidline.media.plan import FRAME_FACTOR
+
+        context_length = getattr(getattr(self.analyzer, "backend", None), "context_length", None)
+        context = context_length() if callable(context_length) else None
+        largest = max(jobs, key=lambda j: j.estimated_tokens or 0, default=None)
+        if not context or largest is None or not largest.estimated_tokens:
+            return None
+        room = context - self.config.max_tokens
+        if largest.estimated_tokens <= room:
+            return None
+        share = 0.95 * max(room, 1) / largest.estimated_tokens
+        p = largest.plan
+        total = max(1, int(p.n_frames / FRAME_FACTOR * p.width * p.height * share))
+        self.budget = replace(self.budget, total_pixels=total, max_tokens=int(0.95 * max(room, 1)))
+        fitted = plan_jobs(info, self.analyzer, self.config, self.options, self.budget)
+        biggest = max(job.estimated_tokens or 0 for job in fitted)
+        logger.warning("windows of ~%d tokens do not fit the server's context of %d tokens with a %d-token answer: "
+                       "sending smaller frames (%dx%d -> %dx%d, ~%d tokens)", largest.estimated_tokens, context,
+                       self.config.max_tokens, p.width, p.height, fitted[0].plan.width, fitted[0].plan.height, biggest)
+        return fitted
 
     def _detect_server(self) -> bool:
         """``detect_server`` on the analyzer's backend: True when its server's flavour is now known."""
