@@ -8,7 +8,18 @@ and a full-text index:
 - ``events``  the run's events (start, end, label, description, confidence);
 - ``events_fts``  an FTS5 table over label and description (porter stemming), ranked with bm25.
 
+CJK text (Chinese, Japanese, Korean) has no spaces between words, and FTS5's unicode61 tokenizer
+reads a whole run of CJK characters as one token, which only its start would match. So the text
+given to the FTS table has a zero-width space (U+200B, a separator for unicode61) around every CJK
+character: each is its own token, and a CJK query word becomes the phrase of its characters, which
+finds it anywhere in a run. The FTS table keeps its own copy of that text (for snippets, with the
+marks removed); Latin-script text is stored and matched exactly as written. An index written before
+(an FTS table over the ``events`` table's text) is rebuilt on open, once.
+
 When the SQLite build lacks FTS5, search falls back to ``LIKE`` matching (unranked) with a warning.
+
+Every write is one ``BEGIN IMMEDIATE`` transaction, so several processes can index into the same
+file at once: a run that another process has just added is ``unchanged``, never an error.
 
 Indexing is idempotent: a run is identified by its video path, query, backend, model, mode and window
 plan. Indexing the same run again stores nothing new; indexing a changed version of it (for example
@@ -32,7 +43,7 @@ from typing import Any
 from vidline.errors import ConfigError
 from vidline.log import logger
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the FTS table holds CJK-segmented text (1: FTS over ``events``)
 DB_ENV = "VIDLINE_DB"
 
 _SCHEMA = """
@@ -72,11 +83,19 @@ CREATE INDEX IF NOT EXISTS events_video_start ON events(video_id, start);
 CREATE INDEX IF NOT EXISTS runs_video ON runs(video_id);
 """
 
-_FTS_SCHEMA = """
-CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(
-    label, description, content='events', content_rowid='id', tokenize='porter unicode61'
-);
-"""
+_FTS_ARGS = "label, description, tokenize='porter unicode61'"
+_FTS_SCHEMA = f"CREATE VIRTUAL TABLE events_fts USING fts5({_FTS_ARGS})"
+
+# Letters of scripts written without spaces between words: each one is indexed as its own token.
+_CJK = (
+    "\u2e80-\u2fdf\u3005-\u3007\u3021-\u3029\u3038-\u303c\u3040-\u30ff\u3100-\u312f\u3131-\u318e"
+    "\u31a0-\u31bf\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7af\uf900-\ufaff"
+    "\uff66-\uff9f\U00020000-\U0003134f"
+)
+_CJK_RE = re.compile(f"[{_CJK}]")
+_CJK_EDGE_RE = re.compile(f"(?<=[{_CJK}])(?=\\w)|(?<=\\w)(?=[{_CJK}])")
+_CJK_UNITS_RE = re.compile(f"[{_CJK}]|[^{_CJK}]+")
+_ZWSP = "\u200b"
 
 # Timeline fields that change between two runs of the same analysis without changing its result.
 _VOLATILE_TOP = {"usage", "created", "created_at", "elapsed", "timing", "cache", "version"}
@@ -166,9 +185,34 @@ def timeline_to_dict(timeline: Any) -> dict[str, Any]:
         d = timeline.to_dict()
     else:
         raise ConfigError(f"cannot index a {type(timeline).__name__}: expected a Timeline or its JSON dict")
+    if isinstance(d, list) and isinstance(timeline, (str, os.PathLike)):
+        raise ConfigError(f"{timeline}: holds a JSON array of {len(d)} timelines: index it with "
+                          "EventIndex.add_timeline_file() (or `vidline index`)")
     if not isinstance(d, dict) or not isinstance(d.get("events"), list):
         raise ConfigError("not a timeline: expected a JSON object with an 'events' list")
     return d
+
+
+def timeline_dicts(data: Any, name: str = "timeline") -> list[dict[str, Any]]:
+    """The timelines in parsed JSON: an object is one timeline, an array (what ``vidline timeline A B``
+    prints) holds several. Every element is checked before any is returned."""
+    items, array = (data, True) if isinstance(data, list) else ([data], False)
+    for k, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("events"), list):
+            where = f"{name}[{k}]" if array else name
+            raise ConfigError(f"{where}: not a timeline: expected a JSON object with an 'events' list")
+    return list(items)
+
+
+def read_timeline_file(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The timelines of a JSON file holding one timeline object or an array of them."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such timeline file") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not a timeline JSON file ({exc})") from exc
+    return timeline_dicts(data, str(path))
 
 
 def _video_path(d: dict[str, Any]) -> str:
@@ -227,15 +271,71 @@ def run_identity(d: dict[str, Any]) -> tuple[str, str]:
 _TOKEN_RE = re.compile(r"\w+", re.UNICODE)
 
 
+def has_cjk(text: str) -> bool:
+    return not text.isascii() and _CJK_RE.search(text) is not None
+
+
+def fts_text(text: str) -> str:
+    """The text the FTS table indexes: ``text`` with a zero-width space between a CJK character and
+    any letter or digit next to it, so that unicode61 makes every CJK character a token. Text
+    without CJK is returned as is."""
+    if not has_cjk(text):
+        return text
+    return _CJK_EDGE_RE.sub(_ZWSP, text)
+
+
 def query_tokens(query: str) -> list[str]:
     """The words of a free-text query (punctuation and FTS operators are treated as plain text)."""
     return [t.lower() for t in _TOKEN_RE.findall(query)]
 
 
+def _cjk_phrase(units: Sequence[str], prefix: bool) -> str:
+    # a quoted string of several tokens is an FTS5 phrase: the characters must be adjacent, in order
+    last_latin = not _CJK_RE.match(units[-1])
+    return '"' + " ".join(units) + '"' + ("*" if prefix and last_latin else "")
+
+
+def _fts_term(token: str, *, prefix: bool, pieces: bool) -> list[str]:
+    """FTS5 terms for one query word. A word with CJK characters is the phrase of its characters
+    (and Latin parts); with ``pieces``, a CJK run longer than two characters is split into its
+    two-character pieces instead (the "any word" fallback: CJK words are not delimited)."""
+    if not has_cjk(token):
+        return [f'"{token}"' + ("*" if prefix else "")]
+    units = _CJK_UNITS_RE.findall(token)
+    if not pieces:
+        return [_cjk_phrase(units, prefix)]
+    terms: list[str] = []
+    run: list[str] = []
+    for u in [*units, ""]:
+        if u and _CJK_RE.match(u):
+            run.append(u)
+            continue
+        if len(run) > 2:
+            terms += [f'"{a} {b}"' for a, b in zip(run, run[1:], strict=False)]
+        elif run:
+            terms.append(_cjk_phrase(run, prefix))
+        run = []
+        if u:
+            terms.append(f'"{u}"' + ("*" if prefix else ""))
+    return list(dict.fromkeys(terms))
+
+
 def fts_query(tokens: Sequence[str], *, any_token: bool = False, prefix: bool = True) -> str:
-    """An FTS5 MATCH expression: every token quoted (so no syntax errors), prefix-matched, AND/OR-ed."""
-    parts = [f'"{t}"' + ("*" if prefix else "") for t in tokens]
+    """An FTS5 MATCH expression: every token quoted (so no syntax errors), prefix-matched, AND/OR-ed.
+
+    A token with CJK characters becomes the phrase of its characters (``"码 头"``), matching them
+    anywhere in the text; with ``any_token`` its two-character pieces are OR-ed instead.
+    """
+    parts = [t for tok in tokens for t in _fts_term(tok, prefix=prefix, pieces=any_token)]
     return (" OR " if any_token else " ").join(parts)
+
+
+def _like_tokens(tokens: Sequence[str]) -> list[str]:
+    # "方块red" in a query finds "方块 red" too: CJK runs and other letters are matched separately
+    out: list[str] = []
+    for t in tokens:
+        out += re.findall(f"[{_CJK}]+|[^{_CJK}]+", t) if has_cjk(t) else [t]
+    return out
 
 
 def parse_time(value: str | float | int) -> float:
@@ -288,19 +388,20 @@ class EventIndex:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise ConfigError(f"cannot create index directory {self.path.parent}: {exc}") from exc
+        self.fts = fts5_available() if use_fts is None else use_fts
         try:
-            self._con = sqlite3.connect(str(self.path), timeout=30.0)
-            self._con.execute("PRAGMA foreign_keys = ON")
-            self._check_schema()
-            self.fts = fts5_available() if use_fts is None else use_fts
-            with self._con:
-                self._con.executescript(_SCHEMA)
-                if self.fts:
-                    self._con.executescript(_FTS_SCHEMA)
-                    self._sync_fts()
-                self._con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except sqlite3.DatabaseError as exc:
+            self._con = sqlite3.connect(str(self.path), timeout=self.BUSY_TIMEOUT)
+        except sqlite3.Error as exc:
             raise ConfigError(f"{self.path}: cannot open event index ({exc})") from exc
+        try:
+            self._con.execute("PRAGMA foreign_keys = ON")
+            self._setup()
+        except sqlite3.DatabaseError as exc:
+            self._con.close()
+            raise ConfigError(f"{self.path}: cannot open event index ({exc})") from exc
+        except BaseException:
+            self._con.close()
+            raise
         if not self.fts:
             logger.warning("SQLite has no FTS5 here: search falls back to unranked LIKE matching")
 
@@ -320,21 +421,89 @@ class EventIndex:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _check_schema(self) -> None:
-        version = self._con.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
-            raise ConfigError(f"{self.path}: index schema version {version} is not supported")
+    BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's write transaction
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, begun IMMEDIATE: it holds the database's write lock from its first
+        read, so what it reads (is this run indexed?) cannot change before it writes. Another process
+        writing at the same time waits (up to ``BUSY_TIMEOUT``) instead of failing."""
+        con = self._con
+        try:
+            con.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise ConfigError(f"{self.path}: cannot write to the event index ({exc})") from exc
+        try:
+            yield con
+        except BaseException:
+            con.rollback()
+            raise
+        try:
+            con.commit()
+        except sqlite3.OperationalError as exc:
+            con.rollback()
+            raise ConfigError(f"{self.path}: cannot write to the event index ({exc})") from exc
+
+    def _schema_version(self) -> int:
+        version = int(self._con.execute("PRAGMA user_version").fetchone()[0])
+        if version not in (0, 1, SCHEMA_VERSION):
+            raise ConfigError(f"{self.path}: index schema version {version} is not supported "
+                              "(written by a newer vidline)")
         if version == 0:
             tables = {r[0] for r in self._con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if tables and "events" not in tables:
                 raise ConfigError(f"{self.path}: not a vidline index (it holds other tables)")
+        return version
 
-    def _sync_fts(self) -> None:
-        """Rebuild the FTS index when it is out of step (e.g. events written by a no-FTS session)."""
-        n_events = self._con.execute("SELECT count(*) FROM events").fetchone()[0]
-        n_fts = self._con.execute("SELECT count(*) FROM events_fts_docsize").fetchone()[0]
-        if n_events != n_fts:
-            self._con.execute("INSERT INTO events_fts(events_fts) VALUES('rebuild')")
+    def _fts_state(self) -> str:
+        """"ok", "missing", "old" (another definition, e.g. the version-1 table over ``events``) or
+        "stale" (not the same rows as ``events``, e.g. after a session without FTS5 wrote events)."""
+        row = self._con.execute("SELECT sql FROM sqlite_master WHERE name = 'events_fts'").fetchone()
+        if row is None:
+            return "missing"
+        if "".join(str(row[0]).split()).lower() != "".join(_FTS_SCHEMA.split()).lower():
+            return "old"
+        events = self._con.execute("SELECT count(*), coalesce(max(id), 0) FROM events").fetchone()
+        fts = self._con.execute("SELECT count(*), coalesce(max(id), 0) FROM events_fts_docsize").fetchone()
+        return "ok" if tuple(events) == tuple(fts) else "stale"
+
+    def _needs_setup(self) -> bool:
+        version = self._schema_version()
+        if version != SCHEMA_VERSION:
+            return True
+        return self.fts and self._fts_state() != "ok"
+
+    def _setup(self) -> None:
+        """Create or upgrade the schema, in one write transaction (re-checked under the write lock, so
+        processes opening a new or old index at once do it once). Nothing is written when the
+        index is up to date, so searching needs no write access."""
+        if not self._needs_setup():
+            return
+        with self._write() as con:
+            version = self._schema_version()
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    con.execute(statement)
+            if self.fts:
+                state = self._fts_state()
+                if state != "ok":
+                    if state == "old":
+                        logger.info("%s: rebuilding the full-text index (CJK search)", self.path)
+                    self._rebuild_fts(drop=state != "missing")
+            if version != SCHEMA_VERSION:
+                con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _rebuild_fts(self, *, drop: bool) -> None:
+        """(Re)create the FTS table from the ``events`` table."""
+        con = self._con
+        if drop:
+            con.execute("DROP TABLE events_fts")
+        con.execute(_FTS_SCHEMA)
+        rows = con.execute("SELECT id, label, coalesce(description, '') FROM events").fetchall()
+        con.executemany(
+            "INSERT INTO events_fts(rowid, label, description) VALUES(?, ?, ?)",
+            ((i, fts_text(label), fts_text(desc)) for i, label, desc in rows),
+        )
 
     # -- writing
 
@@ -351,8 +520,17 @@ class EventIndex:
         run_key, content_hash = run_identity(d)
         info = d.get("video") if isinstance(d.get("video"), dict) else {"path": video}
         duration = info.get("duration") if isinstance(info, dict) else None
-        con = self._con
-        with con:
+        events = []
+        for e in d["events"]:
+            try:
+                events.append((
+                    float(e["start"]), float(e["end"]), str(e.get("label") or ""), e.get("description"),
+                    None if e.get("confidence") is None else float(e["confidence"]),
+                    json.dumps(e.get("windows") or []),
+                ))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ConfigError(f"{source or video}: malformed event {e!r}") from exc
+        with self._write() as con:
             row = con.execute("SELECT id, content_hash FROM runs WHERE run_key = ?", (run_key,)).fetchone()
             if row and row[1] == content_hash:
                 n = con.execute("SELECT n_events FROM runs WHERE id = ?", (row[0],)).fetchone()[0]
@@ -380,25 +558,27 @@ class EventIndex:
                 )
                 run_id = int(cur.lastrowid or 0)
                 status = "added"
-            rows = []
-            for e in d["events"]:
-                try:
-                    rows.append((
-                        run_id, video_id, float(e["start"]), float(e["end"]), str(e.get("label") or ""),
-                        e.get("description"),
-                        None if e.get("confidence") is None else float(e["confidence"]),
-                        json.dumps(e.get("windows") or []),
-                    ))
-                except (KeyError, TypeError, ValueError) as exc:
-                    raise ConfigError(f"{source or video}: malformed event {e!r}") from exc
+            rows = [(run_id, video_id, *e) for e in events]
             self._insert_events(rows)
             con.execute("UPDATE runs SET n_events = ? WHERE id = ?", (len(rows), run_id))
         self._dirty = True
         logger.info("indexed %s: %d events (%s)", video, len(rows), status)
         return IndexResult(run_id, status, video, len(rows))
 
+    def add_timeline_file(self, path: str | os.PathLike[str]) -> list[IndexResult]:
+        """Index every timeline of a JSON file: one timeline object, or an array of them (the stdout
+        of ``vidline timeline A B``). The file is read and checked before anything is indexed."""
+        return [self.add_timeline(d, source=path) for d in read_timeline_file(path)]
+
     def add_timelines(self, timelines: Iterable[Any]) -> list[IndexResult]:
-        return [self.add_timeline(t) for t in timelines]
+        """Index several timelines; a path may name a file holding an array of timelines."""
+        out: list[IndexResult] = []
+        for t in timelines:
+            if isinstance(t, (str, os.PathLike)):
+                out += self.add_timeline_file(t)
+            else:
+                out.append(self.add_timeline(t))
+        return out
 
     def _insert_events(self, rows: Sequence[tuple[Any, ...]]) -> None:
         con = self._con
@@ -411,23 +591,19 @@ class EventIndex:
             if self.fts:
                 con.execute(
                     "INSERT INTO events_fts(rowid, label, description) VALUES(?, ?, ?)",
-                    (cur.lastrowid, r[4], r[5] or ""),
+                    (cur.lastrowid, fts_text(r[4]), fts_text(r[5] or "")),
                 )
 
     def _delete_run_events(self, run_id: int) -> None:
         con = self._con
         if self.fts:
-            con.execute(
-                "INSERT INTO events_fts(events_fts, rowid, label, description) "
-                "SELECT 'delete', id, label, coalesce(description, '') FROM events WHERE run_id = ?",
-                (run_id,),
-            )
+            con.execute("DELETE FROM events_fts WHERE rowid IN (SELECT id FROM events WHERE run_id = ?)",
+                        (run_id,))
         con.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
 
     def remove_video(self, path: str) -> int:
         """Forget a video and all its runs; returns the number of events removed."""
-        con = self._con
-        with con:
+        with self._write() as con:
             row = con.execute("SELECT id FROM videos WHERE path = ?", (os.path.normpath(path),)).fetchone()
             if not row:
                 return 0
@@ -463,7 +639,9 @@ class EventIndex:
         limit: int = 50,
     ) -> list[SearchHit]:
         """Events matching ``query`` (all words, prefix-matched and stemmed; falls back to any word when
-        no event has all of them), best first (bm25, label weighted over description).
+        no event has all of them), best first (bm25, label weighted over description). A word in CJK
+        characters matches those characters anywhere in the text (in that order, adjacent); in the
+        fallback, any two-character piece of it does.
 
         ``video_glob`` matches the video's path or file name (``*dock*``, ``cam?.mp4``). ``after`` /
         ``before`` (seconds or ``hh:mm:ss``) keep events overlapping that time range. An empty query
@@ -493,11 +671,13 @@ class EventIndex:
         if not tokens:
             return self._list(where, params, limit)
         if self.fts:
-            hits = self._fts(fts_query(tokens), where, params, limit)
-            if not hits and len(tokens) > 1:
-                hits = self._fts(fts_query(tokens, any_token=True), where, params, limit)
+            # a CJK snippet of 12 tokens would be 12 characters: give it more
+            width = 32 if any(has_cjk(t) for t in tokens) else 12
+            hits = self._fts(fts_query(tokens), where, params, limit, width)
+            if not hits and (len(tokens) > 1 or len(_CJK_RE.findall(tokens[0])) > 2):
+                hits = self._fts(fts_query(tokens, any_token=True), where, params, limit, width)
             return hits
-        return self._like(tokens, where, params, limit)
+        return self._like(_like_tokens(tokens), where, params, limit)
 
     _SELECT = (
         'SELECT v.path, e.start, e."end", e.label, e.description, {snippet}, {score}, e.confidence, '
@@ -510,14 +690,16 @@ class EventIndex:
         except sqlite3.OperationalError as exc:
             raise ConfigError(f"search failed: {exc}") from exc
         return [
-            SearchHit(video=r[0], start=r[1], end=r[2], label=r[3], description=r[4], snippet=r[5] or "",
+            SearchHit(video=r[0], start=r[1], end=r[2], label=r[3], description=r[4],
+                      snippet=(r[5] or "").replace(_ZWSP, ""),
                       score=float(r[6] or 0.0), confidence=r[7], query=r[8], backend=r[9], model=r[10])
             for r in rows
         ]
 
-    def _fts(self, match: str, where: list[str], params: list[Any], limit: int) -> list[SearchHit]:
+    def _fts(self, match: str, where: list[str], params: list[Any], limit: int,
+             width: int = 12) -> list[SearchHit]:
         sql = self._SELECT.format(
-            snippet="snippet(events_fts, -1, '[', ']', '…', 12)",
+            snippet=f"snippet(events_fts, -1, '[', ']', '…', {int(width)})",
             score="-bm25(events_fts, 4.0, 1.0)",
             src="events_fts JOIN events e ON e.id = events_fts.rowid "
             "JOIN videos v ON v.id = e.video_id JOIN runs r ON r.id = e.run_id ",

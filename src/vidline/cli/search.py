@@ -6,6 +6,7 @@ import argparse
 import csv
 import json
 import sys
+import unicodedata
 from collections.abc import Sequence
 
 from vidline.cli.index import add_db_argument
@@ -16,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "search",
         help="search indexed events by text",
         description="Search the local event index: ranked (bm25) matches of all query words in event "
-        "labels and descriptions (stemmed, prefix-matched; any word when no event has all of them).",
+        "labels and descriptions (stemmed, prefix-matched; any word when no event has all of them). "
+        "Chinese/Japanese/Korean words are found anywhere in the text, e.g. 码头 in 叉车进入码头.",
     )
     p.add_argument("query", nargs="?", default="", help='words to find, e.g. "forklift" (empty: list all)')
     add_db_argument(p)
@@ -55,14 +57,26 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def display_width(s: str) -> int:
+    """Terminal columns of ``s``: wide (CJK) and full-width characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in s)
+
+
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]], max_width: int = 60) -> str:
     def clip(s: str) -> str:
         s = " ".join(str(s).split())
-        return s if len(s) <= max_width else s[: max_width - 1] + "…"
+        if display_width(s) <= max_width:
+            return s
+        while display_width(s) > max_width - 1:
+            s = s[:-1]
+        return s + "…"
+
+    def pad(s: str, width: int) -> str:
+        return s + " " * (width - display_width(s))
 
     cells = [[clip(c) for c in r] for r in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    widths = [max([display_width(h)] + [display_width(r[i]) for r in cells]) for i, h in enumerate(header)]
+    lines = ["  ".join(pad(h, w) for h, w in zip(header, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    lines += ["  ".join(pad(c, w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     return "\n".join(lines)
