@@ -449,3 +449,133 @@ def test_analyze_refuses_an_unknown_mode(cfr_video: Path) -> None:
 def test_settings_objects_refuse_bad_numbers(make: Any) -> None:
     with pytest.raises(ConfigError):
         make()
+
+
+# ------------------------------------------------------------- DashScope lists shorter than 4 frames
+# DashScope takes 4-512 frames per list: 1-3 sampled frames must still come back at their real times
+# (each frame is repeated on a finer grid, never the last one past the clip).
+
+SHORT = [Marker("green circle", 0.0, 0.5), Marker("blue triangle", 0.5, 1.0), Marker("red square", 1.0, 1.5)]
+TIGHT = 0.05  # the frames are exactly where the markers change: no sampling slack
+
+
+def _short_events(backend: Backend, n: int, origin: float = 100.0) -> tuple[list[Event], Window]:
+    """``n`` frames 0.5 s apart (frame i shows SHORT[i]) from a window at ``origin``, through the timeline path."""
+    window = Window(3, origin, origin + 0.5 * n)
+    frames = [Frame(t=origin + 0.5 * i, image=render_frame(0.5 * i, 160, 120, SHORT)) for i in range(n)]
+    analyzer = WindowAnalyzer(backend, None)
+    req = analyzer._request(window, VideoPart(frames, 2.0, origin))
+    resp = backend.chat(req)
+    return analyzer.to_events(resp.text, window, resp.time_scale), window
+
+
+def _assert_markers(events: list[Event], markers: list[Marker], offset: float, tol: float = TIGHT) -> None:
+    assert sorted(e.label for e in events) == sorted(m.label for m in markers), events
+    for m in markers:
+        (e,) = [e for e in events if e.label == m.label]
+        assert abs(e.start - (offset + m.start)) <= tol and abs(e.end - (offset + m.end)) <= tol, (m, e)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+@pytest.mark.parametrize("which", ["dashscope", "dashscope-compat", "dashscope-video"])
+def test_dashscope_lists_of_1_to_3_frames_keep_real_times(refserver: RefServer, n: int, which: str) -> None:
+    if which == "dashscope-compat":
+        cfg = openai_cfg(refserver, base_url=refserver.compat_base_url, server="auto", mode="frames")
+    else:
+        cfg = dashscope_cfg(refserver, mode="video" if which == "dashscope-video" else "frames")
+    events, window = _short_events(make_backend(cfg), n)
+    _assert_markers(events, SHORT[:n], window.start)
+    rec = [r for r in refserver.requests if r.status == 200][-1]
+    if which == "dashscope":  # each frame twice (4 times for one) at that multiple of the rate
+        assert rec.n_frames == n * -(-4 // n) and rec.fps_used == pytest.approx(2.0 * -(-4 // n))
+
+
+@pytest.mark.parametrize(("duration", "src_fps", "marker"), [
+    (1.0, 10, Marker("red square", 0.5, 1.0)),  # sampled at 0 and 0.5 s
+    (2.0, 1, Marker("red square", 1.0, 2.0)),  # sampled at 0 and 1 s
+])
+@pytest.mark.parametrize("mode", ["frames", "video"])
+def test_dashscope_short_clips(refserver: RefServer, tmp_path: Path, duration: float, src_fps: int,
+                               marker: Marker, mode: str) -> None:
+    path = make_video(tmp_path / "short.mp4", duration=duration, fps=src_fps, size=(160, 120), markers=[marker])
+    backend = make_backend(dashscope_cfg(refserver, mode=mode))
+    window = Window(0, 0.0, duration)
+    events = run_windows(backend, path, [window])
+    _assert_markers(events, [marker], 0.0)
+    assert [r.n_frames for r in refserver.requests if r.status == 200] == [4 if mode == "frames" else 2]
+
+
+def _cut_after(full: Path, dst: Path, last: float) -> None:
+    """``full`` cut to the shortest prefix whose last decodable frame is at ``last`` s (``dst``)."""
+    import io
+
+    import av
+
+    data = full.read_bytes()
+
+    def last_time(n: int) -> float:
+        t = -1.0
+        try:
+            with av.open(io.BytesIO(data[:n])) as c:
+                for f in c.decode(video=0):
+                    t = float(f.time)
+        except av.error.FFmpegError:
+            pass
+        return t
+
+    lo, hi = 0, len(data)  # smallest prefix decoding up to ``last``
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if last_time(mid) >= last - 1e-3:
+            hi = mid
+        else:
+            lo = mid + 1
+    assert abs(last_time(lo) - last) < 1e-3
+    dst.write_bytes(data[:lo])
+
+
+CUT_MARKERS = [Marker("green circle", 0.5, 1.5), Marker("red square", 2.0, 2.5), Marker("blue triangle", 2.5, 3.0),
+               Marker("yellow square", 3.0, 3.5)]
+
+
+@pytest.mark.parametrize("last", [2.5, 3.3])
+@pytest.mark.parametrize("mode", ["frames", "video"])
+def test_dashscope_window_cut_short_by_a_truncated_file(refserver: RefServer, tmp_path: Path, last: float,
+                                                        mode: str) -> None:
+    """The file ends inside the second window: 2 of its 4 planned frames are sent (the sampler skips a
+    window with fewer than 2 and sends an even count; 1 and 3 frames are checked above); the timeline
+    still gives each marker in them at its real time (the window is not clamped to the file's end)."""
+    n = 2
+    from vidline.pipeline import analyze
+
+    # Matroska: the header still claims 8 s, so the window [2, 4) is planned with 4 frames at 2 fps
+    full = make_video(tmp_path / "full.mkv", duration=8.0, fps=10, size=(160, 120), markers=CUT_MARKERS, gop=1)
+    cut = tmp_path / "cut.mkv"
+    _cut_after(full, cut, last)
+    tl = analyze(cut, config=dashscope_cfg(refserver, mode=mode), window=2.0, overlap=0.0, fps=2.0, cache=False,
+                 decoders=1)
+    assert [(w.start, w.end, w.frames, w.status) for w in tl.windows[:2]] == [(0.0, 2.0, 4, "ok"),
+                                                                               (2.0, 4.0, n, "ok")]
+    assert {w.status for w in tl.windows[2:]} == {"failed"}  # after the file's end
+    _assert_markers(tl.events, [m for m in CUT_MARKERS if m.start < 2.0 + 0.5 * n], 0.0)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("which", ["openai", "dashscope"])
+def test_ask_about_a_short_clip_cites_real_times(refserver: RefServer, tmp_path: Path, which: str,
+                                                 stream: bool) -> None:
+    """``ask`` about a 1 s clip (2 frames, padded to 4 for DashScope) cites the marker's real times."""
+    from vidline.understand import ask
+
+    path = make_video(tmp_path / "one.mp4", duration=1.0, fps=10, size=(160, 120),
+                      markers=[Marker("red square", 0.5, 1.0)])
+    cfg = (openai_cfg if which == "openai" else dashscope_cfg)(refserver)
+    if stream:
+        s = ask(path, "when is the red square visible?", config=cfg, cache=False, stream=True)
+        text = "".join(s)
+        answer = s.answer
+        assert answer is not None and answer.text == text
+    else:
+        answer = ask(path, "when is the red square visible?", config=cfg, cache=False)
+    assert answer.path == "single" and "red square" in answer.text
+    assert answer.citations == pytest.approx([0.5, 1.0]), answer.text

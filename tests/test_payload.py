@@ -18,14 +18,17 @@ from vidline.errors import (
     RateLimitError,
     ServerError,
     ServerUnreachableError,
+    StalePayloadError,
 )
 from vidline.models.base import ChatRequest, ImagePart, TextPart, VideoPart
 from vidline.models.config import RetryPolicy
 from vidline.models.payload import (
     EncodeOptions,
+    StreamedFrames,
     build_dashscope,
     build_openai,
     clock_for,
+    encode_video_part,
     estimate_request_tokens,
     estimate_video_part_tokens,
 )
@@ -160,13 +163,93 @@ def test_dashscope_native_shapes_never_use_files() -> None:
         assert "file://" not in dumped and '"/' not in dumped
 
 
-@pytest.mark.parametrize(("n", "sent"), [(2, 4), (600, 512), (8, 8)])
+@pytest.mark.parametrize(("n", "sent"), [(1, 4), (2, 4), (3, 6), (600, 512), (8, 8)])
 def test_dashscope_frame_count_limits(n: int, sent: int) -> None:
     part = _part(n=n, spacing=0.5, size=(28, 28))
     p = build_dashscope(_request(part), "frames", EncodeOptions())
     assert len(p.messages[1]["content"][0]["video"]) == sent
     q = build_openai(_request(part), "dashscope-compat", "frames", EncodeOptions())
     assert len(q.messages[1]["content"][0]["video"]) == sent
+
+
+# DashScope takes 4-512 frames per list: 1-3 frames are each repeated k = ceil(4/n) times at k times
+# the rate (within DashScope's 10 fps), so the server's clock (place m at m / fps told) still maps to
+# the real time each frame holds. (n frames, spacing s) -> (frame at each place, fps told)
+SHORT_LISTS = [
+    (1, 0.5, [0, 0, 0, 0], 8.0),
+    (2, 0.5, [0, 0, 1, 1], 4.0),
+    (3, 0.5, [0, 0, 1, 1, 2, 2], 4.0),
+    (2, 2.0, [0, 0, 1, 1], 1.0),
+    (3, 20.0, [0, 0, 1, 1, 2, 2], 0.1),
+    (1, 0.25, [0, 0, 0, 0], 10.0),  # 16 fps would be needed: held to 10, the list runs 0.15 s past
+    (2, 0.1, [0, 1, 1, 1], 10.0),  # already at 10 fps: the last frame is repeated past the span
+    (3, 1 / 6, [0, 0, 1, 1, 2], 10.0),  # 12 fps would be needed: 5 places at 10 fps cover the span
+]
+SHORT_MARKERS = ["red square", "green circle", "blue triangle"]  # frame i shows marker i only
+
+
+def _short_part(n: int, spacing: float, origin: float = ORIGIN) -> VideoPart:
+    markers = [Marker(label, i * spacing, (i + 1) * spacing) for i, label in enumerate(SHORT_MARKERS)]
+    frames = [Frame(t=origin + i * spacing, image=render_frame(i * spacing, 112, 84, markers)) for i in range(n)]
+    return VideoPart(frames=frames, fps=1.0 / spacing, origin=origin)
+
+
+def _shown(urls: list[str]) -> list[int]:
+    out = []
+    for url in urls:
+        (label,) = detect_markers(np.asarray(Image.open(io.BytesIO(_b64(url))).convert("RGB")))
+        out.append(SHORT_MARKERS.index(label))
+    return out
+
+
+@pytest.mark.parametrize(("n", "spacing", "shown", "told"), SHORT_LISTS)
+def test_dashscope_short_lists_keep_the_real_times(n: int, spacing: float, shown: list[int], told: float) -> None:
+    part = _short_part(n, spacing)
+    p = build_dashscope(_request(part), "frames", EncodeOptions())
+    item = p.messages[1]["content"][0]
+    assert item["fps"] == pytest.approx(told) and _shown(item["video"]) == shown
+    for place, i in enumerate(shown):
+        real = p.time_scale * place / item["fps"]  # the server times place m at m / fps
+        assert i * spacing - 1e-9 <= real  # never before the frame it shows was sampled...
+        assert real < (i + 1) * spacing or i == n - 1  # ...nor after the next one (the list may run on)
+    assert p.time_scale == pytest.approx(1.0)
+    if -(-4 // n) / spacing <= 10:  # ceil(4/n) repeats fit in 10 fps: the list ends with the frames' span
+        assert len(shown) / told == pytest.approx(n * spacing)
+    assert p.visual_tokens + 2 == estimate_video_part_tokens(n, 84, 112, "dashscope", "frames", EncodeOptions(),
+                                                             fps=1.0 / spacing)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_dashscope_compat_short_lists_keep_the_real_times(n: int) -> None:
+    part = _short_part(n, 2.0)
+    p = build_openai(_request(part), "dashscope-compat", "frames", EncodeOptions())
+    urls = p.messages[1]["content"][0]["video"]
+    k = -(-4 // n)
+    assert _shown(urls) == [i for i in range(n) for _ in range(k)]
+    # the server reads places 0.5 s apart; each frame holds 2 s, split over its k places
+    assert p.time_scale * 0.5 == pytest.approx(2.0 / k)
+
+
+@pytest.mark.parametrize(("n", "spacing"), [(n, s) for n, s, _shown, _told in SHORT_LISTS])
+@pytest.mark.parametrize("burn", [False, True])
+def test_streamed_short_list_is_the_built_list(n: int, spacing: float, burn: bool) -> None:
+    part = _short_part(n, spacing)
+    opts = EncodeOptions(burn_timestamps=burn)
+    stream = StreamedFrames(1.0 / spacing, ORIGIN, "dashscope", opts, n)
+    for f in part.frames:
+        stream.add(f)
+    streamed = stream.finish()
+    built = encode_video_part(part, "dashscope", "frames", opts)
+    assert streamed is not None and streamed.data == built.data
+    assert streamed.clock == built.clock and streamed.clock.time_scale == pytest.approx(1.0)
+
+
+def test_streamed_list_short_of_its_planned_frames_is_refused() -> None:
+    stream = StreamedFrames(2.0, ORIGIN, "dashscope", EncodeOptions(), 6)  # the file ends after 2 frames
+    for f in _short_part(2, 0.5).frames:
+        stream.add(f)
+    with pytest.raises(StalePayloadError, match="2 of the window's 6 frames"):
+        stream.finish()
 
 
 def test_data_uri_limit_lowers_quality_instead_of_failing() -> None:

@@ -125,6 +125,45 @@ def test_parse_chapters_json(text: str) -> None:
     assert [(s, t) for s, _e, t in parse_chapters(text)] == [(1.0, "A"), (5.0, "B")]
 
 
+# titles from a JSON answer are cleaned like titles of ``00:00 Title`` lines: one line, no markdown
+JSON_TITLES = [
+    ("Intro\n\nWelcome", "Intro Welcome"),
+    ("**Q&A**", "Q&A"),
+    ("  `code`  review\t", "code review"),
+    ("\"Quoted title.\"", "Quoted title"),
+    ("__Red__ square\r\nappears.", "Red square appears"),
+    ("Wrap-up;", "Wrap-up"),
+    ("plain", "plain"),
+]
+
+
+@pytest.mark.parametrize(("raw", "clean"), JSON_TITLES)
+def test_parse_chapters_json_titles_are_cleaned(raw: str, clean: str) -> None:
+    text = json.dumps({"chapters": [{"start": "00:00", "title": raw}, {"start": 70, "title": "End"}]})
+    assert parse_chapters(text) == [(0.0, None, clean), (70.0, None, "End")]
+    line = f"00:00 {raw}" if "\n" not in raw and "\r" not in raw else None  # the same title on a line
+    if line is not None:
+        assert parse_chapters(line) == [(0.0, None, clean)]
+
+
+@pytest.mark.parametrize("fmt", ["youtube", "vtt"])
+def test_chapter_titles_with_newlines_stay_one_line(fmt: str) -> None:
+    # QA D7: a newline in a JSON title broke the VTT cue and left a YouTube line without a time
+    answer = json.dumps([{"start": "00:00", "title": "Intro\n\nWelcome"}, {"start": "01:10", "title": "**Q&A**"}])
+    out = format_chapters(normalize_chapters(parse_chapters(answer), 300), fmt)
+    if fmt == "youtube":
+        assert out.splitlines() == ["00:00 Intro Welcome", "01:10 Q&A"]
+    else:
+        cues = [b.splitlines() for b in out.strip().split("\n\n")[1:]]
+        assert cues == [["Chapter 1", "00:00:00.000 --> 00:01:10.000", "Intro Welcome"],
+                        ["Chapter 2", "00:01:10.000 --> 00:05:00.000", "Q&A"]]
+    # a Chapter built by hand is written on one line too
+    from vidline.understand.chapters import Chapter
+
+    raw = format_chapters([Chapter(0.0, 10.0, "a\nb"), Chapter(10.0, 20.0, "c")], fmt)
+    assert "a b" in raw and "a\n" not in raw
+
+
 def test_normalize_chapters_youtube_rules() -> None:
     raw = [(12.0, None, "Red"), (3.0, None, "Intro"), (14.0, None, "too short"), (40.0, None, "Green"),
            (41.0, None, "Green"), (95.0, None, "tail too short")]

@@ -49,7 +49,8 @@ from vidline.types import Frame
 Flavour = Literal["dashscope", "dashscope-compat", "vllm", "generic"]
 _T = TypeVar("_T")
 
-PAYLOAD_VERSION = 2  # bump when the bytes sent for the same frames change (cache key part; 2: x264 superfast)
+PAYLOAD_VERSION = 3  # bump when the bytes sent for the same frames change (cache key part; 2: x264 superfast;
+#                     3: DashScope lists of 1-3 frames repeat each frame at a multiple of the rate)
 
 DASHSCOPE_MIN_FRAMES = 4
 DASHSCOPE_MAX_FRAMES = 512
@@ -203,25 +204,71 @@ def _clamp_fps(fps: float) -> float:
 # frames helpers
 
 
-def limit_frames(frames: Sequence[_T], flavour: Flavour, mode: PayloadMode, *,
-                 media_io_fps: bool = True) -> list[_T]:
-    """Respect DashScope's 4-512 frames per list (subsample evenly above, repeat the last below) and
-    vLLM's 32-frame cut of a jpeg list when ``num_frames`` cannot be sent per request. ``frames`` can
-    be indices (``range(n)``): the frames a list of ``n`` keeps, in the order sent."""
-    out = list(frames)
-    if flavour == "vllm" and mode == "frames" and not media_io_fps and len(out) > VLLM_JPEG_LIST_MAX_FRAMES:
-        idx = np.linspace(0, len(out) - 1, VLLM_JPEG_LIST_MAX_FRAMES).round().astype(int)
+@dataclass(frozen=True)
+class FrameLayout:
+    """The list a server gets for ``n`` frames handed in, within its frame-count limits.
+
+    ``index[place]`` is the frame shown at each place of the list; ``fps`` is the list's rate in real
+    time (what the server clock is built from); ``hold[place]`` is how long after its frame's own
+    time that place stands for. A frame repeated to reach DashScope's 4-frame minimum *holds* its
+    picture until the next frame: each of ``n < 4`` frames is shown ``k = ceil(4 / n)`` times at
+    ``k`` times the rate, so the server, which times place ``m`` at ``m / (k * fps)``, still sees
+    every frame at its real time (and a 1-3 frame list never runs past the frames' own span)."""
+
+    index: tuple[int, ...]
+    fps: float
+    hold: tuple[float, ...]
+
+    @property
+    def whole(self) -> bool:
+        """Every frame handed in, once each, in order (no limit applied)."""
+        return self.index == tuple(range(len(self.index)))
+
+
+def frame_layout(n: int, fps: float, flavour: Flavour, mode: PayloadMode, *,
+                 media_io_fps: bool = True) -> FrameLayout:
+    """Respect DashScope's 4-512 frames per list (subsample evenly above, repeat each frame below: see
+    ``FrameLayout``) and vLLM's 32-frame cut of a jpeg list when ``num_frames`` cannot be sent per
+    request, for ``n`` frames sampled at ``fps``."""
+    index = list(range(n))
+    cap: int | None = None
+    if flavour == "vllm" and mode == "frames" and not media_io_fps and n > VLLM_JPEG_LIST_MAX_FRAMES:
         logger.warning("vLLM keeps only %d frames of a jpeg list without per-request media_io_kwargs: "
                        "sending %d of %d frames (use video mode, or start vLLM with "
-                       "--trust-request-mm-kwargs)", VLLM_JPEG_LIST_MAX_FRAMES, VLLM_JPEG_LIST_MAX_FRAMES, len(out))
-        out = [out[i] for i in idx]
-    if flavour in ("dashscope", "dashscope-compat") and mode == "frames" and out:
-        if len(out) > DASHSCOPE_MAX_FRAMES:
-            idx = np.linspace(0, len(out) - 1, DASHSCOPE_MAX_FRAMES).round().astype(int)
-            out = [out[i] for i in idx]
-        while len(out) < DASHSCOPE_MIN_FRAMES:
-            out.append(out[-1])
-    return out
+                       "--trust-request-mm-kwargs)", VLLM_JPEG_LIST_MAX_FRAMES, VLLM_JPEG_LIST_MAX_FRAMES, n)
+        cap = VLLM_JPEG_LIST_MAX_FRAMES
+    if flavour in ("dashscope", "dashscope-compat") and mode == "frames":
+        if n > DASHSCOPE_MAX_FRAMES:
+            cap = DASHSCOPE_MAX_FRAMES
+        elif 0 < n < DASHSCOPE_MIN_FRAMES:
+            return _padded_layout(n, fps, DASHSCOPE_FPS_RANGE[1] if flavour == "dashscope" else None)
+    if cap is not None:
+        index = [int(i) for i in np.linspace(0, n - 1, cap).round().astype(int)]
+        fps = fps * (cap - 1) / max(1, n - 1)  # evenly subsampled: the list's own rate
+    return FrameLayout(tuple(index), fps, (0.0,) * len(index))
+
+
+def _padded_layout(n: int, fps: float, max_fps: float | None) -> FrameLayout:
+    """``n`` (1-3) frames at ``fps`` laid out as a list of at least 4 on a finer grid: place ``m`` shows
+    the latest frame sampled by ``m / rate``. ``rate`` is ``k * fps`` with ``k = ceil(4 / n)`` (each
+    frame ``k`` times), held to the server's ``max_fps``; only then may the last places lie past the
+    frames' span (by less than 4 / ``max_fps`` s; the answer is clamped to the window)."""
+    fps = fps if fps > 0 else 1.0
+    k = math.ceil(DASHSCOPE_MIN_FRAMES / n)
+    rate = k * fps
+    if max_fps is not None:
+        rate = max(fps, min(max_fps, rate))
+    count = max(DASHSCOPE_MIN_FRAMES, math.ceil(n * rate / fps - 1e-9))
+    index = tuple(min(n - 1, int(m * fps / rate + 1e-9)) for m in range(count))
+    hold = tuple(m / rate - i / fps for m, i in enumerate(index))
+    return FrameLayout(index, rate, hold)
+
+
+def limit_frames(frames: Sequence[_T], flavour: Flavour, mode: PayloadMode, *, fps: float = 1.0,
+                 media_io_fps: bool = True) -> list[_T]:
+    """The frames of ``frame_layout`` (in the order sent; ``frames`` can be indices)."""
+    layout = frame_layout(len(frames), fps, flavour, mode, media_io_fps=media_io_fps)
+    return [frames[i] for i in layout.index]
 
 
 def _prepare_frames(frames: Sequence[Frame], model_times: Sequence[float], opts: EncodeOptions) -> list[Frame]:
@@ -349,21 +396,21 @@ class StreamedFrames:
         self._flavour = flavour
         self._per_item = limit_per_item(flavour, "frames")
         self._planned = n_planned
-        sent = self._layout(n_planned)
-        self._limited = sent != list(range(n_planned))
-        if 1 < len(sent) < n_planned:  # evenly subsampled: the list's own rate
-            fps = fps * (len(sent) - 1) / max(1, n_planned - 1)
-        self.rule = clock_rule(fps, flavour, "frames", media_io_fps=opts.media_io_fps)
+        self._fps = fps
+        layout = self._layout(n_planned)
+        self._limited = not layout.whole
+        self._hold = layout.hold
+        self.rule = clock_rule(layout.fps, flavour, "frames", media_io_fps=opts.media_io_fps)
         self._places: dict[int, list[int]] = {}  # frame handed in -> its places in the list sent
-        for place, i in enumerate(sent):
+        for place, i in enumerate(layout.index):
             self._places.setdefault(i, []).append(place)
         self._data: dict[int, bytes] = {}
         self._real: dict[int, float] = {}
         self._size: tuple[int, int] | None = None
         self.n_frames = 0  # frames handed in
 
-    def _layout(self, n: int) -> list[int]:
-        return limit_frames(range(n), self._flavour, "frames", media_io_fps=self.opts.media_io_fps)
+    def _layout(self, n: int) -> FrameLayout:
+        return frame_layout(n, self._fps, self._flavour, "frames", media_io_fps=self.opts.media_io_fps)
 
     def add(self, frame: Frame) -> None:
         i, real = self.n_frames, frame.t - self.origin
@@ -371,7 +418,7 @@ class StreamedFrames:
         for place in self._places.get(i, ()) if self._limited else (i,):
             shown = _shown_frame(frame, self.rule.model_time(place, real), self.opts)
             self._data[place] = encode_jpeg(shown.rgb(), self.opts.jpeg_quality)
-            self._real[place] = real
+            self._real[place] = real + (self._hold[place] if self._limited else 0.0)
             self._size = shown.size
 
     def finish(self) -> EncodedVideo | None:
@@ -379,10 +426,9 @@ class StreamedFrames:
         from the frames, which lowers the quality step by step). StalePayloadError when a limit
         applies and the frames handed in are not the ``n_planned`` the list was laid out for (the
         file ended inside the window)."""
-        if self._limited:  # laid out for the planned count
-            whole = self.n_frames == self._planned
-        else:  # each frame in its own place: right as long as no limit applies to the count that came
-            whole = self._layout(self.n_frames) == list(range(self.n_frames))
+        # laid out for the planned count; else each frame in its own place: right as long as no limit
+        # applies to the count that came
+        whole = self.n_frames == self._planned if self._limited else self._layout(self.n_frames).whole
         if self._size is None or not whole:
             raise StalePayloadError(f"{self.n_frames} of the window's {self._planned} frames arrived")
         n = len(self._data)
@@ -405,13 +451,10 @@ def encode_video_part(part: VideoPart, flavour: Flavour, mode: PayloadMode, opts
             return part.encoded
         if not part.frames:
             raise StalePayloadError("the streamed clip was encoded for other settings and its frames are gone")
-    frames = limit_frames(part.frames, flavour, mode, media_io_fps=opts.media_io_fps)
-    if 1 < len(frames) < len(part.frames):
-        fps = part.fps * (len(frames) - 1) / max(1, len(part.frames) - 1)
-    else:
-        fps = part.fps
-    part = VideoPart(frames=frames, fps=fps, origin=part.origin)
-    clock = clock_for(part, flavour, mode, media_io_fps=opts.media_io_fps)
+    layout = frame_layout(len(part.frames), clip_fps(part), flavour, mode, media_io_fps=opts.media_io_fps)
+    frames = [part.frames[i] for i in layout.index]
+    real = tuple(part.frames[i].t - part.origin + hold for i, hold in zip(layout.index, layout.hold, strict=True))
+    clock = clock_rule(layout.fps, flavour, mode, media_io_fps=opts.media_io_fps).clock(real)
     crf, quality, scale = opts.crf, opts.jpeg_quality, opts.scale
     for _ in range(12):
         o = EncodeOptions(jpeg_quality=quality, crf=crf, scale=scale, burn_timestamps=opts.burn_timestamps)
@@ -494,16 +537,18 @@ def estimate_part_tokens(part: TextPart | ImagePart | VideoPart, flavour: Flavou
     if not part.frames:
         return 0
     w, h = part.frames[0].size
-    return estimate_video_part_tokens(len(part.frames), h, w, flavour, mode, opts)
+    return estimate_video_part_tokens(len(part.frames), h, w, flavour, mode, opts, fps=clip_fps(part))
 
 
 def estimate_video_part_tokens(n: int, height: int, width: int, flavour: Flavour, mode: PayloadMode,
-                               opts: EncodeOptions) -> int:
-    """Tokens of ``n`` frames of ``height x width`` sent as ``mode`` to ``flavour`` (no encoding)."""
+                               opts: EncodeOptions, *, fps: float | None = None) -> int:
+    """Tokens of ``n`` frames of ``height x width``, sampled at ``fps``, sent as ``mode`` to ``flavour``
+    (no encoding). ``fps`` only matters for 1-3 frames sent as a DashScope list faster than 2.5 fps
+    (the padded list is then shorter than ``ceil(4 / n) * n``)."""
     if n <= 0:
         return 0
     if flavour in ("dashscope", "dashscope-compat") and mode == "frames":
-        n = min(max(n, DASHSCOPE_MIN_FRAMES), DASHSCOPE_MAX_FRAMES)
+        n = len(frame_layout(n, fps or 1.0, flavour, mode).index)
     if flavour == "vllm" and mode == "frames" and not opts.media_io_fps:
         n = min(n, VLLM_JPEG_LIST_MAX_FRAMES)
     h, w = height, width

@@ -53,14 +53,13 @@ def backend_mode(backend: Backend) -> PayloadMode:
 
 
 def shrink_frames(frames: list[Frame]) -> list[Frame]:
-    """Every other frame, keeping an even count of at least 4 when there are that many."""
+    """Every other frame (an even count when more than 4 are kept); 4 frames or fewer are kept as
+    they are. Never a repeated frame: the payload pads a short list itself, on the server's clock."""
     if len(frames) <= 4:
         return list(frames)
     kept = frames[::2]
     if len(kept) % 2 and len(kept) > 4:
         kept = kept[:-1]
-    while len(kept) < 4:
-        kept.append(frames[-1])
     return kept
 
 
@@ -105,7 +104,7 @@ class WindowAnalyzer:
         flavour = backend_flavour(self.backend)
         mode = backend_mode(self.backend)
         n, h, w = wf_plan.n_frames, wf_plan.height, wf_plan.width
-        tokens = estimate_video_part_tokens(n, h, w, flavour, mode, EncodeOptions())
+        tokens = estimate_video_part_tokens(n, h, w, flavour, mode, EncodeOptions(), fps=float(wf_plan.fps))
         tokens += estimate_text_tokens(self.prompt(wf_plan.end - wf_plan.start))
         if self.system:
             tokens += estimate_text_tokens(self.system)
@@ -182,7 +181,7 @@ class WindowAnalyzer:
             assert isinstance(video, VideoPart)
             logger.warning("window at %.1f s: %s; retrying once with a smaller payload", video.origin, exc)
             frames = shrink_frames(video.frames)
-            fps = video.fps * (len(frames) / max(1, len(video.frames)))
+            fps = video.fps / 2 if len(frames) < len(video.frames) else video.fps  # every other frame
             smaller = ChatRequest(
                 parts=[VideoPart(frames=frames, fps=fps, origin=video.origin), *request.parts[1:]],
                 system=request.system, max_tokens=request.max_tokens, json_mode=request.json_mode,

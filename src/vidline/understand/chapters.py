@@ -87,15 +87,23 @@ def _from_json(text: str) -> list[tuple[float, float | None, str]] | None:
                 e = _to_seconds(item["timestamp"][1])
             title = next((str(item[k]) for k in _TITLE_KEYS if item.get(k)), "")
             if s is not None:
-                out.append((s, e, title.strip()))
+                out.append((s, e, _clean_title(title)))
         if out:
             return out
     return None
 
 
 def _clean_title(title: str) -> str:
-    title = re.sub(r"\*\*|__|`", "", title).strip()
+    """One line of plain text: markdown emphasis and code marks, quotes and trailing punctuation
+    removed, any run of whitespace (newlines included) made one space."""
+    title = re.sub(r"\*\*|__|`", "", title)
+    title = re.sub(r"\s+", " ", title).strip()
     return title.strip(" \"'“”").rstrip(" .;,").strip()
+
+
+def _one_line(title: str) -> str:
+    """A title as one line (a newline would end a WebVTT cue, or leave a YouTube line without a time)."""
+    return re.sub(r"\s+", " ", title).strip()
 
 
 def parse_chapters(text: str) -> list[tuple[float, float | None, str]]:
@@ -166,7 +174,7 @@ def to_youtube(chapters: Sequence[Chapter]) -> str:
         stamp = format_clock(int(c.start), hours=None)
         if hours and ":" in stamp and stamp.count(":") == 1:
             stamp = "0:" + stamp
-        lines.append(f"{stamp} {c.title}")
+        lines.append(f"{stamp} {_one_line(c.title)}")
     return "\n".join(lines) + "\n"
 
 
@@ -178,7 +186,7 @@ def to_vtt(chapters: Sequence[Chapter]) -> str:
     """A WebVTT chapters track (``<track kind="chapters">``)."""
     parts = ["WEBVTT", ""]
     for i, c in enumerate(chapters, 1):
-        title = c.title.replace("-->", "->")
+        title = _one_line(c.title).replace("-->", "->")
         parts += [f"Chapter {i}", f"{_vtt_time(c.start)} --> {_vtt_time(c.end)}", title, ""]
     return "\n".join(parts)
 
