@@ -462,6 +462,7 @@ class _Run:
         from vidline.cache import CachedAnswer, cache_key, video_fingerprint
         from vidline.media.sampler import sample_windows
         from vidline.models.base import ChatRequest, TextPart, VideoPart, keyed_model
+        from vidline.models.payload import PAYLOAD_VERSION
         from vidline.models.prompts import PROMPT_VERSION, caption_prompt
 
         assert item.info is not None and ip.budget is not None
@@ -469,7 +470,8 @@ class _Run:
         results: dict[int, Caption] = {}
         prompts = {w.index: caption_prompt(duration=w.duration) for w in ip.windows}
         identity = {**cfg.identity(), "model": keyed_model(backend, cfg.model), "task": "caption",
-                    "task_version": CAPTION_TASK_VERSION, "prompt_version": PROMPT_VERSION}
+                    "task_version": CAPTION_TASK_VERSION, "prompt_version": PROMPT_VERSION,
+                    "payload_version": PAYLOAD_VERSION}
         keys: dict[int, str] = {}
         if cache is not None:
             fp = video_fingerprint(path, item.info.duration)
