@@ -175,19 +175,15 @@ def timeline_to_dict(timeline: Any) -> dict[str, Any]:
     if isinstance(timeline, dict):
         d = timeline
     elif isinstance(timeline, (str, os.PathLike)):
-        try:
-            d = json.loads(Path(timeline).read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise ConfigError(f"{timeline}: no such timeline file") from exc
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{timeline}: not a timeline JSON file ({exc})") from exc
+        items = read_timeline_file(timeline)
+        if len(items) != 1:
+            raise ConfigError(f"{timeline}: holds a JSON array of {len(items)} timelines: index it with "
+                              "EventIndex.add_timeline_file() (or `vidline index`)")
+        d = items[0]
     elif hasattr(timeline, "to_dict"):
         d = timeline.to_dict()
     else:
         raise ConfigError(f"cannot index a {type(timeline).__name__}: expected a Timeline or its JSON dict")
-    if isinstance(d, list) and isinstance(timeline, (str, os.PathLike)):
-        raise ConfigError(f"{timeline}: holds a JSON array of {len(d)} timelines: index it with "
-                          "EventIndex.add_timeline_file() (or `vidline index`)")
     if not isinstance(d, dict) or not isinstance(d.get("events"), list):
         raise ConfigError("not a timeline: expected a JSON object with an 'events' list")
     return d
