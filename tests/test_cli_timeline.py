@@ -447,3 +447,45 @@ def test_windows_fit_the_servers_context(capsys: pytest.CaptureFixture[str], tmp
     code, out, err = _run(capsys, str(video), *args, "--quiet")
     assert code == 0 and {w["status"] for w in json.loads(out)["windows"]} == {"cached"}, err
     assert not [r for r in refserver.requests if r.api != "models"]
+
+
+def test_a_server_without_a_model_list_is_not_waited_for(capsys: pytest.CaptureFixture[str], clip: Path) -> None:
+    """--server vllm asks GET /v1/models only for the context length (nice to know): a server that
+    answers it 501 is asked once, not retried with backoff before the first window (that cost ~8 s)."""
+    import http.server
+    import threading
+
+    gets: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            gets.append(self.path)
+            self.send_error(501)
+
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            body = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                               "choices": [{"index": 0, "finish_reason": "stop",
+                                            "message": {"role": "assistant", "content": "[]"}}],
+                               "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        t0 = time.monotonic()
+        code, out, err = _run(capsys, str(clip), "--base-url", f"http://127.0.0.1:{server.server_address[1]}/v1",
+                              "--api-key", "k", "--model", "m", "--server", "vllm", "--window", "20",
+                              "--quiet", "--no-cache")
+        elapsed = time.monotonic() - t0
+    finally:
+        server.shutdown()
+    assert code == 0 and json.loads(out)["events"] == [], err
+    assert len(gets) == 1 and elapsed < 4.0, (gets, elapsed)

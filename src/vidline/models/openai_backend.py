@@ -110,17 +110,19 @@ class OpenAIBackend(Backend):
             return exc
         return ServerError(redact(f"{where}: unexpected {type(exc).__name__}: {exc}", *self._secrets()))
 
-    def _call(self, fn: Any, what: str) -> Any:
+    def _call(self, fn: Any, what: str, *, retry: bool = True) -> Any:
         def once() -> Any:
             try:
                 return fn()
             except (openai.OpenAIError, BackendError) as exc:
                 raise self._translate(exc) from exc
-        return call_with_retries(once, self.config.retry, what=what)
+        return call_with_retries(once, self.config.retry, what=what) if retry else once()
 
-    def _list_raw(self) -> list[Any]:
+    def _list_raw(self, *, retry: bool = True) -> list[Any]:
+        """``GET /v1/models`` (asked once, then kept); ``retry=False``: one attempt, for what is only
+        nice to know (a server that fails it is not waited for)."""
         if self._models_cache is None:
-            page = self._call(lambda: self._client.models.list(), "GET /models")
+            page = self._call(lambda: self._client.models.list(), "GET /models", retry=retry)
             self._models_cache = list(page.data if hasattr(page, "data") else page)
         return self._models_cache
 
@@ -134,7 +136,7 @@ class OpenAIBackend(Backend):
         if self._flavour not in (None, "vllm") or (self._flavour is None and self._models_cache is None):
             return None
         try:
-            entries = self._list_raw()
+            entries = self._list_raw(retry=False)  # nice to know: a server that fails it is not waited for
         except BackendError as exc:
             logger.debug("no model list for the context length: %s", exc)
             return None
