@@ -489,3 +489,16 @@ def test_a_server_without_a_model_list_is_not_waited_for(capsys: pytest.CaptureF
         server.shutdown()
     assert code == 0 and json.loads(out)["events"] == [], err
     assert len(gets) == 1 and elapsed < 4.0, (gets, elapsed)
+
+
+def test_estimates_follow_a_vllm_fallback(capsys: pytest.CaptureFixture[str], clip: Path, refserver: Any) -> None:
+    """vLLM without --trust-request-mm-kwargs cuts a JPEG list to 32 frames: after the fallback each
+    window's record estimates what was sent (it kept the 40-frame plan's, ~25 % too high)."""
+    refserver.configure(trust_mm_kwargs=False)
+    code, out, err = _run(capsys, str(clip), *_model_args(refserver), "--server", "vllm", "--mode", "frames",
+                          "--window", "20", "--overlap", "0", "--fps", "2", "--quiet", "--no-cache",
+                          "--concurrency", "1")
+    assert code == 0, err
+    for w in json.loads(out)["windows"]:
+        used = w["usage"]["prompt_tokens"]
+        assert abs(w["estimated_tokens"] - used) <= 0.05 * used, (w["estimated_tokens"], used)

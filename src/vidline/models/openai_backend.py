@@ -129,6 +129,12 @@ class OpenAIBackend(Backend):
     def list_models(self) -> list[str]:
         return [str(m.id) for m in self._list_raw()]
 
+    @property
+    def sends_media_io_fps(self) -> bool:
+        """Whether requests still carry vLLM's per-request fps (False once the server refused it: its
+        defaults then apply, e.g. a 32-frame cut of JPEG lists, which the estimates follow)."""
+        return self._media_io_ok
+
     def context_length(self) -> int | None:
         """``max_model_len`` of the configured (or the only) model in ``GET /v1/models``: vLLM says it
         (one GET when the flavour was given, not detected); other servers do not, so they are not

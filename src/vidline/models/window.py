@@ -104,7 +104,8 @@ class WindowAnalyzer:
         flavour = backend_flavour(self.backend)
         mode = backend_mode(self.backend)
         n, h, w = wf_plan.n_frames, wf_plan.height, wf_plan.width
-        tokens = estimate_video_part_tokens(n, h, w, flavour, mode, EncodeOptions(), fps=float(wf_plan.fps))
+        opts = EncodeOptions(media_io_fps=bool(getattr(self.backend, "sends_media_io_fps", True)))
+        tokens = estimate_video_part_tokens(n, h, w, flavour, mode, opts, fps=float(wf_plan.fps))
         tokens += estimate_text_tokens(self.prompt(wf_plan.end - wf_plan.start))
         if self.system:
             tokens += estimate_text_tokens(self.system)
