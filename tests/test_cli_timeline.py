@@ -495,10 +495,18 @@ def test_estimates_follow_a_vllm_fallback(capsys: pytest.CaptureFixture[str], cl
     """vLLM without --trust-request-mm-kwargs cuts a JPEG list to 32 frames: after the fallback each
     window's record estimates what was sent (it kept the 40-frame plan's, ~25 % too high)."""
     refserver.configure(trust_mm_kwargs=False)
-    code, out, err = _run(capsys, str(clip), *_model_args(refserver), "--server", "vllm", "--mode", "frames",
-                          "--window", "20", "--overlap", "0", "--fps", "2", "--quiet", "--no-cache",
-                          "--concurrency", "1")
+    args = [*_model_args(refserver), "--server", "vllm", "--mode", "frames", "--window", "20", "--overlap", "0",
+            "--fps", "2", "--quiet", "--no-cache", "--concurrency", "1"]
+    code, out, err = _run(capsys, str(clip), *args)
     assert code == 0, err
     for w in json.loads(out)["windows"]:
+        used = w["usage"]["prompt_tokens"]
+        assert abs(w["estimated_tokens"] - used) <= 0.05 * used, (w["estimated_tokens"], used)
+    # the same for windows whose answer cannot be parsed (the real vLLM's gibberish)
+    refserver.configure(styles=["gibberish"])
+    code, out, err = _run(capsys, str(clip), *args)
+    windows = json.loads(out)["windows"]
+    assert {w["status"] for w in windows} == {"failed"}, err
+    for w in windows:
         used = w["usage"]["prompt_tokens"]
         assert abs(w["estimated_tokens"] - used) <= 0.05 * used, (w["estimated_tokens"], used)

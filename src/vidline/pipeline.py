@@ -657,7 +657,8 @@ class ModelRun:
         # a payload shrunk after a too-large answer: the record says what was really sent
         n_frames = getattr(sent, "frames", None) or n_frames
         # ... and after a server fallback (vLLM refusing per-request fps), what its defaults made of it
-        estimated = getattr(sent, "estimated_tokens", None) or self._estimate_now(job)
+        job.estimated_tokens = int(getattr(sent, "estimated_tokens", None) or self._estimate_now(job))
+        estimated = job.estimated_tokens  # for the failed record of an unparseable answer too
         self._answered = True
         try:
             events = self._events(text, job.window, time_scale)
@@ -675,11 +676,10 @@ class ModelRun:
         tokens = (usage.prompt_tokens + usage.completion_tokens) if usage else 0
         self.progress.advance(tokens=tokens)
 
-    def _estimate_now(self, job: WindowJob) -> int | None:
+    def _estimate_now(self, job: WindowJob) -> int:
         """The window's estimate as the backend now sends it (it may have fallen back since planning)."""
         estimate = getattr(self.analyzer, "estimate", None)
-        return int(estimate(job.plan)[0]) if callable(estimate) and job.estimated_tokens is not None \
-            else job.estimated_tokens
+        return int(estimate(job.plan)[0]) if callable(estimate) else job.estimated_tokens
 
     def _guarded(self, job: WindowJob, n_frames: int, step: Callable[[], _T]) -> _T | None:
         """``step()``, or None after recording the window as failed. A wrong key, a server never

@@ -14,6 +14,8 @@ from vidline.parse import RawEvent, format_timestamp
 from vidline.synth import MARKER_STYLES
 
 STYLES: tuple[str, ...] = ("json_fenced", "json_events", "qwen_prose", "mmss_lines", "srt")
+# chosen only when asked for (configure(styles=["gibberish"])): what a random-weight model writes
+EXTRA_STYLES: tuple[str, ...] = ("gibberish",)
 """Timeline answer styles, used in rotation:
 
 - ``json_fenced``: ```json fenced list of {"start_time": "mm:ss.ff", "end_time", "description"} (Qwen cookbook)
@@ -134,6 +136,8 @@ def timeline_answer(intervals: Sequence[Interval], style: str, *, query_named: b
     """(answer text, style actually used)."""
     if style == "qwen_prose" and not (query_named and len(intervals) == 1):
         style = "mmss_lines"
+    if style == "gibberish":
+        return '{"{" lorem', style
     if style == "json_fenced":
         if not intervals:
             return "```json\n[]\n```", style

@@ -201,7 +201,7 @@ class RefServer:
             return answers.STYLES
         if isinstance(styles, str):
             styles = [styles]
-        bad = [s for s in styles if s not in answers.STYLES]
+        bad = [s for s in styles if s not in answers.STYLES + answers.EXTRA_STYLES]
         if bad or not styles:
             raise ValueError(f"unknown answer styles {bad}; choose from {answers.STYLES}")
         return tuple(styles)
