@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from vidline.cli import EXIT_PARTIAL
 from vidline.cli.common import add_model_arguments, config_from_args, finite_float, fps_arg
 from vidline.cli.runtime import settle_imports
-from vidline.errors import AuthenticationError, BackendError, ConfigError, VidlineError
+from vidline.errors import BackendError, ConfigError, VidlineError
 
 if TYPE_CHECKING:
     from vidline.timeline import Timeline
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         note = window_cap_note(args.window, max_window_for(config.mode, config.backend))
         if note:
             logger.warning(note)
-    if config is None:  # decided (and said on stderr) once for the whole run, not once per video
+    else:  # decided (and said on stderr) once for the whole run, not once per video
         select_model(None, args.backend, args.query, {})
         args.backend = "motion"
     if args.dry_run:
@@ -175,8 +175,8 @@ def run(args: argparse.Namespace) -> int:
             try:
                 timeline = analyze(video, args.query, config=config, concurrency=args.concurrency, cache=cache,
                                    progress=progress, **_options(args))
-            except (AuthenticationError, BackendError):
-                raise  # the server or the key: every other video would fail the same way
+            except BackendError:
+                raise  # the server or the key (AuthenticationError is one): every other video would fail too
             except VidlineError as exc:
                 if not several:
                     raise
