@@ -122,6 +122,38 @@ def test_auto_token_budget() -> None:
     assert capped.fps >= 0.1
 
 
+@pytest.mark.parametrize(("width", "height"), [(1280, 720), (1920, 1080), (720, 1280), (640, 480), (3840, 2160)])
+@pytest.mark.parametrize("duration", [30, 120, 300, 599])
+def test_auto_token_budget_shrinks_frames_to_the_minimum_before_the_fps_drops(
+    width: int, height: int, duration: float
+) -> None:
+    # a token cap first shrinks frames (past the total-pixel share, down to Qwen's minimum size) and
+    # only then lowers the frame rate: a 5-min 720p clip fits 24576 tokens at > 1 fps, not 0.5
+    budget = SamplingBudget(min_fps=0.5, max_tokens=24576)
+    plan = plan_sampling(0, duration, budget, src_width=width, src_height=height)
+    assert plan.tokens <= 24576 and plan.fps >= 0.5 - 1e-9
+    assert plan.width % 28 == 0 and plan.height % 28 == 0
+
+    assert smart_resize(plan.height, plan.width) == (plan.height, plan.width)  # a server keeps the size
+    assert plan.width * plan.height >= VIDEO_MIN_PIXELS  # never below Qwen's minimum
+    free = plan_sampling(0, duration, SamplingBudget(min_fps=0.5), src_width=width, src_height=height)
+    if free.tokens <= 24576:
+        assert plan == free  # a cap that is not reached changes nothing
+    elif plan.fps < 2.0 - 1e-9:
+        # the rate dropped only once frames are (about) Qwen's minimum: two more would not fit
+        assert plan.width * plan.height <= 1.15 * VIDEO_MIN_PIXELS
+        assert estimate_video_tokens(plan.n_frames + 2, plan.height, plan.width) > 24576
+    if duration == 300 and (width, height) == (1280, 720):
+        assert plan.fps > 1.0 and (plan.width, plan.height) == (448, 252)  # was 0.5 fps at 1008x560
+
+
+def test_token_cap_at_the_fps_floor_takes_the_smallest_frames() -> None:
+    # the floor wins over the cap; its frames are then as small as the plan makes them
+    plan = plan_sampling(0, 600, SamplingBudget(min_fps=1.0, max_tokens=1000), src_width=1280, src_height=720)
+    assert plan.n_frames == 600
+    assert (plan.width, plan.height) == (448, 252)
+
+
 def test_total_pixels_shrinks_frames() -> None:
     # qwen-vl-utils: per-frame max = total / n * 2, bounded below by 1.05 * min pixels
     plan = plan_sampling(

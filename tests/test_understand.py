@@ -213,6 +213,20 @@ def test_plan_path_by_duration(duration: float, expected: str) -> None:
         assert plan.n_requests == len(windows) + 1
 
 
+@pytest.mark.parametrize(("flavour", "mode"), [("vllm", "video"), ("dashscope", "video"), ("vllm", "frames")])
+@pytest.mark.parametrize("duration", [120, 300, 599])
+def test_plan_hd_video_shrinks_frames_into_one_request(flavour: str, mode: str, duration: float) -> None:
+    # a 720p video up to 10 min is one request (frames at Qwen's minimum size, > 0.5 fps), as the docs
+    # say; it went map-reduce (~300 s for a 5-min video) when only the total-pixel share shrank frames
+    payload = AskPayload(flavour, mode)  # type: ignore[arg-type]
+    limits = AskLimits.for_backend("dashscope" if flavour == "dashscope" else "openai", mode)
+    plan = plan_ask([_video(duration, 1280, 720, 25.0)], limits, payload=payload)
+    assert plan.path == "single", plan.reason
+    sp = plan.inputs[0].sampling
+    assert sp is not None and sp.fps >= 0.5 and plan.inputs[0].visual_tokens <= 24576
+    assert sp.width * sp.height < 2 * 128 * 28 * 28  # shrunk from 1008x560
+
+
 def test_plan_token_budget_forces_map_reduce() -> None:
     # 200 s needs >= 100 frames at 0.5 fps; at Qwen's minimum frame size that is >= 50 * 140 tokens
     assert plan_ask([_video(200)], AskLimits(max_visual_tokens=4000)).path == "map-reduce"

@@ -8,7 +8,8 @@ are already the size the server would use, and token estimates match ``usage.pro
 
 1. Start from ``max_fps`` (2.0 by default: Qwen's time encoding degrades above 2 fps).
 2. Lower it until the frame count fits ``max_frames`` (and, when set, the frames' tokens fit
-   ``max_tokens``; frames shrink first as the total pixel budget is shared, then the count drops).
+   ``max_tokens``: frames shrink first, as the total pixel budget is shared and then down to
+   ``min_pixels``, Qwen's minimum; only then does the count drop).
 3. Never go below ``min_fps``: the floor wins over ``max_frames``/``max_tokens`` (split the video
    into shorter windows instead; ``plan_windows`` does that).
 
@@ -21,7 +22,7 @@ Frame counts are even (the temporal patch is 2) and at least 4 when that does no
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from vidline.errors import ConfigError
@@ -176,6 +177,31 @@ def frame_size_for(n_frames: int, src_height: int, src_width: int, budget: Sampl
     return smart_resize(src_height, src_width, min_pixels=budget.min_pixels, max_pixels=int(per_frame))
 
 
+def _size_within_tokens(
+    n_frames: int, src_height: int, src_width: int, budget: SamplingBudget, max_tokens: int
+) -> tuple[int, int] | None:
+    """``(h, w)`` of ``n_frames`` frames whose tokens fit ``max_tokens``: the total-budget size
+    (``frame_size_for``) when it fits, else the largest smaller one down to Qwen's minimum
+    (``budget.min_pixels``; a server resizes smaller frames up to it); None when even that does not
+    fit."""
+    h, w = frame_size_for(n_frames, src_height, src_width, budget)
+    if estimate_video_tokens(n_frames, h, w) <= max_tokens:
+        return h, w
+    pairs = _ceil_by(n_frames, FRAME_FACTOR) // FRAME_FACTOR
+    per_frame = max_tokens // pairs * QWEN_FACTOR * QWEN_FACTOR  # pixels of one frame's patch allowance
+    # never below the smallest per-frame maximum qwen-vl-utils uses (``frame_size_for``'s floor)
+    h, w = smart_resize(src_height, src_width, min_pixels=budget.min_pixels,
+                        max_pixels=max(per_frame, int(budget.min_pixels * 1.05)))
+    h, w = _kept_by_server(h, w, budget)
+    return (h, w) if estimate_video_tokens(n_frames, h, w) <= max_tokens else None
+
+
+def _kept_by_server(height: int, width: int, budget: SamplingBudget) -> tuple[int, int]:
+    """``(h, w)`` a Qwen server resizes frames of ``height x width`` to, when smaller than ``min_pixels``
+    (the flooring in ``smart_resize`` can go below it): sending them that size costs no more tokens."""
+    return smart_resize(height, width, min_pixels=budget.min_pixels, max_pixels=max(budget.max_pixels, height * width))
+
+
 def plan_sampling(
     start: float,
     end: float,
@@ -205,17 +231,20 @@ def plan_sampling(
     n_min = min(n_min, cap)
     n = max(_count_floor(duration * fps_target), n_min)
     n = min(n, cap)
+    size: tuple[int, int] | None = None
     if auto:
         if budget.max_tokens is not None:
-            while (
-                n > n_min
-                and estimate_video_tokens(n, *frame_size_for(n, src_height, src_width, budget))
-                > budget.max_tokens
-            ):
+            size = _size_within_tokens(n, src_height, src_width, budget, budget.max_tokens)
+            while n > n_min and size is None:
                 n -= FRAME_FACTOR
-        floor_n = _count_ceil(duration * budget.min_fps)
-        n = max(n, floor_n, FRAME_FACTOR)
-    h, w = frame_size_for(n, src_height, src_width, budget)
+                size = _size_within_tokens(n, src_height, src_width, budget, budget.max_tokens)
+        floor_n = max(_count_ceil(duration * budget.min_fps), FRAME_FACTOR)
+        if n < floor_n:  # the floor wins; with a token cap its frames are the smallest that fit, if any
+            n = floor_n
+            if budget.max_tokens is not None:
+                size = _size_within_tokens(n, src_height, src_width, budget, budget.max_tokens) or _kept_by_server(
+                    *frame_size_for(n, src_height, src_width, replace(budget, total_pixels=1)), budget)
+    h, w = size or frame_size_for(n, src_height, src_width, budget)
     step = duration / n
     timestamps = tuple(start + i * step for i in range(n))
     return SamplingPlan(start=start, end=end, fps=n / duration, timestamps=timestamps, width=w, height=h)
