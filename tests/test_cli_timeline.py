@@ -510,3 +510,93 @@ def test_estimates_follow_a_vllm_fallback(capsys: pytest.CaptureFixture[str], cl
     for w in windows:
         used = w["usage"]["prompt_tokens"]
         assert abs(w["estimated_tokens"] - used) <= 0.05 * used, (w["estimated_tokens"], used)
+
+
+def _offline_server_args(server: Any, *extra: str) -> list[str]:
+    args = [*_model_args(server), "--retries", "0", "--concurrency", "1", "--quiet", *extra]
+    del args[args.index("--model"):args.index("--model") + 2]  # keyed by the model the server serves
+    return args
+
+
+def test_cached_rerun_while_the_server_is_down(capsys: pytest.CaptureFixture[str], clip: Path, tmp_path: Path) -> None:
+    """A run without --model keys its answers by the model the server said it serves. Re-run while the
+    server is down, it answers from the cache with what the server said then, instead of failing; a
+    window that is not cached fails as unreachable, and the others are kept (exit 3, partial)."""
+    from tests.refserver import RefServer
+
+    server = RefServer()
+    args = _offline_server_args(server)
+    try:
+        code, out, err = _run(capsys, str(clip), *args)
+        first = json.loads(out)
+        assert code == 0 and first["model"] == "qwen2.5-vl-ref", err
+    finally:
+        server.stop()
+    code, out, err = _run(capsys, str(clip), *args)  # nothing listens on that port now
+    doc = json.loads(out)
+    assert code == 0, err
+    assert "unreachable" in err and "answering from the cache with what the server said on" in err
+    assert {w["status"] for w in doc["windows"]} == {"cached"} and doc["model"] == "qwen2.5-vl-ref"
+    assert doc["events"] == first["events"]
+    entries = sorted((tmp_path / "cache" / "windows").glob("*/*.json"))
+    entries[0].unlink()  # one answer lost: that window needs the server
+    code, out, err = _run(capsys, str(clip), *args)
+    doc = json.loads(out)
+    assert code == 3, err  # partial: the cached windows are kept
+    failed = [w for w in doc["windows"] if w["status"] == "failed"]
+    assert len(failed) == 1 and "unreachable" in failed[0]["error"]
+    assert sum(w["status"] == "cached" for w in doc["windows"]) == len(doc["windows"]) - 1
+    assert "keeping the" in err and "windows already answered" in err
+
+
+def test_context_fitted_rerun_while_the_server_is_down(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Windows planned smaller to fit vLLM's context are keyed by that plan: a re-run with the server
+    down plans them the same way from what the server said (max_model_len), and finds them cached."""
+    from tests.refserver import RefServer
+
+    video = make_video(tmp_path / "hd.mp4", duration=30.0, fps=4, size=(1280, 720),
+                       markers=[Marker("red square", 10.0, 20.0)])
+    server = RefServer(context_limit=12000)
+    args = [*_offline_server_args(server, "--server", "vllm"), "--window", "30", "--fps", "2"]
+    try:
+        code, out, err = _run(capsys, str(video), *args)
+        assert code == 0 and "do not fit the server's context of 12000 tokens" in err, err
+    finally:
+        server.stop()
+    code, out, err = _run(capsys, str(video), *args)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert {w["status"] for w in doc["windows"]} == {"cached"}, err
+    assert "context_length 12000" in err
+    assert [(e["label"], round(e["start"]), round(e["end"])) for e in doc["events"]] == [("red square", 10, 20)]
+
+
+def test_a_down_server_with_nothing_remembered_is_still_one_line(capsys: pytest.CaptureFixture[str], clip: Path,
+                                                                 tmp_path: Path) -> None:
+    from tests.refserver import RefServer
+
+    server = RefServer()
+    server.stop()
+    code, out, err = _run(capsys, str(clip), *_offline_server_args(server))
+    assert code == 1 and out == "" and "unreachable" in _one_line(err)
+
+
+def test_a_server_gone_midway_through_several_videos_keeps_the_timelines_made(
+    capsys: pytest.CaptureFixture[str], clip: Path, tmp_path: Path
+) -> None:
+    from tests.refserver import RefServer
+
+    other = make_video(tmp_path / "other.mp4", duration=12.0, fps=4, size=(160, 120),
+                       markers=[Marker("red square", 3.0, 6.0)])
+    server = RefServer()
+    args = [*_model_args(server), "--retries", "0", "--quiet"]
+    try:
+        code, _out, err = _run(capsys, str(clip), *args)
+        assert code == 0, err
+    finally:
+        server.stop()
+    code, out, err = _run(capsys, str(clip), str(other), *args)  # the first is cached, the second is not
+    assert code == 1 and "unreachable" in err
+    docs = json.loads(out)
+    assert [Path(d["video"]["path"]).name for d in docs] == ["clip.mp4"]
+    assert {w["status"] for w in docs[0]["windows"]} == {"cached"}

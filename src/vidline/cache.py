@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,15 +178,17 @@ class WindowCache:
     def put(self, key: str, answer: CachedAnswer) -> None:
         """Store atomically: write a temporary file beside the target, fsync, then ``os.replace``
         (nothing in a read-only cache)."""
+        self._write(self._path(key), answer.to_dict())
+
+    def _write(self, path: Path, data: dict[str, Any]) -> None:
         if not self.writable:
             return
-        path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=".json", dir=path.parent)
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    json.dump(answer.to_dict(), f)
+                    json.dump(data, f)
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, path)
@@ -196,6 +199,37 @@ class WindowCache:
         except OSError as exc:
             # A cache that cannot be written must not fail the run: the answer is still used.
             logger.warning("could not write cache entry %s: %s", path, exc.strerror or exc)
+
+    # -- what a server said about itself --------------------------------------------------------
+
+    def _server_path(self, identity: dict[str, Any]) -> Path:
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+        return self.root.parent / "servers" / f"{digest}.json"
+
+    def remember_server(self, identity: dict[str, Any], facts: dict[str, Any]) -> None:
+        """Keep what the server of ``identity`` (a model config's identity) said about itself (served
+        model, flavour, context length), so that a re-run while it is unreachable still finds the
+        cached answers keyed by them. Added to what was kept before; written only when that changes."""
+        stored = self.recall_server(identity) or {}
+        stored.pop("seen", None)
+        merged = {**stored, **facts}
+        if merged == stored:
+            return
+        self._write(self._server_path(identity), {"v": CACHE_VERSION, "facts": merged, "seen": time.time()})
+
+    def recall_server(self, identity: dict[str, Any]) -> dict[str, Any] | None:
+        """The facts ``remember_server`` kept for ``identity`` (with ``seen``, a Unix time), or None."""
+        try:
+            with self._server_path(identity).open("r", encoding="utf-8") as f:
+                data = json.load(f)
+            if data.get("v") != CACHE_VERSION or not isinstance(data.get("facts"), dict):
+                return None
+            return {**data["facts"], "seen": float(data.get("seen") or 0.0)}
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            logger.debug("ignoring unreadable server record: %s", exc)
+            return None
 
     def __contains__(self, key: str) -> bool:
         return self._path(key).is_file()

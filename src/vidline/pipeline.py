@@ -36,6 +36,7 @@ import functools
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -46,6 +47,7 @@ from vidline.cache import CachedAnswer, WindowCache, cache_key, resolve_cache_di
 from vidline.errors import (
     AnswerParseError,
     AuthenticationError,
+    BackendError,
     ConfigError,
     DecodeError,
     ServerError,
@@ -334,6 +336,7 @@ class ModelRun:
         self._stop = threading.Event()
         self._abandon = False  # Ctrl-C with decode lanes: stop without waiting for requests in flight
         self._fatal: BaseException | None = None
+        self._stopped_by: BaseException | None = None  # the fatal error a partial timeline was kept after
         self._answered = False  # the server has answered at least once in this run
         self._cached_model: str | None = None  # the model named by cached answers
         self._cached_mode: str | None = None  # the payload mode recorded with cached answers
@@ -354,6 +357,37 @@ class ModelRun:
         self.budget = make_budget(self.options, self.config.backend)
         jobs = plan_jobs(info, self.analyzer, self.config, self.options, self.budget)
         self.progress.add_total(len(jobs))
+        try:
+            jobs = self._identify(info, jobs)
+        except ServerUnreachableError as exc:
+            if not self._assume_remembered_server(exc):
+                raise
+            jobs = self._identify(info, jobs)  # as the earlier run planned and keyed them, with no I/O
+        else:  # the server could not say what it serves or its context (the lookups that only inform)
+            down = getattr(getattr(self.analyzer, "backend", None), "unreachable", None)
+            cache = self.cache
+            missing_keys = cache is not None and any(job.key is None or job.key not in cache for job in jobs)
+            if down is not None and missing_keys and self._assume_remembered_server(down):
+                jobs = self._identify(info, jobs)
+        self.mode = payload_mode(self.config, getattr(self.analyzer, "backend", None))
+        missing = [job for job in jobs if not self._answer_from_cache(job)]
+        if missing:
+            try:
+                self._send(info, missing)
+            except BackendError as exc:
+                # a stop (wrong key, server gone, no such model) after windows were answered, from the
+                # cache or not: those are kept, in a partial timeline whose other windows say why
+                kept = sum(1 for r in self.results.values() if r.record.status in ("ok", "cached"))
+                if exc is not self._fatal or not kept:
+                    raise
+                self._stopped_by = exc
+                logger.warning("%s: run stopped; keeping the %d of %d windows already answered", _one_line(exc),
+                               kept, len(jobs))
+        return self._timeline(info, jobs)
+
+    def _identify(self, info: VideoInfo, jobs: list[WindowJob]) -> list[WindowJob]:
+        """Key the jobs; when some answer is not cached, find out what the server is (payload shape,
+        context) and plan, estimate and key again from that. The jobs to run."""
         self._key(info, jobs)
         cache = self.cache
         needs_server = cache is None or any(job.key is None or job.key not in cache for job in jobs)
@@ -366,11 +400,33 @@ class ModelRun:
             else:
                 for job, exact in zip(jobs, exact_jobs, strict=True):
                     job.estimated_tokens, job.payload_bytes = exact.estimated_tokens, exact.payload_bytes
-        self.mode = payload_mode(self.config, getattr(self.analyzer, "backend", None))
-        missing = [job for job in jobs if not self._answer_from_cache(job)]
-        if missing:
-            self._send(info, missing)
-        return self._timeline(info, jobs)
+            self._remember_server()
+        return jobs
+
+    def _remember_server(self) -> None:
+        """Keep what the server said about itself (``Backend.server_facts``) in the cache, for re-runs
+        while it is unreachable."""
+        backend = getattr(self.analyzer, "backend", None)
+        if self.cache is None or backend is None or getattr(backend, "unreachable", None) is not None:
+            return
+        facts = {k: v for k, v in backend.server_facts().items() if v is not None}
+        if facts:
+            self.cache.remember_server(self.config.identity(), facts)
+
+    def _assume_remembered_server(self, exc: ServerUnreachableError) -> bool:
+        """The server is unreachable: take what it said about itself in an earlier run as known, so
+        the answers cached then are found (windows not cached fail as unreachable). False when no
+        earlier run remembered anything."""
+        backend = getattr(self.analyzer, "backend", None)
+        facts = self.cache.recall_server(self.config.identity()) if self.cache is not None else None
+        if not facts or backend is None:
+            return False
+        backend.assume_server_facts(facts)
+        seen = time.strftime("%Y-%m-%d %H:%M", time.localtime(facts.get("seen") or 0))
+        known = ", ".join(f"{k} {v}" for k, v in facts.items() if k != "seen" and v is not None)
+        logger.warning("%s; answering from the cache with what the server said on %s (%s)", _one_line(exc), seen,
+                       known or "nothing new")
+        return True
 
     def _key(self, info: VideoInfo, jobs: Sequence[WindowJob]) -> None:
         """Each job's cache key (when there is a cache). Keyed by the configured mode: the config's
@@ -744,11 +800,12 @@ class ModelRun:
         events: list[Event] = []
         for job in jobs:
             result = self.results.get(job.window.index)
-            if result is None:  # never decoded (decoder stopped early)
+            if result is None:  # never decoded (decoder stopped early) or never sent (the run stopped)
+                error = (f"not sent: {_one_line(self._stopped_by)}" if self._stopped_by is not None
+                         else "window was not decoded")
                 result = WindowResult(WindowRecord(index=job.window.index, start=job.window.start,
                                                    end=job.window.end, frames=0, status="failed",
-                                                   error="window was not decoded",
-                                                   estimated_tokens=job.estimated_tokens))
+                                                   error=error, estimated_tokens=job.estimated_tokens))
             records.append(result.record)
             events.extend(result.events)
         # the tokens this run spent: answered windows, parsed or not (cached answers cost nothing now)

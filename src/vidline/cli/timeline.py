@@ -176,7 +176,10 @@ def run(args: argparse.Namespace) -> int:
                 timeline = analyze(video, args.query, config=config, concurrency=args.concurrency, cache=cache,
                                    progress=progress, **_options(args))
             except BackendError:
-                raise  # the server or the key (AuthenticationError is one): every other video would fail too
+                # the server or the key (AuthenticationError is one): every other video would fail too;
+                # the timelines already made still go to stdout
+                _flush_stdout(args, stdout_docs, several)
+                raise
             except VidlineError as exc:
                 if not several:
                     raise

@@ -173,6 +173,18 @@ class Backend(abc.ABC):
         in ``GET /v1/models``); None when unknown. The default backends do not know it."""
         return None
 
+    #: set when asking the server about itself (``GET /v1/models``) found it unreachable
+    unreachable: ServerUnreachableError | None = None
+
+    def server_facts(self) -> dict[str, object]:
+        """What the backend found out about its server so far, without I/O (served model, flavour,
+        context length), for ``assume_server_facts`` in a later run; {} when nothing."""
+        return {}
+
+    def assume_server_facts(self, facts: dict[str, object]) -> None:  # noqa: B027 - optional hook
+        """Take ``server_facts`` from an earlier run as known (the server is unreachable now), so
+        that plans and cache keys come out as they did then. Nothing the config sets is overridden."""
+
     @abc.abstractmethod
     def list_models(self) -> list[str]:
         """Model names the server serves."""

@@ -73,6 +73,7 @@ class OpenAIBackend(Backend):
         if self._flavour is None:
             self._flavour = flavour_from_url(config.base_url)
         self._models_cache: list[Any] | None = None
+        self._assumed_context: int | None = None  # from an earlier run (assume_server_facts)
         self._media_io_ok = config.send_media_io_fps
         self._response_format_ok = True
         self.last_usage: Usage | None = None
@@ -122,8 +123,13 @@ class OpenAIBackend(Backend):
         """``GET /v1/models`` (asked once, then kept); ``retry=False``: one attempt, for what is only
         nice to know (a server that fails it is not waited for)."""
         if self._models_cache is None:
-            page = self._call(lambda: self._client.models.list(), "GET /models", retry=retry)
+            try:
+                page = self._call(lambda: self._client.models.list(), "GET /models", retry=retry)
+            except ServerUnreachableError as exc:
+                self.unreachable = exc
+                raise
             self._models_cache = list(page.data if hasattr(page, "data") else page)
+            self.unreachable = None
         return self._models_cache
 
     def list_models(self) -> list[str]:
@@ -139,6 +145,8 @@ class OpenAIBackend(Backend):
         """``max_model_len`` of the configured (or the only) model in ``GET /v1/models``: vLLM says it
         (one GET when the flavour was given, not detected); other servers do not, so they are not
         asked. None when unknown."""
+        if self._assumed_context is not None:
+            return self._assumed_context
         if self._flavour not in (None, "vllm") or (self._flavour is None and self._models_cache is None):
             return None
         try:
@@ -153,6 +161,22 @@ class OpenAIBackend(Backend):
         extra = getattr(chosen[0], "model_extra", None) or {}
         value = getattr(chosen[0], "max_model_len", None) or extra.get("max_model_len")
         return int(value) if isinstance(value, int) and value > 0 else None
+
+    def server_facts(self) -> dict[str, object]:
+        facts: dict[str, object] = {"flavour": self._flavour, "model": self._model}
+        if self._models_cache is not None or self._assumed_context is not None:
+            facts["context_length"] = self.context_length()  # known: no request
+        return facts
+
+    def assume_server_facts(self, facts: dict[str, object]) -> None:
+        with self._lock:
+            flavour, model, context = facts.get("flavour"), facts.get("model"), facts.get("context_length")
+            if self._flavour is None and flavour in ("vllm", "generic", "dashscope-compat"):
+                self._flavour = flavour
+            if self._model is None and isinstance(model, str) and model:
+                self._model = model
+            if isinstance(context, int) and context > 0 and self._models_cache is None:
+                self._assumed_context = context
 
     @property
     def model(self) -> str:
