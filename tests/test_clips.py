@@ -423,3 +423,55 @@ def test_event_clips_skip_ranges_without_frames(gap_video: Path, tmp_path: Path)
     assert [p.name for p in (tmp_path / "o").iterdir()] == [results[0].path.name]
     assert all(seen == ["blue triangle"] for _t, seen in decode(results[0].path))
     assert any("no video frames" in r.getMessage() and "skipped" in r.getMessage() for r in records)
+
+
+def test_clip_names_never_clash_and_fit_a_file_name() -> None:
+    from vidline.clips import MAX_NAME_BYTES, _unused
+
+    used: set[str] = set()
+    names = []
+    # a label ending in _N once made the de-duplicated name of another event: one clip overwrote another
+    for label in ["red square", "red square", "red square_2", "red square", "red square_2"]:
+        name = _unused(clip_filename("cam", 1, 2, label), used)
+        used.add(name)
+        names.append(name)
+    assert len(set(names)) == 5
+    stem = "监" * 80  # 240 bytes: a valid file name, too long once the times and label are added
+    name = clip_filename(stem, 3600, 3700.5, "a forklift enters the loading dock at night")
+    assert len(name.encode()) <= MAX_NAME_BYTES - 8 and name.endswith("_a-forklift-enters-the-loading-dock-at-ni.mp4")
+    assert name.startswith("监") and "\ufffd" not in name
+
+
+def test_event_clips_one_file_per_event_whatever_the_labels(video: Path, tmp_path: Path) -> None:
+    d = _timeline(video)
+    d["events"] = [dict(d["events"][0], label=label) for label in
+                   ["red square", "red square", "red square_2", "red square"]]
+    results = extract_event_clips(d, tmp_path / "out")
+    assert len(results) == 4 and len({r.path for r in results}) == 4
+    assert len(list((tmp_path / "out").iterdir())) == 4
+
+
+def test_event_clips_long_video_name(video: Path, tmp_path: Path) -> None:
+    long = tmp_path / ("监" * 80 + ".mp4")
+    long.write_bytes(video.read_bytes())
+    results = extract_event_clips(_timeline(long), tmp_path / "out")
+    assert results and all(r.path.exists() for r in results)
+
+
+@pytest.mark.parametrize(("event", "message"), [({"end": None}, "event 0: 'end' must be a finite number"),
+                                                ({"start": float("inf")}, "event 0: 'start' must be a finite")])
+def test_event_clips_bad_event_is_named(video: Path, tmp_path: Path, event: dict, message: str) -> None:
+    d = _timeline(video)
+    d["events"] = [dict(d["events"][0], **event)]
+    with pytest.raises(ConfigError, match=message):
+        extract_event_clips(d, tmp_path / "out")
+
+
+def test_clips_pad_must_be_finite(video: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ConfigError, match="pad must be"):
+        extract_event_clips(_timeline(video), tmp_path / "out", pad=float("nan"))
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(_timeline(video)))
+    with pytest.raises(SystemExit) as info:
+        main(["clips", str(path), "--out", str(tmp_path / "o"), "--pad", "nan"])
+    assert info.value.code == 2 and "Traceback" not in capsys.readouterr().err

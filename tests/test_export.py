@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vidline.errors import VideoOpenError
+from vidline.errors import ConfigError, VideoOpenError
 from vidline.export.csv import COLUMNS, events_to_csv
 from vidline.export.html import linkify_times, time_link, timeline_svg, video_href_for
 from vidline.export.subtitles import events_to_srt, events_to_vtt
@@ -369,3 +370,92 @@ def test_svg_axis_ticks_for_an_hour() -> None:
     svg = timeline_svg([Event(100, 200, "x")], duration=3600.0)
     assert "01:00:00" in svg and "00:10:00" in svg
     parse_html(svg)
+
+
+# ------------------------------------------------------------------------------ hostile saved timelines
+
+
+@pytest.mark.parametrize("text", ["a ----> b", "x ---> y", "--->", "a -- > b ---->>", "—-->"])
+def test_no_arrow_survives_in_cue_text_or_the_note(text: str) -> None:
+    # one replace pass turned "--->" into "-->": a parser then reads the cue text as a timing line
+    events = [Event(1.0, 2.0, text, f"desc {text}", None, [0])]
+    srt = events_to_srt(events)
+    validate_srt(srt)
+    assert srt.count("-->") == 1  # the timing line only
+    vtt = events_to_vtt(events, note=f"query: find {text}")
+    validate_vtt(vtt)
+    assert vtt.count("-->") == 1
+
+
+def test_null_label_and_numeric_description_load_as_text() -> None:
+    tl = Timeline.from_dict({"events": [{"start": 1, "end": 2, "label": None, "description": 42}]})
+    (e,) = tl.events
+    assert e.label == "" and e.description == "42"
+    assert "None" not in tl.to_csv() and "None" not in tl.to_srt()
+    assert json.loads(tl.to_json())["events"][0]["label"] == ""
+    validate_srt(tl.to_srt())
+    parse_html(tl.to_html(thumbnails=False))
+
+
+@pytest.mark.parametrize(("event", "field"), [
+    ({"start": 1, "end": float("inf"), "label": "x"}, "'end' must be a finite number"),
+    ({"start": float("nan"), "end": 2, "label": "x"}, "'start' must be a finite number"),
+    ({"start": 1, "end": None, "label": "x"}, "'end' must be a finite number (got None)"),
+    ({"start": 1, "label": "x"}, "'end' must be a finite number (missing)"),
+    ({"start": "abc", "end": 2}, "'start' must be a finite number"),
+    ({"start": True, "end": 2}, "'start' must be a finite number"),
+    ({"start": 1, "end": 2, "confidence": "high"}, "'confidence' must be a finite number"),
+    ({"start": 1, "end": 2, "windows": "0;1"}, "'windows' must be a list"),
+    ("not an event", "an event must be a JSON object"),
+])
+def test_bad_saved_events_are_config_errors_naming_event_and_field(event: object, field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Timeline.from_dict({"events": [{"start": 0, "end": 1, "label": "ok"}, event]})
+    assert "event 1: " in str(info.value) and field in str(info.value)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "srt", "vtt", "html"])
+def test_export_cli_bad_event_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str) -> None:
+    from vidline.cli import main
+
+    path = tmp_path / "t.json"
+    path.write_text('{"events": [{"start": 1, "end": Infinity, "label": "x"}]}')
+    code = main(["export", str(path), "--format", fmt, "-o", str(tmp_path / f"out.{fmt}")])
+    err = capsys.readouterr().err
+    assert code != 0 and "event 0: 'end' must be a finite number" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_export_of_a_several_video_array_says_what_it_is(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vidline.cli import main
+
+    one = {"video": {"path": "a.mp4"}, "events": []}
+    path = tmp_path / "both.json"
+    path.write_text(json.dumps([one, one]))
+    assert main(["export", str(path), "--format", "csv"]) != 0
+    err = capsys.readouterr().err
+    assert "JSON array of 2 timelines" in err and "jq '.[0]'" in err
+
+
+def test_thumbnails_of_many_close_and_repeated_times_equal_one_seek_each(video: Path) -> None:
+    # events close together are decoded in one forward pass and a frame shown by several events is
+    # encoded once: the JPEGs must be exactly those of one seek per time
+    times = [3.9, 0.0, 0.05, 0.1, 0.1, 0.55, 1.0, 1.02, 2.5, 2.5, 0.3, 3.95, 9.0, 1.7]
+    many = extract_thumbnails(video, times)
+    one_by_one = [extract_thumbnails(video, [t])[0] for t in times]
+    assert all(j is not None for j in many)
+    assert many == one_by_one
+    assert many[3] is many[4]  # the same frame: one encode
+
+
+def test_timeline_cli_html_links_the_video_relative_to_the_report(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from vidline.cli import main
+
+    proj = tmp_path / "proj"
+    (proj / "out").mkdir(parents=True)
+    clip = make_video(proj / "cam.mp4", duration=4.0, fps=10, size=(160, 120), markers=MARKERS)
+    code = main(["timeline", str(clip), "--backend", "motion", "--quiet", "-o", str(proj / "out" / "r.html")])
+    assert code == 0, capsys.readouterr().err
+    html = (proj / "out" / "r.html").read_text()
+    assert 'href="../cam.mp4' in html and "file://" not in html

@@ -515,3 +515,46 @@ def test_table_aligns_wide_characters() -> None:
     assert len({display_width(line[: line.index(x)]) for line, x in zip(table[2:], "12", strict=True)}) == 1
     clipped = format_table(["l"], [["码" * 40]], max_width=10).splitlines()[2]
     assert display_width(clipped) <= 10 and clipped.endswith("…")
+
+
+def test_an_array_with_a_bad_event_indexes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the bad event is in the second element: the first was once committed before it was found
+    broken = json.loads(json.dumps(GATE))
+    del broken["events"][1]["end"]
+    both = tmp_path / "both.json"
+    both.write_text(json.dumps([DOCK, broken]))
+    db = str(tmp_path / "c.db")
+    assert main(["index", str(both), "--db", db]) == 2
+    err = capsys.readouterr().err
+    assert "both.json[1]: event 1: 'end' must be a finite number (missing)" in err
+    with EventIndex(db) as i:
+        assert i.stats()["events"] == 0
+
+
+@pytest.mark.parametrize(("query", "labels"), [("🚜", ["tractor 🚜"]), ("++", ["c++ build"]), ("?", []),
+                                              ("🚜 ++", [])])
+@pytest.mark.parametrize("fts", [True, False])
+def test_a_query_of_symbols_matches_them_as_text(tmp_path: Path, query: str, labels: list[str], fts: bool) -> None:
+    # a query with no word once listed every event, as if it matched
+    with EventIndex(tmp_path / "s.db", use_fts=fts) as i:
+        i.add_timeline(timeline("/rec/farm.mp4", [(1.0, 2.0, "tractor 🚜", None), (3.0, 4.0, "c++ build", None),
+                                                  (5.0, 6.0, "cow", "grazing")]))
+        assert [h.label for h in i.search(query)] == labels
+
+
+def test_prune_forgets_videos_whose_file_is_gone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    kept, gone = tmp_path / "kept.mp4", tmp_path / "gone.mp4"
+    kept.write_bytes(b"x")
+    gone.write_bytes(b"x")
+    db = str(tmp_path / "p.db")
+    with EventIndex(db) as i:
+        i.add_timeline(timeline(str(kept), [(1.0, 2.0, "forklift", None)]))
+        i.add_timeline(timeline(str(gone), [(1.0, 2.0, "forklift", None), (5.0, 6.0, "truck", None)]))
+    gone.unlink()  # deleted, or moved and indexed again under its new path
+    assert main(["index", "--prune", "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert "removed" in out and "gone.mp4" in out and "kept.mp4" not in out
+    with EventIndex(db) as i:
+        assert i.videos() == [str(kept)] and [h.video for h in i.search("forklift")] == [str(kept)]
+    assert main(["index", "--db", db]) == 2  # nothing to do
+    assert "--prune" in capsys.readouterr().err

@@ -228,3 +228,12 @@ def test_edited_events_still_export_sorted_and_nan_is_null() -> None:
     assert d["events"][0]["confidence"] is None
     assert tl.to_csv().splitlines()[1].startswith("0.000,1.000,")
     assert tl.to_srt().startswith("1\n00:00:00,000 --> 00:00:01,000\nlate addition\n")
+
+
+@pytest.mark.parametrize(("kwargs", "name"), [({"label": 5}, "label"), ({"min_confidence": "0.5"}, "min_confidence"),
+                                              ({"min_confidence": float("nan")}, "min_confidence"),
+                                              ({"start": float("nan")}, "start"), ({"end": -float("inf")}, "end"),
+                                              ({"start": True}, "start")])
+def test_filter_checks_its_arguments(kwargs: dict, name: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        _timeline().filter(**kwargs)

@@ -29,7 +29,7 @@ from typing import Any
 import av
 import numpy as np
 
-from vidline.errors import ConfigError, DecodeError
+from vidline.errors import ConfigError, DecodeError, require_number
 from vidline.export.timefmt import split_ms
 from vidline.log import logger
 from vidline.media.pixels import frame_array, i420_rotate, video_frame
@@ -79,12 +79,29 @@ def file_timestamp(seconds: float) -> str:
     return f"{h:02d}-{m:02d}-{s:02d}.{ms:03d}"
 
 
+MAX_NAME_BYTES = 255  # a file name's limit on Linux, macOS and Windows file systems
+
+
 def clip_filename(stem: str, start: float, end: float, label: str | None = None, ext: str = ".mp4") -> str:
-    """``<stem>_00-01-02.500_00-01-05.000_<label-slug>.mp4``."""
-    name = f"{stem}_{file_timestamp(start)}_{file_timestamp(end)}"
+    """``<stem>_00-01-02.500_00-01-05.000_<label-slug>.mp4``. A video name too long for that to fit
+    ``MAX_NAME_BYTES`` (UTF-8) is cut, with room to spare for a ``_<n>`` that tells clashes apart."""
+    rest = f"_{file_timestamp(start)}_{file_timestamp(end)}"
     if label:
-        name += f"_{slugify(label)}"
-    return name + ext
+        rest += f"_{slugify(label)}"
+    room = MAX_NAME_BYTES - 8 - len((rest + ext).encode())
+    cut = stem.encode()[:max(room, 1)].decode("utf-8", errors="ignore")
+    return (cut or "clip") + rest + ext
+
+
+def _unused(name: str, used: set[str]) -> str:
+    """``name``, or ``<name>_<n>`` with the smallest n >= 2 that is not in ``used``."""
+    if name not in used:
+        return name
+    base, ext = os.path.splitext(name)
+    n = 2
+    while f"{base}_{n}{ext}" in used:
+        n += 1
+    return f"{base}_{n}{ext}"
 
 
 def check_range(start: float, end: float) -> None:
@@ -573,8 +590,7 @@ def extract_event_clips(
     """
     from vidline.index import timeline_to_dict
 
-    if pad < 0:
-        raise ConfigError("--pad must be >= 0")
+    require_number("pad", pad, minimum=0)
     source = Path(timeline) if isinstance(timeline, (str, os.PathLike)) else None
     d = timeline_to_dict(timeline)
     src = _resolve_video(d, source, video)
@@ -597,9 +613,7 @@ def extract_event_clips(
             if s >= duration:
                 logger.warning("event at %.3f s is past the end of %s; skipped", s, src)
                 continue
-        name = clip_filename(src.stem, s, e, ev_label or None)
-        if name in used:
-            name = name[:-4] + f"_{len(used)}.mp4"
+        name = _unused(clip_filename(src.stem, s, e, ev_label or None), used)
         used.add(name)
         try:
             results.append(_extract(src, info, s, e, out / name, reencode=reencode, audio=True, crf=20,

@@ -186,7 +186,20 @@ def timeline_to_dict(timeline: Any) -> dict[str, Any]:
         raise ConfigError(f"cannot index a {type(timeline).__name__}: expected a Timeline or its JSON dict")
     if not isinstance(d, dict) or not isinstance(d.get("events"), list):
         raise ConfigError("not a timeline: expected a JSON object with an 'events' list")
+    check_events(d)
     return d
+
+
+def check_events(d: dict[str, Any], where: str | None = None) -> None:
+    """ConfigError naming the event (and ``where``) when an event of timeline dict ``d`` is not one a
+    timeline holds (``Event.from_dict``: finite times, ...)."""
+    from vidline.types import Event
+
+    for i, event in enumerate(d.get("events") or []):
+        try:
+            Event.from_dict(event)
+        except ValueError as exc:
+            raise ConfigError(f"{where + ': ' if where else ''}event {i}: {exc}") from exc
 
 
 def timeline_dicts(data: Any, name: str = "timeline") -> list[dict[str, Any]]:
@@ -197,6 +210,8 @@ def timeline_dicts(data: Any, name: str = "timeline") -> list[dict[str, Any]]:
         if not isinstance(item, dict) or not isinstance(item.get("events"), list):
             where = f"{name}[{k}]" if array else name
             raise ConfigError(f"{where}: not a timeline: expected a JSON object with an 'events' list")
+    for k, item in enumerate(items):  # every element whole before any is used: none half-indexed
+        check_events(item, f"{name}[{k}]" if array else name)
     return list(items)
 
 
@@ -624,6 +639,11 @@ class EventIndex:
     def videos(self) -> list[str]:
         return [r[0] for r in self._con.execute("SELECT path FROM videos ORDER BY path")]
 
+    def prune(self) -> list[tuple[str, int]]:
+        """Forget every video whose file no longer exists (deleted, or moved and indexed again under
+        its new path, which left the old one's events behind): ``(path, events removed)`` of each."""
+        return [(path, self.remove_video(path)) for path in self.videos() if not os.path.exists(path)]
+
     def search(
         self,
         query: str | None,
@@ -641,7 +661,8 @@ class EventIndex:
 
         ``video_glob`` matches the video's path or file name (``*dock*``, ``cam?.mp4``). ``after`` /
         ``before`` (seconds or ``hh:mm:ss``) keep events overlapping that time range. An empty query
-        lists every event in the filters, ordered by video and start time.
+        lists every event in the filters, ordered by video and start time; a query of symbols only
+        (an emoji, ``++``) matches them as text in the label or description.
         """
         if limit <= 0:
             raise ConfigError("limit must be positive")
@@ -664,6 +685,9 @@ class EventIndex:
             where.append("e.label = ? COLLATE NOCASE")
             params.append(label)
         tokens = query_tokens(query or "")
+        if not tokens and (query or "").strip():
+            # only symbols or emoji ("🚜", "++"): no word to match, so the text itself, anywhere
+            return self._like((query or "").split(), where, params, limit)
         if not tokens:
             return self._list(where, params, limit)
         if self.fts:

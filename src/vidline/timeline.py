@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vidline.errors import ConfigError
+from vidline.errors import ConfigError, require_number
 from vidline.types import Event, Usage, WindowRecord
 
 __all__ = ["FORMATS", "Timeline"]
@@ -119,8 +119,19 @@ class Timeline:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Timeline:
+        if isinstance(d, list) and d and all(isinstance(x, dict) and "events" in x for x in d):
+            # what `vidline timeline A B` prints
+            raise ConfigError(f"holds a JSON array of {len(d)} timelines (a several-video run's output), not one "
+                              "timeline: take one (e.g. jq '.[0]'), or run the timeline with -o DIR for one file "
+                              "per video")
         if not isinstance(d, dict) or not isinstance(d.get("events", []), list):
             raise ConfigError("not a vidline timeline: expected an object with an 'events' list")
+        from vidline.index import check_events
+
+        try:
+            check_events(d)
+        except ConfigError as exc:
+            raise ConfigError(f"not a valid vidline timeline: {exc}") from exc
         try:
             usage = d.get("usage") or {}
             return cls(
@@ -242,6 +253,11 @@ class Timeline:
         expression searched case-insensitively). ``min_confidence``: drops events below it and
         events with no confidence. ``start``/``end``: keep events overlapping ``[start, end]``.
         """
+        if label is not None and not isinstance(label, str):
+            raise ConfigError(f"label must be text, got {label!r}")
+        for name, value in (("min_confidence", min_confidence), ("start", start), ("end", end)):
+            if value is not None:
+                require_number(name, value)
         pattern: re.Pattern[str] | None = None
         if label is not None and regex:
             try:

@@ -7,6 +7,7 @@ Time convention everywhere in vidline: ``float`` seconds from the first frame a 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -129,14 +130,42 @@ class Event:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Event:
+        """An event of a saved timeline. ValueError naming the field when one is not what a timeline
+        holds (times and confidence finite numbers; a null label is an empty one)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"an event must be a JSON object, got {_short(d)}")
+        label, description, confidence = d.get("label"), d.get("description"), d.get("confidence")
+        windows = d.get("windows") or []
+        if not isinstance(windows, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in windows):
+            raise ValueError(f"'windows' must be a list of window numbers, got {_short(windows)}")
         return cls(
-            start=float(d["start"]),
-            end=float(d["end"]),
-            label=str(d.get("label", "")),
-            description=d.get("description"),
-            confidence=d.get("confidence"),
-            windows=[int(i) for i in d.get("windows", [])],
+            start=_finite(d, "start"),
+            end=_finite(d, "end"),
+            label="" if label is None else str(label),
+            description=None if description is None else str(description),
+            confidence=None if confidence is None else _finite(d, "confidence"),
+            windows=list(windows),
         )
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _finite(d: dict[str, Any], key: str) -> float:
+    """``d[key]`` as a finite float (numbers and numeric strings); ValueError naming ``key`` otherwise."""
+    value = d.get(key)
+    number: float | None = None
+    if not isinstance(value, bool) and isinstance(value, (int, float, str)):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    if number is None or not math.isfinite(number):
+        what = "missing" if key not in d else f"got {_short(value)}"
+        raise ValueError(f"'{key}' must be a finite number ({what})")
+    return number
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from vidline.cli.common import finite_float
 from vidline.index import format_time, parse_time
 
 
@@ -31,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     q.add_argument("timeline", metavar="TIMELINE.json")
     q.add_argument("--out", required=True, help="output directory")
-    q.add_argument("--pad", type=float, default=0.0, help="seconds added before and after each event")
+    q.add_argument("--pad", type=finite_float, default=0.0, help="seconds added before and after each event")
     q.add_argument("--reencode", action="store_true", help="re-encode for frame-exact cuts")
     q.add_argument("--label", help="only events whose label contains this text (case-insensitive)")
     q.add_argument("--video", help="the source video (default: the path stored in the timeline)")

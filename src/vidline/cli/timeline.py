@@ -95,10 +95,14 @@ def _format_for(args: argparse.Namespace, output: Path | None) -> str:
     return "json"
 
 
-def _render(timeline: Timeline, fmt: str) -> str:
-    renderers = {"json": timeline.to_json, "csv": timeline.to_csv, "srt": timeline.to_srt,
-                 "vtt": timeline.to_vtt, "html": timeline.to_html}
-    text = renderers[fmt]()
+def _render(timeline: Timeline, fmt: str, out: Path | None = None) -> str:
+    """The timeline as ``fmt``; an HTML report written to ``out`` links the video relative to it,
+    as ``vidline export -o`` and ``Timeline.save`` do (a folder moved with its video keeps working)."""
+    if fmt == "html":
+        text = timeline.to_html(base_dir=out.parent if out is not None else None)
+    else:
+        renderers = {"json": timeline.to_json, "csv": timeline.to_csv, "srt": timeline.to_srt, "vtt": timeline.to_vtt}
+        text = renderers[fmt]()
     return text if text.endswith("\n") else text + "\n"
 
 
@@ -218,7 +222,7 @@ def _emit(args: argparse.Namespace, names: dict[str, str], video: str, timeline:
     out = _output_path(args, names, video, fmt)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(_render(timeline, fmt), encoding="utf-8")
+        out.write_text(_render(timeline, fmt, out), encoding="utf-8")
     else:
         stdout_docs.append(timeline.to_json() if fmt == "json" else _render(timeline, fmt))
     if timeline.partial:

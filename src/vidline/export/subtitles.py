@@ -7,6 +7,7 @@ Events shorter than ``min_cue`` seconds are shown for ``min_cue`` seconds so the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from vidline.export.timefmt import hms_ms
@@ -15,8 +16,12 @@ from vidline.types import Event
 MIN_CUE = 0.5
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.replace("-->", "->").split())
+_ARROW = re.compile(r"-{2,}>")
+
+
+def _one_line(text: object) -> str:
+    """``text`` on one line with no ``-->`` in it (any run of dashes before ``>`` becomes ``->``)."""
+    return " ".join(_ARROW.sub("->", str(text)).split())
 
 
 def cue_text(event: Event, *, confidence: bool = False) -> list[str]:

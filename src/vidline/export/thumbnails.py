@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from fractions import Fraction
 
 import av
@@ -68,30 +68,55 @@ def extract_thumbnails(
         stream.thread_type = "AUTO"
         tb: Fraction = stream.time_base or Fraction(1, 1000)
         origin = float(stream.start_time * tb) if stream.start_time is not None else 0.0
+        finder = _FrameFinder(container, stream, tb)
+        jpegs: dict[int, bytes | None] = {}  # by frame pts: many events can show the same frame
         for i in sorted(range(len(times)), key=lambda k: times[k]):
             try:
-                rgb = _frame_at(container, stream, origin + max(0.0, float(times[i])), tb)
+                frame = finder.at(origin + max(0.0, float(times[i])))
             except av.error.FFmpegError as exc:
                 logger.debug("thumbnail at %.3f s failed: %s", times[i], exc)
-                rgb = None
-            if rgb is not None:
-                results[i] = _to_jpeg(rgb, width, quality)
+                finder.reset()
+                continue
+            if frame is not None:
+                if frame.pts not in jpegs:
+                    jpegs[frame.pts] = _to_jpeg(_upright(frame), width, quality)
+                results[i] = jpegs[frame.pts]
     return results
 
 
-def _frame_at(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream, target: float, tb: Fraction
-) -> np.ndarray | None:
-    container.seek(int(target / tb), stream=stream, backward=True, any_frame=False)
-    last: av.VideoFrame | None = None
-    half_frame = 0.5 / float(stream.average_rate or 25)
-    for frame in container.decode(stream):
-        if frame.pts is None:
-            continue
-        last = frame
-        if float(frame.pts * tb) >= target - half_frame:
-            break
-    return _upright(last) if last is not None else None
+class _FrameFinder:
+    """The first frame displayed at or after each target (the last frame past the end), for targets
+    in increasing order: decoding goes on forward to a target less than ``FORWARD`` seconds ahead
+    (events close together: one pass, not one seek each) and seeks to the keyframe before any
+    other."""
+
+    FORWARD = 2.0
+
+    def __init__(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                 tb: Fraction) -> None:
+        self.container, self.stream, self.tb = container, stream, tb
+        self.half_frame = 0.5 / float(stream.average_rate or 25)
+        self.frames: Iterator[av.VideoFrame] | None = None
+        self.last: av.VideoFrame | None = None
+
+    def reset(self) -> None:
+        self.frames, self.last = None, None
+
+    def at(self, target: float) -> av.VideoFrame | None:
+        goal = target - self.half_frame
+        if self.last is not None and float(self.last.pts * self.tb) >= goal:
+            return self.last  # the frame found for the previous target is the first one at this one too
+        if self.frames is None or self.last is None or target - float(self.last.pts * self.tb) > self.FORWARD:
+            self.container.seek(int(target / self.tb), stream=self.stream, backward=True, any_frame=False)
+            self.frames, self.last = iter(self.container.decode(self.stream)), None
+        for frame in self.frames:
+            if frame.pts is None:
+                continue
+            self.last = frame
+            if float(frame.pts * self.tb) >= goal:
+                return frame
+        self.frames = None  # the end: the last frame stands for any later target
+        return self.last
 
 
 def thumbnail(path: str | os.PathLike[str], t: float, *, width: int = DEFAULT_WIDTH) -> bytes:
