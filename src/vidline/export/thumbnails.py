@@ -78,9 +78,10 @@ def extract_thumbnails(
                 finder.reset()
                 continue
             if frame is not None:
-                if frame.pts not in jpegs:
-                    jpegs[frame.pts] = _to_jpeg(_upright(frame), width, quality)
-                results[i] = jpegs[frame.pts]
+                key = int(frame.pts or 0)  # the finder only returns frames with a pts
+                if key not in jpegs:
+                    jpegs[key] = _to_jpeg(_upright(frame), width, quality)
+                results[i] = jpegs[key]
     return results
 
 
@@ -98,22 +99,23 @@ class _FrameFinder:
         self.half_frame = 0.5 / float(stream.average_rate or 25)
         self.frames: Iterator[av.VideoFrame] | None = None
         self.last: av.VideoFrame | None = None
+        self.last_time = 0.0  # seconds (stream clock) of ``last``
 
     def reset(self) -> None:
         self.frames, self.last = None, None
 
     def at(self, target: float) -> av.VideoFrame | None:
         goal = target - self.half_frame
-        if self.last is not None and float(self.last.pts * self.tb) >= goal:
+        if self.last is not None and self.last_time >= goal:
             return self.last  # the frame found for the previous target is the first one at this one too
-        if self.frames is None or self.last is None or target - float(self.last.pts * self.tb) > self.FORWARD:
+        if self.frames is None or self.last is None or target - self.last_time > self.FORWARD:
             self.container.seek(int(target / self.tb), stream=self.stream, backward=True, any_frame=False)
             self.frames, self.last = iter(self.container.decode(self.stream)), None
         for frame in self.frames:
             if frame.pts is None:
                 continue
-            self.last = frame
-            if float(frame.pts * self.tb) >= goal:
+            self.last, self.last_time = frame, float(frame.pts * self.tb)
+            if self.last_time >= goal:
                 return frame
         self.frames = None  # the end: the last frame stands for any later target
         return self.last
