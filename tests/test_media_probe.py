@@ -195,3 +195,22 @@ def test_probe_raw_stream_without_timestamps(make_synth_video: Callable[..., Syn
         probe(video.path)
     msg = str(exc.value)
     assert "\n" not in msg and str(video.path) in msg and "no usable duration" in msg
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "BMP"])
+def test_a_still_image_is_not_a_video(tmp_path: Path, fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # it probed as a 1-frame, 0.04-s video, and `timeline` made an empty timeline of it
+    from PIL import Image
+
+    from vidline.cli import main
+    from vidline.understand.api import probe_input
+
+    path = tmp_path / f"still.{fmt.lower()}"
+    Image.new("RGB", (64, 48), (200, 0, 0)).save(path, format=fmt)
+    with pytest.raises(VideoOpenError, match=r"a still image \(\w+\), not a video"):
+        probe(path)
+    assert main(["timeline", str(path), "--backend", "motion", "--quiet"]) == 1
+    assert "still image" in capsys.readouterr().err
+    bare = tmp_path / "still_no_extension"
+    bare.write_bytes(path.read_bytes())
+    assert probe_input(bare).media.kind == "image"  # `ask` still takes it, as an image

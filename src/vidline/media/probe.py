@@ -54,6 +54,11 @@ def open_container(path: str | os.PathLike[str]) -> Any:
             else ("streams: " + ", ".join(kinds) if kinds else "no streams")
         )
         raise NoVideoStreamError(p, f"no video stream ({what})")
+    image = next((n for n in str(container.format.name).split(",") if n.endswith("_pipe")), None)
+    if image is not None:  # FFmpeg's single-image demuxers (png_pipe, jpeg_pipe, webp_pipe, ...)
+        container.close()
+        raise VideoOpenError(p, f"a still image ({image.removesuffix('_pipe')}), not a video "
+                                "(`vidline ask` takes images)")
     return container
 
 
