@@ -475,3 +475,24 @@ def test_clips_pad_must_be_finite(video: Path, tmp_path: Path, capsys: pytest.Ca
     with pytest.raises(SystemExit) as info:
         main(["clips", str(path), "--out", str(tmp_path / "o"), "--pad", "nan"])
     assert info.value.code == 2 and "Traceback" not in capsys.readouterr().err
+
+
+def test_reencode_keeps_a_late_audio_track_late(tmp_path: Path) -> None:
+    # the audio starts 3 s into the video: a clip from 2 s has 1 s of silence, then the tone (the tone
+    # once started at the clip's time 0, a second early)
+    src = make_video(tmp_path / "late.mp4", duration=8.0, fps=FPS, size=(160, 120), audio=True, audio_start=3.0)
+    res = extract_clip(src, 2.0, 6.0, tmp_path / "c.mp4", reencode=True)
+    assert res.start == pytest.approx(2.0)
+    with av.open(str(tmp_path / "c.mp4")) as c:
+        frames = list(c.decode(audio=0))
+        rate = frames[0].sample_rate
+        t_first = float(frames[0].time)
+    samples = np.concatenate([f.to_ndarray()[0] for f in frames])  # the first channel
+    start = int(round(-t_first * rate))  # samples before the clip's time 0 (encoder priming)
+
+    def rms(a: float, b: float) -> float:
+        seg = samples[start + int(a * rate): start + int(b * rate)]
+        return float(np.sqrt(np.mean(seg.astype(np.float64) ** 2)))
+
+    assert rms(0.0, 0.85) < 0.01  # silence until the track starts (2.936 s: AAC's priming)
+    assert rms(1.05, 3.9) > 0.07  # the 0.2-amplitude tone (rms 0.14; 0.1 once upmixed to stereo)

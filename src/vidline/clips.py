@@ -527,6 +527,7 @@ def _reencode_audio(container: Any, ast: Any, out: Any, oas: Any, start: float, 
             written += f.samples
             out.mux(oas.encode(f))
 
+    started = False
     for frame in container.decode(ast):
         if frame.pts is None:
             continue
@@ -544,6 +545,13 @@ def _reencode_audio(container: Any, ast: Any, out: Any, oas: Any, start: float, 
         if hi <= lo:
             continue
         part = np.ascontiguousarray(arr[:, lo:hi])
+        if not started:
+            started = True
+            # audio that starts after the clip does (a late track, a gap at the cut) starts as late in
+            # the clip: silence until then, not the first sound moved to the clip's time 0
+            gap = int(round((t0 - start) * frame.sample_rate)) + lo
+            if gap > 0:
+                part = np.concatenate([np.zeros((part.shape[0], gap), dtype=part.dtype), part], axis=1)
         fmt = frame.format.name if frame.format.is_planar else frame.format.name + "p"
         nf = av.AudioFrame.from_ndarray(part, format=fmt, layout=frame.layout.name)
         nf.sample_rate = frame.sample_rate

@@ -121,6 +121,7 @@ def make_video(
     rotation: int = 0,
     audio: bool = False,
     audio_duration: float | None = None,
+    audio_start: float = 0.0,
     crf: int = 28,
     faststart: bool = False,
     preset: str = "ultrafast",
@@ -134,7 +135,8 @@ def make_video(
     ``faststart`` puts the mp4 index (moov) before the media data, like a streaming-friendly file; a
     truncated copy of such a file still opens and decodes up to the cut. ``preset`` is the x264
     preset ("ultrafast" has no B-frames; "medium" uses them, so decode order != display order).
-    ``audio_duration`` makes the audio track (``audio=True``) longer or shorter than the video.
+    ``audio_duration`` makes the audio track (``audio=True``) longer or shorter than the video;
+    ``audio_start`` starts it that many seconds after the first frame.
     ``options`` are further encoder options (e.g. ``{"x264-params": "open-gop=1:bframes=3"}``,
     ``{"bf": "2"}`` for MPEG-4 B-frames); the container follows the file's extension.
     """
@@ -180,7 +182,8 @@ def make_video(
         for packet in stream.encode():
             out.mux(packet)
         if astream is not None:
-            _write_tone(out, astream, duration if audio_duration is None else audio_duration)
+            _write_tone(out, astream, duration if audio_duration is None else audio_duration,
+                        start=float(offset) + audio_start)
     return path
 
 
@@ -192,8 +195,10 @@ def _set_rotation(stream: av.video.stream.VideoStream, rotation: int) -> None:
     stream.set_display_rotation(-float(rotation))
 
 
-def _write_tone(out: av.container.OutputContainer, astream: av.audio.stream.AudioStream, duration: float) -> None:
+def _write_tone(out: av.container.OutputContainer, astream: av.audio.stream.AudioStream, duration: float,
+                start: float = 0.0) -> None:
     rate = 16000
+    first = int(round(start * rate))
     n = int(duration * rate)
     samples = (0.2 * np.sin(2 * np.pi * 440 * np.arange(n) / rate)).astype(np.float32)
     chunk = 1024
@@ -201,7 +206,7 @@ def _write_tone(out: av.container.OutputContainer, astream: av.audio.stream.Audi
         block = samples[i : i + chunk]
         frame = av.AudioFrame.from_ndarray(block.reshape(1, -1), format="fltp", layout="mono")
         frame.sample_rate = rate
-        frame.pts = i
+        frame.pts = first + i
         for packet in astream.encode(frame):
             out.mux(packet)
     for packet in astream.encode():
