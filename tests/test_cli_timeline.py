@@ -502,6 +502,7 @@ def test_estimates_follow_a_vllm_fallback(capsys: pytest.CaptureFixture[str], cl
     for w in json.loads(out)["windows"]:
         used = w["usage"]["prompt_tokens"]
         assert abs(w["estimated_tokens"] - used) <= 0.05 * used, (w["estimated_tokens"], used)
+        assert w["frames"] == 32  # the frames sent (40 sampled, evenly cut to vLLM's 32)
     # the same for windows whose answer cannot be parsed (the real vLLM's gibberish)
     refserver.configure(styles=["gibberish"])
     code, out, err = _run(capsys, str(clip), *args)

@@ -710,8 +710,10 @@ class ModelRun:
         if sent is None:
             return
         text, usage, time_scale = sent[:3]
-        # a payload shrunk after a too-large answer: the record says what was really sent
-        n_frames = getattr(sent, "frames", None) or n_frames
+        # a payload shrunk after a too-large answer, or a frame list the server's limit cuts: the
+        # record says what was really sent
+        sent_frames = getattr(self.analyzer, "frames_sent", None)
+        n_frames = getattr(sent, "frames", None) or (sent_frames(n_frames) if callable(sent_frames) else n_frames)
         # ... and after a server fallback (vLLM refusing per-request fps), what its defaults made of it
         job.estimated_tokens = int(getattr(sent, "estimated_tokens", None) or self._estimate_now(job))
         estimated = job.estimated_tokens  # for the failed record of an unparseable answer too

@@ -225,23 +225,37 @@ class FrameLayout:
         return self.index == tuple(range(len(self.index)))
 
 
+def list_frame_cap(n: int, flavour: Flavour, mode: PayloadMode, *, media_io_fps: bool = True) -> int | None:
+    """How many of ``n`` sampled frames a frame list keeps (evenly subsampled), when the server's
+    limit cuts it: DashScope's 512, vLLM's 32 without per-request ``num_frames``; None when all go."""
+    if mode != "frames":
+        return None
+    if flavour == "vllm" and not media_io_fps and n > VLLM_JPEG_LIST_MAX_FRAMES:
+        return VLLM_JPEG_LIST_MAX_FRAMES
+    if flavour in ("dashscope", "dashscope-compat") and n > DASHSCOPE_MAX_FRAMES:
+        return DASHSCOPE_MAX_FRAMES
+    return None
+
+
+def frames_sent(n: int, flavour: Flavour, mode: PayloadMode, *, media_io_fps: bool = True) -> int:
+    """The distinct video frames a payload of ``n`` sampled frames holds (``list_frame_cap``)."""
+    cap = list_frame_cap(n, flavour, mode, media_io_fps=media_io_fps)
+    return n if cap is None else min(n, cap)
+
+
 def frame_layout(n: int, fps: float, flavour: Flavour, mode: PayloadMode, *,
                  media_io_fps: bool = True) -> FrameLayout:
     """Respect DashScope's 4-512 frames per list (subsample evenly above, repeat each frame below: see
     ``FrameLayout``) and vLLM's 32-frame cut of a jpeg list when ``num_frames`` cannot be sent per
     request, for ``n`` frames sampled at ``fps``."""
     index = list(range(n))
-    cap: int | None = None
-    if flavour == "vllm" and mode == "frames" and not media_io_fps and n > VLLM_JPEG_LIST_MAX_FRAMES:
+    cap = list_frame_cap(n, flavour, mode, media_io_fps=media_io_fps)
+    if cap == VLLM_JPEG_LIST_MAX_FRAMES and flavour == "vllm":
         logger.warning("vLLM keeps only %d frames of a jpeg list without per-request media_io_kwargs: "
                        "sending %d of %d frames (use video mode, or start vLLM with "
                        "--trust-request-mm-kwargs)", VLLM_JPEG_LIST_MAX_FRAMES, VLLM_JPEG_LIST_MAX_FRAMES, n)
-        cap = VLLM_JPEG_LIST_MAX_FRAMES
-    if flavour in ("dashscope", "dashscope-compat") and mode == "frames":
-        if n > DASHSCOPE_MAX_FRAMES:
-            cap = DASHSCOPE_MAX_FRAMES
-        elif 0 < n < DASHSCOPE_MIN_FRAMES:
-            return _padded_layout(n, fps, DASHSCOPE_FPS_RANGE[1] if flavour == "dashscope" else None)
+    if flavour in ("dashscope", "dashscope-compat") and mode == "frames" and 0 < n < DASHSCOPE_MIN_FRAMES:
+        return _padded_layout(n, fps, DASHSCOPE_FPS_RANGE[1] if flavour == "dashscope" else None)
     if cap is not None:
         index = [int(i) for i in np.linspace(0, n - 1, cap).round().astype(int)]
         fps = fps * (cap - 1) / max(1, n - 1)  # evenly subsampled: the list's own rate
@@ -549,8 +563,7 @@ def estimate_video_part_tokens(n: int, height: int, width: int, flavour: Flavour
         return 0
     if flavour in ("dashscope", "dashscope-compat") and mode == "frames":
         n = len(frame_layout(n, fps or 1.0, flavour, mode).index)
-    if flavour == "vllm" and mode == "frames" and not opts.media_io_fps:
-        n = min(n, VLLM_JPEG_LIST_MAX_FRAMES)
+    n = frames_sent(n, flavour, mode, media_io_fps=opts.media_io_fps)  # a list the server's limit cuts
     h, w = height, width
     if opts.scale < 0.999:
         h, w = max(16, int(h * opts.scale)) // 2 * 2, max(16, int(w * opts.scale)) // 2 * 2

@@ -20,6 +20,7 @@ from vidline.models.payload import (
     estimate_payload_bytes,
     estimate_text_tokens,
     estimate_video_part_tokens,
+    frames_sent,
 )
 from vidline.models.prompts import PROMPT_VERSION, system_prompt_for, timeline_prompt
 from vidline.types import Event, Frame, Usage, Window
@@ -110,6 +111,12 @@ class WindowAnalyzer:
         if self.system:
             tokens += estimate_text_tokens(self.system)
         return tokens + CHAT_TEMPLATE_TOKENS, estimate_payload_bytes(n, h, w, mode)
+
+    def frames_sent(self, n_frames: int) -> int:
+        """The distinct frames a payload of ``n_frames`` sampled frames carries to the server now (a
+        frame list may be cut: DashScope's 512, vLLM's 32 after it refused per-request fps)."""
+        opts_fps = bool(getattr(self.backend, "sends_media_io_fps", True))
+        return frames_sent(n_frames, backend_flavour(self.backend), backend_mode(self.backend), media_io_fps=opts_fps)
 
     @property
     def pixel_format(self) -> str:
