@@ -483,3 +483,22 @@ def test_stream_windows_closes_its_reader_itself(cfr_video: SynthVideo, monkeypa
     windows = plan_windows(info.duration, window=1.0, overlap=0.0)[:2]
     with pytest.raises(KeyboardInterrupt):
         list(sampler.stream_windows(cfr_video.path, windows, SamplingBudget(fps=2.0), info=info))
+
+
+@pytest.mark.skipif("decord" not in BACKENDS, reason="decord is not installed")
+@pytest.mark.parametrize(("name", "start_time"), [("late10h.ts", 36000.0), ("late25h.mp4", 90000.0)])
+def test_decord_times_are_exact_hours_into_a_stream(make_synth_video: Callable[..., SynthVideo], name: str,
+                                                    start_time: float) -> None:
+    # decord's own timestamps are float32 seconds from the stream's origin: 2-5 ms off at 10-25 h
+    video = make_synth_video(name, duration=4.0, fps=10, size=(64, 48), start_time=start_time, gop=10)
+    info = probe(video.path)
+    targets = [Target(t, 32, 24) for t in (0.0, 0.9, 1.7, 2.6, 3.4, 3.9)]
+    pyav = list(PyAVSource(video.path, info).read(targets))
+    src = open_source(video.path, info, "decord")
+    try:
+        assert src.name == "decord"
+        got = list(src.read(targets))
+    finally:
+        src.close()
+    assert [f.t for f in got] == [f.t for f in pyav] == pytest.approx([0.0, 0.9, 1.7, 2.6, 3.4, 3.9], abs=1e-9)
+    assert [f.pts for f in got] == [f.pts for f in pyav]
