@@ -8,6 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from tests.fixtures.media import SynthVideo
@@ -214,3 +215,51 @@ def test_a_still_image_is_not_a_video(tmp_path: Path, fmt: str, capsys: pytest.C
     bare = tmp_path / "still_no_extension"
     bare.write_bytes(path.read_bytes())
     assert probe_input(bare).media.kind == "image"  # `ask` still takes it, as an image
+
+
+@pytest.mark.parametrize(("sar", "shown"), [(Fraction(64, 45), (512, 288)), (Fraction(16, 15), (384, 288)),
+                                            (Fraction(8, 9), (360, 324))])
+def test_anamorphic_video_is_shown_with_square_pixels(tmp_path: Path, sar: Fraction, shown: tuple[int, int]) -> None:
+    # pixels that are not square (PAL 16:9 at 64:45, DV at 16:15 or 8:9) were sent as stored: the model
+    # saw every object squeezed (a square 0.70 as wide as tall at 64:45)
+    from vidline.media.source import Target, available_backends, open_source
+    from vidline.synth import make_video
+
+    path = make_video(tmp_path / "anamorphic.mp4", duration=2.0, fps=5, size=(360, 288), sar=sar,
+                      markers=[Marker("red square", 0.0, 2.0, x=0.5, size=0.5)])
+    info = probe(path)
+    assert (info.display_width, info.display_height) == shown and info.sample_aspect_ratio == sar
+    assert (info.width, info.height) == (360, 288)
+    assert info.to_dict()["sample_aspect_ratio"] == f"{sar.numerator}:{sar.denominator}"
+    for backend in available_backends():
+        # planned frames (Qwen's sizes, multiples of 28) have the shown shape
+        (frame, *_rest) = sample(path, SamplingBudget(fps=1.0), backend=backend)
+        h, w = frame.rgb().shape[:2]
+        assert abs(w / h - shown[0] / shown[1]) < 0.075, (backend, w, h)
+        # at the shown size, the square is square (stored, it is 45/64, 15/16 or 9/8 as wide as tall)
+        src = open_source(path, info, backend)
+        try:
+            (frame,) = src.read([Target(1.0, *shown)])
+        finally:
+            src.close()
+        assert frame.rgb().shape[:2] == (shown[1], shown[0])
+        red = np.argwhere((frame.rgb()[..., 0] > 180) & (frame.rgb()[..., 1] < 80))
+        (y0, x0), (y1, x1) = red.min(axis=0), red.max(axis=0)
+        assert abs((x1 - x0) / (y1 - y0) - 1) < 0.03, (backend, x1 - x0, y1 - y0)
+
+
+def test_anamorphic_clips_and_thumbnails_keep_the_shape(tmp_path: Path) -> None:
+    import io
+
+    from PIL import Image
+
+    from vidline.clips import extract_clip
+    from vidline.export.thumbnails import extract_thumbnails
+    from vidline.synth import make_video
+
+    path = make_video(tmp_path / "a.mp4", duration=2.0, fps=5, size=(360, 288), sar=Fraction(64, 45))
+    for reencode in (False, True):
+        out = extract_clip(path, 0.0, 1.0, tmp_path / f"c{int(reencode)}.mp4", reencode=reencode).path
+        assert probe(out).sample_aspect_ratio == Fraction(64, 45)
+    (jpeg,) = extract_thumbnails(path, [1.0], width=160)
+    assert jpeg is not None and Image.open(io.BytesIO(jpeg)).size == (160, 90)

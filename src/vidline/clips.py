@@ -428,6 +428,9 @@ def _reencode(container: Any, vs: Any, info: VideoInfo, audio_streams: list[Any]
     ovs.time_base = out_tb
     ovs.codec_context.time_base = out_tb
     ovs.options = {"crf": str(crf), "preset": preset}
+    sar = info.sample_aspect_ratio
+    if sar != 1:  # anamorphic video stays so: the pixels are kept, their shape is said
+        ovs.codec_context.sample_aspect_ratio = 1 / sar if info.rotation in (90, 270) else sar
     oas = _add_audio_stream(out, audio_streams[0]) if audio_streams else None
     durations: dict[int, int] = {}  # output pts -> duration (ticks): the encoder does not carry it
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from PIL import Image
 
 # label -> (shape, RGB). Colours are far apart in RGB so compression never confuses them.
 MARKER_STYLES: dict[str, tuple[str, tuple[int, int, int]]] = {
@@ -122,6 +123,7 @@ def make_video(
     audio: bool = False,
     audio_duration: float | None = None,
     audio_start: float = 0.0,
+    sar: Fraction | None = None,
     crf: int = 28,
     faststart: bool = False,
     preset: str = "ultrafast",
@@ -136,7 +138,9 @@ def make_video(
     truncated copy of such a file still opens and decodes up to the cut. ``preset`` is the x264
     preset ("ultrafast" has no B-frames; "medium" uses them, so decode order != display order).
     ``audio_duration`` makes the audio track (``audio=True``) longer or shorter than the video;
-    ``audio_start`` starts it that many seconds after the first frame.
+    ``audio_start`` starts it that many seconds after the first frame. ``sar`` makes the video
+    anamorphic: the picture is drawn at ``size`` widened by ``sar`` (what a player shows), then stored
+    squeezed into ``size`` with that pixel aspect ratio.
     ``options`` are further encoder options (e.g. ``{"x264-params": "open-gop=1:bframes=3"}``,
     ``{"bf": "2"}`` for MPEG-4 B-frames); the container follows the file's extension.
     """
@@ -163,6 +167,8 @@ def make_video(
         for key, value in (options or {}).items():
             opts[key] = f"{opts[key]}:{value}" if key.endswith("-params") and key in opts else value
         stream.options = opts
+        if sar is not None:
+            stream.codec_context.sample_aspect_ratio = Fraction(sar)
         if rotation:
             _set_rotation(stream, rotation)
         astream = None
@@ -170,7 +176,11 @@ def make_video(
             astream = out.add_stream("aac", rate=16000)
         offset = Fraction(start_time).limit_denominator(90000)
         for t in times:
-            img = render_frame(float(t), width, height, markers)
+            if sar is not None:  # drawn as shown, stored squeezed
+                shown = render_frame(float(t), round(width * Fraction(sar)), height, markers)
+                img = np.asarray(Image.fromarray(shown).resize((width, height), Image.Resampling.BILINEAR))
+            else:
+                img = render_frame(float(t), width, height, markers)
             if rotation:
                 # store pixels so that rotating them by `rotation` clockwise gives `img`
                 img = np.ascontiguousarray(np.rot90(img, k=rotation // 90))

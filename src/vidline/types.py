@@ -24,7 +24,7 @@ class VideoInfo:
     codec: str
     width: int  # coded size
     height: int
-    display_width: int  # after rotation metadata is applied
+    display_width: int  # after rotation metadata and the pixel aspect ratio are applied
     display_height: int
     rotation: int  # degrees clockwise a player applies: 0, 90, 180, 270
     duration: float  # seconds, measured from the first displayed frame
@@ -37,10 +37,13 @@ class VideoInfo:
     has_audio: bool
     size_bytes: int
     truncated: bool = False  # decoding stopped early; duration is what decodes
+    # a pixel's width over its height (anamorphic video: 64:45 for 16:9 PAL); the display size has it applied
+    sample_aspect_ratio: Fraction = Fraction(1)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["time_base"] = str(self.time_base)
+        d["sample_aspect_ratio"] = f"{self.sample_aspect_ratio.numerator}:{self.sample_aspect_ratio.denominator}"
         return d
 
 

@@ -32,7 +32,9 @@ def run(args: argparse.Namespace) -> int:
         (
             "display size",
             f"{info.display_width}x{info.display_height}"
-            + (f" (rotation {info.rotation})" if info.rotation else ""),
+            + (f" (rotation {info.rotation})" if info.rotation else "")
+            + (f" (pixel aspect {info.sample_aspect_ratio.numerator}:{info.sample_aspect_ratio.denominator})"
+               if info.sample_aspect_ratio != 1 else ""),
         ),
         ("duration", f"{info.duration:.3f} s" + (" (truncated: what decodes)" if info.truncated else "")),
         ("fps", f"{info.fps:.3f}" + (" (variable)" if info.is_vfr else "")),

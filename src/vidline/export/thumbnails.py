@@ -18,6 +18,7 @@ from PIL import Image
 
 from vidline.errors import DecodeError, NoVideoStreamError, VideoOpenError
 from vidline.log import logger
+from vidline.media.probe import sample_aspect
 
 DEFAULT_WIDTH = 160
 
@@ -32,11 +33,15 @@ def _upright(frame: av.VideoFrame) -> np.ndarray:
     return rgb
 
 
-def _to_jpeg(rgb: np.ndarray, width: int, quality: int) -> bytes:
+def _to_jpeg(rgb: np.ndarray, width: int, quality: int, pixel_aspect: Fraction = Fraction(1)) -> bytes:
+    """JPEG of upright ``rgb`` at most ``width`` wide, with square pixels (``pixel_aspect``: the upright
+    picture's pixel width over height; anamorphic video is stretched as a player shows it)."""
     img = Image.fromarray(rgb)
-    if img.width > width:
-        height = max(1, round(img.height * width / img.width))
-        img = img.resize((width, height), Image.Resampling.BILINEAR)
+    shown_w = img.width * float(pixel_aspect)
+    if shown_w > width or pixel_aspect != 1:
+        out_w = min(width, max(1, round(shown_w)))
+        height = max(1, round(img.height * out_w / shown_w))
+        img = img.resize((out_w, height), Image.Resampling.BILINEAR)
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
@@ -69,6 +74,7 @@ def extract_thumbnails(
         tb: Fraction = stream.time_base or Fraction(1, 1000)
         origin = float(stream.start_time * tb) if stream.start_time is not None else 0.0
         finder = _FrameFinder(container, stream, tb)
+        sar = sample_aspect(stream)
         jpegs: dict[int, bytes | None] = {}  # by frame pts: many events can show the same frame
         for i in sorted(range(len(times)), key=lambda k: times[k]):
             try:
@@ -80,7 +86,8 @@ def extract_thumbnails(
             if frame is not None:
                 key = int(frame.pts or 0)  # the finder only returns frames with a pts
                 if key not in jpegs:
-                    jpegs[key] = _to_jpeg(_upright(frame), width, quality)
+                    quarter = int(getattr(frame, "rotation", 0) or 0) % 180 != 0  # a quarter turn: 1/SAR
+                    jpegs[key] = _to_jpeg(_upright(frame), width, quality, 1 / sar if quarter else sar)
                 results[i] = jpegs[key]
     return results
 

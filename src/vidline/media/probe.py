@@ -122,7 +122,9 @@ def _probe(container: Any, p: Path) -> VideoInfo:
     ctx = stream.codec_context
     width, height = int(ctx.width or stream.width), int(ctx.height or stream.height)
     rotation = rotation if rotation in (90, 180, 270) else 0
-    disp_w, disp_h = (height, width) if rotation in (90, 270) else (width, height)
+    sar = sample_aspect(stream)
+    shown_w, shown_h = shown_size(width, height, sar)
+    disp_w, disp_h = (shown_h, shown_w) if rotation in (90, 270) else (shown_w, shown_h)
 
     avg = stream.average_rate or stream.guessed_rate or stream.base_rate
     fps = float(avg) if avg else 0.0
@@ -223,7 +225,30 @@ def _probe(container: Any, p: Path) -> VideoInfo:
         has_audio=bool(container.streams.audio),
         size_bytes=size_bytes,
         truncated=truncated,
+        sample_aspect_ratio=sar,
     )
+
+
+def sample_aspect(stream: Any) -> Fraction:
+    """The stream's pixel aspect ratio (SAR: a pixel's width over its height), 1 when unset or absurd."""
+    for source in (stream, stream.codec_context):
+        value = getattr(source, "sample_aspect_ratio", None)
+        if value:
+            sar = Fraction(value)
+            if Fraction(1, 10) <= sar <= 10:
+                return sar
+    return Fraction(1)
+
+
+def shown_size(width: int, height: int, sar: Fraction) -> tuple[int, int]:
+    """The size of a ``width x height`` picture of pixel aspect ``sar`` shown with square pixels:
+    widened when its pixels are wide (720x576 at 64:45 -> 1024x576, as players show it), made taller
+    when they are narrow (no pixel is lost either way)."""
+    if sar > 1:
+        return max(1, round(width * sar)), height
+    if sar < 1:
+        return width, max(1, round(height / sar))
+    return width, height
 
 
 def _keyframe_interval_from_head(container: Any, stream: Any, tb: Fraction) -> float | None:
