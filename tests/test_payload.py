@@ -397,3 +397,18 @@ def test_dashscope_text_that_names_a_file_is_not_uploaded(tmp_path, monkeypatch)
         item = dict(p.messages[0]["content"][0])
         uploaded, _ = check_and_upload("m", item, "k")  # the SDK's own check (raises on upload attempts)
         assert not uploaded and item["text"].strip() == text
+
+
+@pytest.mark.parametrize(("source_fps", "plan_fps", "seconds"), [(25.0, 2.0, 20.0), (5.0, 1.5, 30.0),
+                                                                 (29.97, 2.0, 120.0), (25.0, 0.7, 300.0)])
+def test_sampling_jitter_is_no_time_scale(source_fps: float, plan_fps: float, seconds: float) -> None:
+    # frames sampled from a 25 fps source sit up to half a source frame off the plan's grid: the fit
+    # once gave 0.9987, which held every streamed answer back to be rewritten (and rewrote nothing)
+    from vidline.models.payload import fit_time_scale
+
+    n = int(seconds * plan_fps)
+    model = [i / plan_fps for i in range(n)]
+    real = [round(t * source_fps) / source_fps for t in model]  # the nearest source frame
+    assert fit_time_scale(model, real) == 1.0
+    # a real scale (a server that keeps its own 2 fps clock for frames sampled at 1.17 fps) stays
+    assert fit_time_scale([i / 2.0 for i in range(n)], real) == pytest.approx(2.0 / plan_fps, rel=0.02)

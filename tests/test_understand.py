@@ -63,6 +63,25 @@ REWRITE_CASES = [
     # DashScope compat-mode style rescale: model seconds x 2
     ("4s: red", 100, 2.0, "01:48: red"),
     ("00:04 red", 0, 0.5, "00:02 red"),
+    # Qwen's "MM:SS - MM:SS: label" lines: a clock followed by ":" (the end was left clip-relative)
+    ("00:05 - 00:20: a blue triangle", 120, 1.0, "02:05 - 02:20: a blue triangle"),
+    ("00:15.5: x", 0, 2.0, "00:31.0: x"),
+    ("0:00:05: y", 120, 1.0, "00:02:05: y"),
+    ("between 5 and 20 seconds", 120, 1.0, "between 02:05 and 02:20"),
+    ("在5秒到20秒之间", 120, 1.0, "在02:05到02:20之间"),
+    ("5到20秒", 120, 1.0, "02:05到02:20"),
+    ("1m30s: red", 120, 1.0, "03:30: red"),
+    ("1 min 30 sec", 120, 1.0, "03:30"),
+    ("1分30秒出现", 120, 1.0, "03:30出现"),
+    ("at 2 minutes", 120, 1.0, "at 04:00"),
+    ("after 10 seconds, a man enters", 120, 1.0, "after 02:10, a man enters"),
+    ("00:01 a dot", 0, 0.5, "00:01 a dot"),  # 0.5 s rounds half up, not to 00:00
+    # lengths of time, not moments: left alone
+    ("visible for 15 seconds (00:05 - 00:20)", 120, 1.0, "visible for 15 seconds (02:05 - 02:20)"),
+    ("it lasts about 2 minutes", 120, 1.0, "it lasts about 2 minutes"),
+    ("5 seconds later a car", 120, 1.0, "5 seconds later a car"),
+    ("a 10-second clip", 120, 1.0, "a 10-second clip"),
+    ("持续5秒", 120, 1.0, "持续5秒"),
     # not times: left alone
     ("3 people and 2.5x zoom, version 1.2, 4 cars", 2400, 1.0, "3 people and 2.5x zoom, version 1.2, 4 cars"),
     ("nothing happens", 2400, 1.0, "nothing happens"),
@@ -94,6 +113,9 @@ def test_format_clock(seconds: float, kwargs: dict, expected: str) -> None:
 def test_find_time_references() -> None:
     text = "A red square at 00:05, gone by 12.5s; again 01:02:03 and 3-4 seconds"
     assert [t for _s, _e, t in find_time_references(text)] == [5.0, 12.5, 3723.0, 3.0, 4.0]
+    # a length of time is no citation; Qwen's line format and minutes are
+    text = "visible for 15 seconds, 00:05 - 00:20: a dog; at 1m30s and 2 minutes"
+    assert [t for _s, _e, t in find_time_references(text)] == [5.0, 20.0, 90.0, 120.0]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -822,3 +844,71 @@ def test_refserver_ask_fits_the_servers_context(refserver: RefServer, tmp_path: 
     answer = ask(video, "which shapes appear and when?", config=config, cache=False)
     assert _generations(refserver, 2)[-1].status == 200 and answer.usage is not None
     assert answer.usage.prompt_tokens + config.max_tokens <= 12000
+
+
+@pytest.mark.parametrize("api", ["openai", "dashscope"])
+@pytest.mark.parametrize("source_fps", [25.0, 29.97])
+def test_refserver_streams_a_camera_rate_video(refserver: RefServer, tmp_path: Path, api: str,
+                                               source_fps: float) -> None:
+    # frames sampled from a 25 / 29.97 fps source sit a little off the grid the server is told: that
+    # jitter once counted as a time scale, and the whole answer came as one chunk at the end
+    markers = (Marker("red square", 2.0, 5.0), Marker("green circle", 8.0, 11.0))
+    video = make_video(tmp_path / "cam.mp4", duration=14.0, fps=source_fps, size=(160, 120), markers=markers)
+    cfg = _config(refserver, api).with_(server="vllm") if api == "openai" else _config(refserver, api)
+    s = ask(video, "which shapes appear and when?", config=cfg, stream=True, cache=False)
+    chunks = list(s)
+    assert len(chunks) > 3, chunks
+    assert_citations_match_truth("".join(chunks), markers, TOL_SINGLE)
+
+
+def _two_rates(tmp_path: Path) -> tuple[Path, Path, dict[str, tuple[float, float]]]:
+    # one long video (sampled below 2 fps in one request) and one short (at 2 fps): different rates
+    long = make_video(tmp_path / "long.mp4", duration=300.0, fps=2, size=(112, 84),
+                      markers=[Marker("red square", 200.0, 215.0)])
+    short = make_video(tmp_path / "short.mp4", duration=20.0, fps=4, size=(112, 84),
+                       markers=[Marker("green circle", 8.0, 11.5)])
+    return long, short, {"red square": (200.0, 215.0), "green circle": (8.0, 11.5)}
+
+
+def _cited(text: str, label: str) -> list[float]:
+    lines = [ln for ln in text.replace(". ", ".\n").splitlines() if label in ln]
+    return [t for ln in lines for _s, _e, t in find_time_references(ln)]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_videos_on_different_clocks_are_not_timed_by_one_scale(refserver: RefServer, tmp_path: Path,
+                                                              stream: bool) -> None:
+    # vLLM refusing per-request fps retimes each video by its own rate: one rescale for the whole
+    # answer put the short video's shapes 3.4x too late. The answer now comes from per-video captions.
+    long, short, truth = _two_rates(tmp_path)
+    refserver.configure(trust_mm_kwargs=False)
+    cfg = _config(refserver, "openai").with_(server="vllm")
+    result = ask([long, short], "which shapes appear and when?", config=cfg, stream=stream, cache=False,
+                 window=100.0)
+    if stream:
+        assert isinstance(result, AnswerStream)
+        text = "".join(result)
+        answer = result.answer
+    else:
+        answer = result
+        text = str(result)
+    assert answer is not None and answer.path == "map-reduce"
+    for label, (start, end) in truth.items():
+        times = _cited(text, label)
+        assert times and all(start - 1.5 <= t <= end + 1.5 for t in times), (label, times, text)
+
+
+def test_several_videos_on_a_request_wide_clock_go_map_reduce() -> None:
+    # DashScope compatible mode's frame lists (one 0.5 s clock) and vLLM's jpeg lists (one per-request
+    # fps) cannot time two videos sampled at different rates in one request: planned map-reduce
+    from vidline.understand.api import _one_clock_for_several
+
+    items = [_video(120, 640, 360), _video(20, 640, 360)]
+    for payload, expected in [(AskPayload("dashscope-compat", "frames"), True), (AskPayload("vllm", "frames"), True),
+                              (AskPayload("vllm", "video", media_io_fps=False), True),
+                              (AskPayload("vllm", "video"), False), (AskPayload("dashscope", "frames"), False),
+                              (AskPayload("generic", "frames"), False)]:
+        plan = plan_ask(items, payload=payload)
+        assert plan.path == "single"
+        assert _one_clock_for_several(plan) is expected, payload
+    assert not _one_clock_for_several(plan_ask([_video(20), _video(20)], payload=AskPayload("vllm", "frames")))

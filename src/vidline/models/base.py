@@ -105,6 +105,7 @@ class Backend(abc.ABC):
     #: set by ``chat_stream`` once the payload is built (before the first delta is yielded): multiply
     #: clip-relative times in the streamed text by this to get real seconds (see ChatResponse.time_scale)
     last_time_scale: float = 1.0
+    last_time_scales: tuple[float, ...] = ()  # each video part's, of the last request built
 
     def __init__(self, config: ModelConfig) -> None:
         self.config = config

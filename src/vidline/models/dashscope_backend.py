@@ -120,6 +120,7 @@ class DashScopeBackend(Backend):
         text = _response_text(resp)
         usage = _usage(resp)
         self.last_usage = usage
+        self.last_time_scales = payload.time_scales
         return ChatResponse(text=text, usage=usage, model=self.model, time_scale=payload.time_scale,
                             payload=payload.shape,
                             extra={"media_bytes": payload.media_bytes, "estimated_visual_tokens": payload.visual_tokens})
@@ -130,6 +131,7 @@ class DashScopeBackend(Backend):
 
         request, payload = self.payload_for(request)
         self.last_time_scale = payload.time_scale or 1.0
+        self.last_time_scales = payload.time_scales
         kwargs = {**self._call_kwargs(request, payload), "stream": True, "incremental_output": True}
         self.last_usage = None
         received = 0

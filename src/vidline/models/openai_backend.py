@@ -293,6 +293,7 @@ class OpenAIBackend(Backend):
         if resp.usage is not None:
             usage = Usage(int(resp.usage.prompt_tokens or 0), int(resp.usage.completion_tokens or 0))
         self.last_usage = usage
+        self.last_time_scales = payload.time_scales
         return ChatResponse(text=text, usage=usage, model=getattr(resp, "model", None) or self._model,
                             time_scale=payload.time_scale, payload=payload.shape,
                             extra={"media_bytes": payload.media_bytes, "estimated_visual_tokens": payload.visual_tokens})
@@ -306,6 +307,7 @@ class OpenAIBackend(Backend):
 
         stream, payload = self._with_fallbacks(request, send)
         self.last_time_scale = payload.time_scale or 1.0
+        self.last_time_scales = payload.time_scales
         self.last_usage = None
         finished = False
         received = 0

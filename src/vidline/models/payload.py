@@ -98,6 +98,13 @@ class BuiltPayload:
     media_bytes: int = 0
     shape: str = ""
     visual_tokens: int = 0
+    time_scales: tuple[float, ...] = ()  # each video part's (``time_scale`` is the first one's)
+
+    @property
+    def mixed_clocks(self) -> bool:
+        """Whether the video parts keep different clocks: one rescale cannot serve an answer that
+        cites times of several of them."""
+        return len(self.time_scales) > 1 and max(self.time_scales) > 1.01 * min(self.time_scales)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,13 +126,21 @@ class Clock:
 
 
 def fit_time_scale(model_times: Sequence[float], real_times: Sequence[float]) -> float:
-    """Least-squares ``s`` in ``real = s * model`` (1.0 when the clock is the real time)."""
+    """Least-squares ``s`` in ``real = s * model``: 1.0 when the clock is the real time, and also when
+    ``s`` moves no time by more than half a frame step (sampled frames sit on the source's frames, a
+    little off the grid the server is told: a 25 fps source sampled at 2 fps fits 0.9987, which is
+    no scale, and would hold a streamed answer back to be rewritten)."""
     sxx = sum(x * x for x in model_times)
     if sxx <= 0:
         return 1.0
     s = sum(x * y for x, y in zip(model_times, real_times, strict=False)) / sxx
     if abs(s - 1.0) < 1e-6:
         return 1.0
+    if len(real_times) >= 2:
+        span = max(real_times) - min(real_times)
+        half_step = 0.5 * span / (len(real_times) - 1)
+        if abs(s - 1.0) * max(abs(t) for t in real_times) <= half_step:
+            return 1.0
     return s
 
 
@@ -587,6 +602,7 @@ def build_openai(request: ChatRequest, flavour: Flavour, mode: PayloadMode, opts
     content: list[dict[str, Any]] = []
     extra: dict[str, Any] = {}
     time_scale: float | None = None
+    scales: list[float] = []
     media = 0
     shape = ""
     tokens = 0
@@ -634,17 +650,20 @@ def build_openai(request: ChatRequest, flavour: Flavour, mode: PayloadMode, opts
                 tokens += video_tokens_as_sent(n, ev.height, ev.width)
                 if flavour == "vllm" and ev.clock.fps_told:
                     # vLLM times an mp4 by its container fps; the requested fps only decides how many
-                    # frames it samples, so ask for more than there are and it keeps every frame.
+                    # frames it samples, so ask for more than there are and it keeps every frame. It is
+                    # one setting for the whole request: the fastest video's.
                     fps = round(min(30.0, ev.clock.fps_told * VLLM_MP4_FPS_HEADROOM), 6)
-                    extra = {"media_io_kwargs": {"video": {"fps": fps}}}
+                    told = extra.get("media_io_kwargs", {}).get("video", {}).get("fps", 0.0)
+                    extra = {"media_io_kwargs": {"video": {"fps": max(fps, told)}}}
                 shape = f"{flavour}/video-mp4" + ("+fps" if extra else ("-retimed" if flavour == "vllm" else ""))
+            scales.append(ev.clock.time_scale)
             if time_scale is None:
                 time_scale = ev.clock.time_scale
     messages: list[dict[str, Any]] = []
     if request.system:
         messages.append({"role": "system", "content": request.system})
     messages.append({"role": "user", "content": content})
-    return BuiltPayload(messages, extra, time_scale or 1.0, media, shape or "text", tokens)
+    return BuiltPayload(messages, extra, time_scale or 1.0, media, shape or "text", tokens, tuple(scales))
 
 
 def dashscope_safe_text(text: str) -> str:
@@ -665,6 +684,7 @@ def build_dashscope(request: ChatRequest, mode: PayloadMode, opts: EncodeOptions
     """DashScope native ``messages`` (MultiModalConversation). Only data URIs: never file paths."""
     content: list[dict[str, Any]] = []
     time_scale: float | None = None
+    scales: list[float] = []
     media = 0
     shape = ""
     tokens = 0
@@ -694,13 +714,14 @@ def build_dashscope(request: ChatRequest, mode: PayloadMode, opts: EncodeOptions
                 item["fps"] = ev.clock.fps_told
             content.append(item)
             tokens += video_tokens_as_sent(ev.n_frames, ev.height, ev.width)
+            scales.append(ev.clock.time_scale)
             if time_scale is None:
                 time_scale = ev.clock.time_scale
     messages: list[dict[str, Any]] = []
     if request.system:
         messages.append({"role": "system", "content": [{"text": request.system}]})
     messages.append({"role": "user", "content": content})
-    return BuiltPayload(messages, {}, time_scale or 1.0, media, shape or "text", tokens)
+    return BuiltPayload(messages, {}, time_scale or 1.0, media, shape or "text", tokens, tuple(scales))
 
 
 def estimate_request_tokens(request: ChatRequest, flavour: Flavour, mode: PayloadMode,

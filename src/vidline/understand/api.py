@@ -20,7 +20,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, overload
 
@@ -404,6 +404,13 @@ class _Run:
         limits = _limits(config, opts, self.mode, self.backend.context_length())
         self.plan = plan_ask([x.media for x in loaded], limits,
                              strategy=opts.strategy, text=question, payload=self.payload)
+        if opts.strategy == "auto" and self.plan.path == "single" and _one_clock_for_several(self.plan):
+            # one clock for the whole request (vLLM's per-request fps, DashScope compatible mode's frame
+            # lists) cannot time videos sampled at different rates: each is captioned on its own clock
+            mapped = plan_ask([x.media for x in loaded], limits, strategy="map-reduce", text=question,
+                              payload=self.payload)
+            self.plan = replace(mapped, reason="several videos at different frame rates on a server that keeps "
+                                               "one clock per request: each video is captioned on its own")
         self.captions: list[Caption] = []
         self.map_usage = Usage()
 
@@ -583,6 +590,24 @@ class _Run:
                       plan=self.plan, captions=self.captions, complete=complete)
 
 
+def _one_clock_for_several(plan: AskPlan) -> bool:
+    """Whether ``plan`` sends several videos, sampled at different rates, in a payload whose clock is
+    one for the whole request."""
+    rates = [ip.sampling.fps for ip in plan.inputs if ip.sampling is not None]
+    if len(rates) < 2 or max(rates) <= 1.01 * min(rates):
+        return False
+    p = plan.payload
+    return (p.mode == "frames" and p.flavour in ("vllm", "dashscope-compat")) or (
+        p.flavour == "vllm" and not p.media_io_fps)
+
+
+def _mixed_clocks(backend: Backend) -> bool:
+    """Whether the last request's videos ended up on different clocks (a server fallback during the
+    request: vLLM refusing per-request fps retimes every video by its own rate)."""
+    scales = tuple(getattr(backend, "last_time_scales", ()) or ())
+    return len(scales) > 1 and max(scales) > 1.01 * min(scales)
+
+
 class MapStepError(BackendError):
     """Some caption windows failed after their retries; the answer would be partial, so none is given."""
 
@@ -678,45 +703,75 @@ def ask(
         raise ConfigError("nothing to ask about: give at least one video or image")
     run = _Run(loaded, question, config, opts, backend)
     logger.info("ask: %s path (%s); ~%d tokens", run.plan.path, run.plan.reason, run.plan.estimated_tokens)
-    if run.plan.path == "map-reduce":
+
+    def mapped(current: _Run) -> tuple[_Run, ChatRequest]:
+        """``current`` through its map step: the run and its final (reduce) request."""
         from vidline.progress import Progress
 
         reporter = progress if isinstance(progress, Progress) else Progress(enabled=bool(progress), desc="captions")
         try:
-            run.run_map(reporter)
+            current.run_map(reporter)
         finally:
             if reporter is not progress:
                 reporter.close()
-        request = run.reduce_request()
+        return current, current.reduce_request()
+
+    def as_map_reduce() -> tuple[_Run, ChatRequest]:
+        """The question again, map-reduce: the single request's videos came back on different clocks."""
+        logger.warning("the server timed the videos of one request by different clocks (it refused per-request "
+                       "fps): asking again from per-video captions, so that every time cited is right")
+        return mapped(_Run(loaded, question, config, replace(opts, strategy="map-reduce"), run.backend))
+
+    if run.plan.path == "map-reduce":
+        run, request = mapped(run)
     else:
         request = run.single_request()
     if stream:
         holder: list[AskStream] = []
+        current = [run]
 
         def done(text: str) -> None:
             usage = getattr(run.backend, "last_usage", None)
-            holder[0].answer = run.answer(text, usage if isinstance(usage, Usage) else None)
+            holder[0].answer = current[0].answer(text, usage if isinstance(usage, Usage) else None)
 
-        s = AskStream(lambda: _rescaled_stream(run.backend, request, single=run.plan.path == "single"),
+        def fallback() -> Iterator[str]:
+            current[0], reduce = as_map_reduce()
+            return current[0].backend.chat_stream(reduce)
+
+        s = AskStream(lambda: _rescaled_stream(run.backend, request, single=run.plan.path == "single",
+                                               fallback=fallback),
                       retry=config.retry, on_restart=on_restart, on_complete=done, on_retry=on_retry)
         holder.append(s)
         return s
     resp = run.backend.chat(request)
     text = resp.text
-    if run.plan.path == "single" and abs(resp.time_scale - 1.0) > 1e-6:
+    if run.plan.path == "single" and _mixed_clocks(run.backend):
+        run, request = as_map_reduce()
+        resp = run.backend.chat(request)
+        text = resp.text
+    elif run.plan.path == "single" and abs(resp.time_scale - 1.0) > 1e-6:
         text = rewrite_caption_times(text, 0.0, scale=resp.time_scale)
     return run.answer(text, resp.usage)
 
 
-def _rescaled_stream(backend: Backend, request: ChatRequest, *, single: bool) -> Iterator[str]:
+def _rescaled_stream(backend: Backend, request: ChatRequest, *, single: bool,
+                     fallback: Callable[[], Iterator[str]] | None = None) -> Iterator[str]:
     """``backend.chat_stream`` whose times are real seconds.
 
     When the server keeps its own clock for the media (``last_time_scale`` != 1, e.g. vLLM without
     per-request fps), times in the text need rescaling; a time can be split across deltas, so the
-    answer is then collected and yielded once, rewritten, instead of streamed piece by piece.
+    answer is then collected and yielded once, rewritten, instead of streamed piece by piece. When the
+    videos of one request came back on different clocks, no rescale fits the answer: it is dropped
+    unseen and ``fallback`` (map-reduce) streams the answer instead.
     """
     deltas = backend.chat_stream(request)
     first = next(deltas, None)  # the payload is built (and the scale known) before the first delta
+    if single and fallback is not None and _mixed_clocks(backend):
+        close = getattr(deltas, "close", None)
+        if callable(close):
+            close()
+        yield from fallback()
+        return
     scale = backend.last_time_scale
     if single and abs(scale - 1.0) > 1e-6:
         text = (first or "") + "".join(deltas)
