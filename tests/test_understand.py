@@ -844,6 +844,15 @@ def test_refserver_ask_fits_the_servers_context(refserver: RefServer, tmp_path: 
     answer = ask(video, "which shapes appear and when?", config=config, cache=False)
     assert _generations(refserver, 2)[-1].status == 200 and answer.usage is not None
     assert answer.usage.prompt_tokens + config.max_tokens <= 12000
+    # a long question, and a long system prompt, take their share of the context too (a fixed 512
+    # tokens were kept for text: a 1,500-token question was refused after the video was decoded)
+    long_question = "which shapes appear and when? " + "Describe every detail of each frame. " * 150
+    for cfg, question in ((config, long_question), (config.with_(system_prompt=long_question), "which shapes?")):
+        answer = ask(video, question, config=cfg, cache=False)
+        assert _generations(refserver)[-1].status == 200
+        assert answer.usage is not None and answer.usage.prompt_tokens + config.max_tokens <= 12000
+    with pytest.raises(ConfigError, match="leave no room for the video"):
+        ask(video, "why? " * 12000, config=config, cache=False)
 
 
 @pytest.mark.parametrize("api", ["openai", "dashscope"])

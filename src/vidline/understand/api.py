@@ -47,6 +47,7 @@ from vidline.understand.plan import (
     InputPlan,
     MediaInput,
     Strategy,
+    approx_text_tokens,
     plan_ask,
 )
 from vidline.understand.stream import AnswerStream
@@ -316,14 +317,20 @@ TEXT_ALLOWANCE = 512
 
 
 def _limits(config: ModelConfig | None, opts: AskOptions, mode: str | None,
-            context_length: int | None = None) -> AskLimits:
+            context_length: int | None = None, question: str = "") -> AskLimits:
     """The plan's limits; with the server's ``context_length`` (vLLM's ``max_model_len``) the visual
-    tokens of one request are capped so that it, its text and the answer fit the server's context."""
+    tokens of one request are capped so that it, its text (the question and system prompt counted,
+    plus ``TEXT_ALLOWANCE`` for instructions and the chat template) and the answer fit the server's
+    context. ConfigError when the text alone does not."""
     visual = opts.max_visual_tokens
     if context_length and config is not None:
-        room = context_length - config.max_tokens - TEXT_ALLOWANCE
-        if room > 0:
-            visual = min(visual or DEFAULT_MAX_VISUAL_TOKENS, room)
+        text = approx_text_tokens(question) + approx_text_tokens(config.system_prompt or "")
+        room = context_length - config.max_tokens - TEXT_ALLOWANCE - text
+        if room <= 0:
+            raise ConfigError(f"the question and system prompt (~{text} tokens) leave no room for the video in the "
+                              f"server's context of {context_length} tokens with a {config.max_tokens}-token answer: "
+                              "shorten them, or lower --max-tokens")
+        visual = min(visual or DEFAULT_MAX_VISUAL_TOKENS, room)
     return AskLimits.for_backend(
         config.backend if config else None, mode,
         window=opts.window, useful_fps=opts.useful_fps, caption_fps=opts.caption_fps,
@@ -401,7 +408,7 @@ class _Run:
         detect_server(self.backend)  # the plan counts tokens as the payload for this server is sent
         self.payload = AskPayload.for_backend(self.backend)
         self.mode = self.payload.mode
-        limits = _limits(config, opts, self.mode, self.backend.context_length())
+        limits = _limits(config, opts, self.mode, self.backend.context_length(), question)
         self.plan = plan_ask([x.media for x in loaded], limits,
                              strategy=opts.strategy, text=question, payload=self.payload)
         if opts.strategy == "auto" and self.plan.path == "single" and _one_clock_for_several(self.plan):
