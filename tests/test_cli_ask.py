@@ -252,3 +252,75 @@ def test_ask_wrong_key_fails_fast(refserver: RefServer, video: Path, extra: list
     err = capsys.readouterr().err
     assert code == 1 and "authentication failed" in err and "sk-wrong" not in err and "incomplete" not in err
     assert len([r for r in refserver.requests if r.api == "dashscope"]) == 1  # not retried
+
+
+@pytest.mark.parametrize("option", [["--budget-tokens", "0"], ["--budget-tokens", "-100"], ["--max-frames", "0"],
+                                    ["--concurrency", "0"]])
+def test_ask_counts_must_be_positive(refserver: RefServer, video: Path, option: list[str],
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # --budget-tokens 0 once ran a map-reduce at 4 frames per window and answered wrongly, exit 0
+    with pytest.raises(SystemExit) as info:
+        main(["ask", str(video), QUESTION, *_model(refserver), *option])
+    assert info.value.code == 2 and "Traceback" not in capsys.readouterr().err
+    assert not _generations(refserver, 0)
+
+
+def test_ask_question_not_utf8_is_a_bad_option(refserver: RefServer, video: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # a Latin-1 terminal: Python hands undecodable bytes over as surrogates; the SDK failed on them only
+    # after the video was decoded (a traceback with --json)
+    question = b"quand appara\xeet le carr\xe9 ?".decode("utf-8", "surrogateescape")
+    for extra in ([], ["--json"]):
+        with pytest.raises(SystemExit) as info:
+            main(["ask", str(video), question, *_model(refserver), *extra])
+        assert info.value.code == 2 and "not valid UTF-8" in capsys.readouterr().err
+    assert not _generations(refserver, 0)
+
+
+def test_chapters_output_checked_first_and_format_from_suffix(refserver: RefServer, video: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    for bad, says in ((tmp_path / "missing" / "ch.vtt", "no such directory"), (tmp_path, "is a directory")):
+        assert main(["chapters", str(video), *_model(refserver), "-o", str(bad), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err
+    assert not _generations(refserver, 0)  # checked before the answer was asked (and paid) for
+    out = tmp_path / "ch.json"
+    assert main(["chapters", str(video), *_model(refserver), "-o", str(out), "--quiet"]) == 0
+    marks = json.loads(out.read_text())  # JSON, as the suffix says (it was YouTube text)
+    assert marks and marks[0]["start"] == 0
+
+
+def test_ask_output_write_error_is_one_line(refserver: RefServer, video: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    class Full:
+        def write(self, _text: str) -> int:
+            raise OSError(28, "No space left on device")
+
+        def flush(self) -> None:
+            pass
+
+        def isatty(self) -> bool:
+            return False
+
+    monkeypatch.setattr("sys.stdout", Full())
+    assert main(["ask", str(video), QUESTION, *_model(refserver), "--no-stream"]) == 1
+    assert "No space left on device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("kwargs", "name"), [
+    ({"question": 123}, "question must be text"), ({"question": b"when?"}, "question must be text"),
+    ({"max_tokens": "abc"}, "max_tokens"), ({"useful_fps": float("nan")}, "useful_fps"),
+    ({"concurrency": "2"}, "concurrency"), ({"max_visual_tokens": 0}, "max_visual_tokens"),
+    ({"max_visual_tokens": -1}, "max_visual_tokens"), ({"cache": 123}, "cache must be"),
+    ({"system_prompt": 5}, "system_prompt must be text"),
+    ({"question": "caf\udce9?"}, "question is not valid UTF-8"),
+])
+def test_ask_api_arguments_are_config_errors(video: Path, kwargs: dict, name: str) -> None:
+    from vidline.errors import ConfigError
+    from vidline.models.config import ModelConfig
+    from vidline.understand import ask
+
+    question = kwargs.pop("question", QUESTION)
+    config = ModelConfig("openai", base_url="http://127.0.0.1:9/v1", model="m")
+    with pytest.raises(ConfigError, match=name):
+        ask(video, question, config=config, **kwargs)

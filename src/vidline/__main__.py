@@ -1,3 +1,8 @@
-from vidline.cli import entry
+import sys
+
+try:
+    from vidline.cli import entry
+except KeyboardInterrupt:  # Ctrl-C while the modules load: no traceback
+    sys.exit(130)
 
 entry()

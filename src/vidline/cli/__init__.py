@@ -85,6 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # stdout on a full disk (/dev/full), an output that cannot be written
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"vidline: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     return int(code or 0)
 
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vidline.cli.common import add_model_arguments, config_from_args, positive_float
+from vidline.cli.common import add_model_arguments, config_from_args, positive_float, positive_int, utf8_text
 from vidline.cli.runtime import settle_imports
 from vidline.errors import ConfigError
 
@@ -35,10 +35,10 @@ def _add_common(p: argparse.ArgumentParser, *, streaming: bool = True) -> None:
     g.add_argument("--min-fps", type=positive_float, metavar="F", dest="useful_fps",
                    help="lowest fps that still counts as fitting one request (default 0.5)")
     g.add_argument("--caption-fps", type=positive_float, metavar="F", help="sampling fps of caption windows (default 1)")
-    g.add_argument("--budget-tokens", type=int, metavar="N", dest="max_visual_tokens",
+    g.add_argument("--budget-tokens", type=positive_int, metavar="N", dest="max_visual_tokens",
                    help="visual tokens one request may carry (default 24576)")
-    g.add_argument("--max-frames", type=int, metavar="N", help="frames one request may carry")
-    g.add_argument("--concurrency", type=int, default=4, metavar="N", help="caption requests in flight (default 4)")
+    g.add_argument("--max-frames", type=positive_int, metavar="N", help="frames one request may carry")
+    g.add_argument("--concurrency", type=positive_int, default=4, metavar="N", help="caption requests in flight (default 4)")
     g.add_argument("--no-cache", action="store_true", help="neither read nor write the caption cache")
     g.add_argument("--cache-dir", metavar="DIR", help="cache directory (default: VIDLINE_CACHE_DIR or the user "
                    "cache dir; shared with vidline timeline)")
@@ -62,7 +62,7 @@ def register(subparsers: Any) -> None:
         description="Answer a free-form question about one or more videos or images. Long videos are "
         "captioned window by window (cached, like timeline windows) and answered from the captions.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video or image file(s)")
-    p.add_argument("question", help="the question (quote it)")
+    p.add_argument("question", type=utf8_text, help="the question (quote it)")
     _add_common(p)
     p.set_defaults(func=run_ask)
 
@@ -77,7 +77,8 @@ def register(subparsers: Any) -> None:
                               description="Chapter marks for a video: YouTube '00:00 Title' lines (first at 00:00),"
                               " a WebVTT chapters track, or JSON [{start, end, title}].")
     c.add_argument("video", metavar="VIDEO")
-    c.add_argument("--format", choices=CHAPTER_FORMATS, default="youtube", help="output format (default youtube)")
+    c.add_argument("--format", choices=CHAPTER_FORMATS,
+                   help="output format (default: from -o's suffix, .vtt or .json; else youtube)")
     c.add_argument("-o", "--output", metavar="PATH", help="write here instead of stdout")
     c.add_argument("--min-length", type=positive_float, metavar="SEC",
                    help="shortest chapter (default min(10, duration/20)); shorter ones are merged")
@@ -174,9 +175,9 @@ def _answer(args: argparse.Namespace, inputs: list[str], question: str) -> int:
                 emit(chunk)
             else:
                 buffered.append(chunk)
-    except IncompleteAnswerError:
+    except (IncompleteAnswerError, KeyboardInterrupt):
         if stream and shown["any"] and not shown["nl"]:
-            emit("\n")
+            emit("\n")  # the partial answer ends its line (Ctrl-C, a stream that broke for good)
         raise
     if stream:
         if not shown["nl"]:
@@ -197,19 +198,39 @@ def run_describe(args: argparse.Namespace) -> int:
     return _answer(args, [args.video], DESCRIBE_QUESTION)
 
 
+def _chapter_format(output: str | None) -> str:
+    suffix = Path(output).suffix.lower().lstrip(".") if output else ""
+    return suffix if suffix in ("vtt", "json") else "youtube"
+
+
+def _check_output(path: Path) -> None:
+    """ConfigError naming ``path`` when a file cannot be written there."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory; give a file name for -o")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ConfigError(f"{path}: no such directory {parent}")
+
+
 def run_chapters(args: argparse.Namespace) -> int:
     from vidline.understand import CHAPTERS_QUESTION, chapters, format_chapters
 
     config = _config(args)
     if args.dry_run:
         return _dry_run(args, [args.video], CHAPTERS_QUESTION, config)
+    fmt = args.format or _chapter_format(args.output)
+    if args.output:
+        _check_output(Path(args.output))  # before the answer is paid for, not after
     settle_imports(config)
     cache: bool | str = False if args.no_cache else (args.cache_dir or True)
     marks = chapters(args.video, config=config, min_length=args.min_length, concurrency=args.concurrency,
                      cache=cache, progress=not args.quiet, **_options(args))
-    text = format_chapters(marks, args.format)
+    text = format_chapters(marks, fmt)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
     else:
         sys.stdout.write(text)
         sys.stdout.flush()

@@ -27,6 +27,27 @@ def positive_float(value: str) -> float:
     return f
 
 
+def positive_int(value: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return n
+
+
+def utf8_text(value: str) -> str:
+    """argparse type: text that is valid UTF-8 (a question typed in a Latin-1 terminal is not: the
+    SDKs would fail on it only after the video was decoded)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError("not valid UTF-8 text (check the terminal's encoding, e.g. LANG=C.UTF-8)") from None
+    return value
+
+
 def fps_arg(value: str) -> float | str:
     """argparse type for --fps: ``auto`` or a number > 0."""
     if value == "auto":
@@ -54,7 +75,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, allow_motion: bool =
     g.add_argument("--timeout", type=positive_float, default=180.0, help="seconds per request (default 180)")
     g.add_argument("--retries", type=int, default=4, help="retries per request (default 4)")
     g.add_argument("--max-tokens", type=int, default=1024, help="max answer tokens (default 1024)")
-    g.add_argument("--system-prompt", help="system prompt to send")
+    g.add_argument("--system-prompt", type=utf8_text, help="system prompt to send")
     g.add_argument("--lang", help="answer language, e.g. en or zh")
 
 

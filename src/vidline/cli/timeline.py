@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vidline.cli import EXIT_PARTIAL
-from vidline.cli.common import add_model_arguments, config_from_args, finite_float, fps_arg
+from vidline.cli.common import add_model_arguments, config_from_args, finite_float, fps_arg, utf8_text
 from vidline.cli.runtime import settle_imports
 from vidline.errors import BackendError, ConfigError, VidlineError
 
@@ -35,7 +35,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("videos", nargs="+", metavar="VIDEO",
                    help="video file(s) or folder(s) (folders are searched recursively for video files)")
-    p.add_argument("--query", "-q", help="what to look for (needs a model); default: all notable events")
+    p.add_argument("--query", "-q", type=utf8_text, help="what to look for (needs a model); default: all notable events")
     add_model_arguments(p, allow_motion=True)
     g = p.add_argument_group("windows and sampling")
     g.add_argument("--window", type=finite_float, metavar="SEC", help="window length in seconds (default 120)")

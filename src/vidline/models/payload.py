@@ -240,6 +240,9 @@ class FrameLayout:
         return self.index == tuple(range(len(self.index)))
 
 
+_said: dict[str, bool] = {}  # warnings given once per process
+
+
 def list_frame_cap(n: int, flavour: Flavour, mode: PayloadMode, *, media_io_fps: bool = True) -> int | None:
     """How many of ``n`` sampled frames a frame list keeps (evenly subsampled), when the server's
     limit cuts it: DashScope's 512, vLLM's 32 without per-request ``num_frames``; None when all go."""
@@ -265,7 +268,8 @@ def frame_layout(n: int, fps: float, flavour: Flavour, mode: PayloadMode, *,
     request, for ``n`` frames sampled at ``fps``."""
     index = list(range(n))
     cap = list_frame_cap(n, flavour, mode, media_io_fps=media_io_fps)
-    if cap == VLLM_JPEG_LIST_MAX_FRAMES and flavour == "vllm":
+    if cap == VLLM_JPEG_LIST_MAX_FRAMES and flavour == "vllm" and not _said.get("vllm-cut"):
+        _said["vllm-cut"] = True  # once per process, not once per window
         logger.warning("vLLM keeps only %d frames of a jpeg list without per-request media_io_kwargs: "
                        "sending %d of %d frames (use video mode, or start vLLM with "
                        "--trust-request-mm-kwargs)", VLLM_JPEG_LIST_MAX_FRAMES, VLLM_JPEG_LIST_MAX_FRAMES, n)

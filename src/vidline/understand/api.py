@@ -597,6 +597,36 @@ class _Run:
                       plan=self.plan, captions=self.captions, complete=complete)
 
 
+def _text_argument(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be text, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{name} is not valid UTF-8 text (undecodable bytes from the terminal?)") from None
+    return value
+
+
+def _check_ask_arguments(question: object, *, system_prompt: object, max_tokens: object, window: object,
+                         useful_fps: object, caption_fps: object, max_visual_tokens: object, max_frames: object,
+                         concurrency: object, cache: object) -> None:
+    """ConfigError naming the argument, before anything is probed, decoded or sent."""
+    if not _text_argument("question", question).strip():
+        raise ConfigError("the question is empty")
+    if system_prompt is not None:
+        _text_argument("system_prompt", system_prompt)
+    for name, value, rule in (("max_tokens", max_tokens, {"minimum": 1, "integer": True}),
+                              ("max_visual_tokens", max_visual_tokens, {"minimum": 1, "integer": True}),
+                              ("max_frames", max_frames, {"minimum": 2, "integer": True}),
+                              ("concurrency", concurrency, {"minimum": 1, "integer": True}),
+                              ("window", window, {"above": 0}), ("useful_fps", useful_fps, {"above": 0}),
+                              ("caption_fps", caption_fps, {"above": 0})):
+        if value is not None:
+            require_number(name, value, **rule)  # type: ignore[arg-type]
+    if not isinstance(cache, (bool, str, os.PathLike)):
+        raise ConfigError(f"cache must be True, False or a directory, got {cache!r}")
+
+
 def _one_clock_for_several(plan: AskPlan) -> bool:
     """Whether ``plan`` sends several videos, sampled at different rates, in a payload whose clock is
     one for the whole request."""
@@ -699,8 +729,9 @@ def ask(
     docs/understand.md for the rule. Raises :class:`~vidline.understand.stream.IncompleteAnswerError`
     when a stream breaks and cannot be completed, and :class:`MapStepError` when caption windows fail.
     """
-    if not question or not question.strip():
-        raise ConfigError("the question is empty")
+    _check_ask_arguments(question, system_prompt=system_prompt, max_tokens=max_tokens, window=window,
+                         useful_fps=useful_fps, caption_fps=caption_fps, max_visual_tokens=max_visual_tokens,
+                         max_frames=max_frames, concurrency=concurrency, cache=cache)
     config = _resolve_config(config, max_tokens=max_tokens, system_prompt=system_prompt, lang=lang,
                              concurrency=concurrency)
     opts = AskOptions(strategy=strategy, window=window, useful_fps=useful_fps, caption_fps=caption_fps,
