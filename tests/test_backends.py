@@ -579,3 +579,19 @@ def test_ask_about_a_short_clip_cites_real_times(refserver: RefServer, tmp_path:
         answer = ask(path, "when is the red square visible?", config=cfg, cache=False)
     assert answer.path == "single" and "red square" in answer.text
     assert answer.citations == pytest.approx([0.5, 1.0]), answer.text
+
+
+@pytest.mark.parametrize("which", ["openai", "dashscope"])
+def test_cancel_stops_retrying_at_once(refserver: RefServer, which: str) -> None:
+    # Ctrl-C "stops sending": a window answered 429 with Retry-After 20 s kept its whole schedule
+    import threading
+
+    refserver.configure(rate_limit_first=10, retry_after=20.0)
+    backend = make_backend((openai_cfg if which == "openai" else dashscope_cfg)(
+        refserver, retry=RetryPolicy(max_retries=5, backoff_base=0.01)))
+    threading.Timer(0.5, backend.cancel).start()
+    t0 = time.monotonic()
+    with pytest.raises(RateLimitError):
+        backend.chat(_tiny_request())
+    assert time.monotonic() - t0 < 3.0
+    assert len(refserver.requests) == 1  # no request after the cancel

@@ -111,3 +111,37 @@ def test_read_only_dir_is_read_not_written(tmp_path: Path, monkeypatch: pytest.M
     assert ro.get("k1") is not None
     ro.put("k2", CachedAnswer(text="[]", usage=None, time_scale=1.0))
     assert "k2" not in ro and ro.keys() == ["k1"]
+
+
+def test_a_cache_that_cannot_be_created_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """A read-only file system (or a parent of someone else's) where the cache would be created: the
+    run goes on without a cache, with one warning (it stopped the run)."""
+    import errno as errno_
+
+    def refuse(self: Path, *a: object, **k: object) -> None:
+        raise OSError(errno_.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    with caplog.at_level("WARNING", logger="vidline"):
+        cache = WindowCache(tmp_path / "ro")
+    assert "cannot be created" in caplog.text and not cache.writable
+    assert cache.get("k") is None and "k" not in cache
+    cache.put("k", CachedAnswer(text="[]", usage=None, time_scale=1.0))  # nothing, no error
+    assert cache.keys() == []
+
+
+def test_entries_are_readable_by_others_as_umask_allows(tmp_path: Path) -> None:
+    # mkstemp's 0600 made every entry unreadable to another user sharing the cache: each of their
+    # runs was all misses, sent and billed again
+    from vidline.cache import _FILE_MODE
+
+    umask = os.umask(0)
+    os.umask(umask)
+    assert 0o666 & ~umask == _FILE_MODE  # what open() gives a new file
+    cache = WindowCache(tmp_path)
+    cache.put("k1", CachedAnswer(text="[]", usage=None, time_scale=1.0))
+    cache.remember_server({"base_url": "x"}, {"model": "m"})
+    entries = list((tmp_path / "windows").glob("*/*.json")) + list((tmp_path / "servers").glob("*.json"))
+    assert len(entries) == 2
+    assert all(p.stat().st_mode & 0o777 == _FILE_MODE for p in entries)

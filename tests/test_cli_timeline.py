@@ -271,6 +271,14 @@ def test_every_window_failing_is_exit_1(capsys: pytest.CaptureFixture[str], clip
     assert code == 1
     assert "every window failed" in err
     assert json.loads(out)["events"] == []
+    # several videos, none with a window that worked: a failure too (it was "partial", exit 3)
+    import shutil
+
+    other = clip.parent / "copy_of_clip.mp4"
+    shutil.copy(clip, other)
+    code, out, err = _run(capsys, str(clip), str(other), *_model_args(refserver), "--quiet", "--no-cache")
+    assert code == 1, err
+    assert [d["events"] for d in json.loads(out)] == [[], []]
 
 
 def test_unreachable_server_fails_fast_with_one_line(capsys: pytest.CaptureFixture[str], clip: Path) -> None:
@@ -601,3 +609,21 @@ def test_a_server_gone_midway_through_several_videos_keeps_the_timelines_made(
     docs = json.loads(out)
     assert [Path(d["video"]["path"]).name for d in docs] == ["clip.mp4"]
     assert {w["status"] for w in docs[0]["windows"]} == {"cached"}
+
+
+def test_down_server_after_a_fully_cached_run_without_model(capsys: pytest.CaptureFixture[str], clip: Path) -> None:
+    """The served model a key names is kept even when no window needed the server: run 1 with
+    --model, run 2 without it (all cached: one GET /v1/models), run 3 without it, server down."""
+    from tests.refserver import RefServer
+
+    server = RefServer()
+    with_model = [*_model_args(server), "--retries", "0", "--concurrency", "1", "--quiet"]
+    try:
+        assert _run(capsys, str(clip), *with_model)[0] == 0
+        code, out, err = _run(capsys, str(clip), *_offline_server_args(server))
+        assert code == 0 and {w["status"] for w in json.loads(out)["windows"]} == {"cached"}, err
+    finally:
+        server.stop()
+    code, out, err = _run(capsys, str(clip), *_offline_server_args(server))
+    assert code == 0, err
+    assert {w["status"] for w in json.loads(out)["windows"]} == {"cached"}

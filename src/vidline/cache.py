@@ -20,6 +20,7 @@ Location: ``cache=`` path, else ``$VIDLINE_CACHE_DIR``, else ``platformdirs.user
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -34,6 +35,15 @@ from vidline.log import logger
 from vidline.types import Usage
 
 CACHE_VERSION = 1
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file
 _CHUNK = 1024 * 1024
 
 
@@ -150,7 +160,14 @@ class WindowCache:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise CacheError(f"cache directory {self.root} is unusable: {exc.strerror or exc}") from exc
+            if not isinstance(exc, PermissionError) and exc.errno != errno.EROFS:  # e.g. a file in the way
+                raise CacheError(f"cache directory {self.root} is unusable: {exc.strerror or exc}") from exc
+            # a read-only file system or a directory of someone else's: nothing to read, nothing stored,
+            # and the run goes on
+            self.writable = False
+            logger.warning("cache directory %s cannot be created (%s): running without a cache (--cache-dir "
+                           "to choose another)", self.root, exc.strerror or exc)
+            return
         # a read-only cache (a shared mount, another user's directory) still answers what it holds
         self.writable = os.access(self.root, os.W_OK)
         if not self.writable:
@@ -187,6 +204,8 @@ class WindowCache:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=".json", dir=path.parent)
             try:
+                # mkstemp makes 0600 files: a cache shared with other users must be readable by them
+                os.fchmod(fd, _FILE_MODE)
                 with os.fdopen(fd, "w", encoding="utf-8") as f:
                     json.dump(data, f)
                     f.flush()

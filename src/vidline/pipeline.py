@@ -389,6 +389,7 @@ class ModelRun:
         """Key the jobs; when some answer is not cached, find out what the server is (payload shape,
         context) and plan, estimate and key again from that. The jobs to run."""
         self._key(info, jobs)
+        self._remember_server()  # the served model a key names, even when every answer is cached
         cache = self.cache
         needs_server = cache is None or any(job.key is None or job.key not in cache for job in jobs)
         if needs_server and self._detect_server():  # the payload shape is known: estimate what is sent
@@ -407,9 +408,10 @@ class ModelRun:
         """Keep what the server said about itself (``Backend.server_facts``) in the cache, for re-runs
         while it is unreachable."""
         backend = getattr(self.analyzer, "backend", None)
-        if self.cache is None or backend is None or getattr(backend, "unreachable", None) is not None:
+        server_facts = getattr(backend, "server_facts", None)
+        if self.cache is None or not callable(server_facts) or getattr(backend, "unreachable", None) is not None:
             return
-        facts = {k: v for k, v in backend.server_facts().items() if v is not None}
+        facts = {k: v for k, v in server_facts().items() if v is not None}
         if facts:
             self.cache.remember_server(self.config.identity(), facts)
 
@@ -524,6 +526,9 @@ class ModelRun:
                 self._lanes(info, lanes, slots, requests, n_encoders, threads)
         except BaseException:
             self._stop.set()
+            cancel = getattr(getattr(self.analyzer, "backend", None), "cancel", None)
+            if callable(cancel):  # Ctrl-C stops sending: no retry of a failing window either
+                cancel()
             requests.shutdown(wait=False, cancel_futures=True)
             raise
         requests.shutdown(wait=True)

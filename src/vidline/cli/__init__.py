@@ -8,6 +8,7 @@ become one line on stderr and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -92,6 +93,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(code or 0)
 
 
+def _exit_on_second_interrupt() -> None:
+    """A second Ctrl-C, while the requests in flight are waited for, exits at once (no traceback from
+    the interpreter's thread joins)."""
+    import signal
+
+    def quit_now(_signum: int, _frame: object) -> None:
+        try:
+            sys.stderr.flush()
+        finally:
+            os._exit(EXIT_INTERRUPTED)
+
+    with contextlib.suppress(ValueError):  # not the main thread: nothing to install
+        signal.signal(signal.SIGINT, quit_now)
+
+
 def entry() -> NoReturn:
     """The console script (``vidline``) and ``python -m vidline``: ``main()``, then a quick exit.
 
@@ -110,6 +126,8 @@ def entry() -> NoReturn:
         else:
             logging.shutdown()
             os._exit(code)
+    if code == EXIT_INTERRUPTED:  # the exit waits for the requests in flight (their answers are cached)
+        _exit_on_second_interrupt()
     sys.exit(code)
 
 

@@ -169,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
     settle_imports(config)
     cache: bool | str = False if args.no_cache else (args.cache_dir or True)
     partial = 0  # 0 ok, 1 some windows failed, 2 every window failed
+    statuses: list[int] = []  # the same, per video that gave a timeline
     stdout_docs: list[str] = []
     progress = Progress(enabled=not args.quiet)
     names = _output_names(args.videos) if several and args.output else {}
@@ -193,7 +194,9 @@ def run(args: argparse.Namespace) -> int:
                 failures.append(exc)
                 partial = max(partial, 1)
                 continue
-            partial = max(partial, _emit(args, names, video, timeline, stdout_docs))
+            status = _emit(args, names, video, timeline, stdout_docs)
+            statuses.append(status)
+            partial = max(partial, status)
             if args.index:
                 indexed += _index(timeline, args.db)
     finally:
@@ -203,8 +206,8 @@ def run(args: argparse.Namespace) -> int:
     _flush_stdout(args, stdout_docs, several)
     if len(failures) == len(args.videos):  # no video could be analysed (each said why)
         return 2 if all(isinstance(exc, ConfigError) for exc in failures) else 1
-    if partial == 2 and not several:
-        return 1  # nothing succeeded: a failure, not a partial result
+    if statuses and all(status == 2 for status in statuses):
+        return 1  # no window of any video succeeded: a failure, not a partial result
     return EXIT_PARTIAL if partial else 0
 
 

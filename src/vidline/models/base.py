@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -109,6 +110,13 @@ class Backend(abc.ABC):
 
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
+        #: set by ``cancel()``: no more retries or backoff waits (requests already sent still finish)
+        self.cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        """Stop retrying (Ctrl-C: the run stops sending): a failing request fails now instead of
+        waiting out its backoff and trying again."""
+        self.cancelled.set()
 
     @abc.abstractmethod
     def chat(self, request: ChatRequest | PreparedRequest) -> ChatResponse:

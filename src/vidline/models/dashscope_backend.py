@@ -112,7 +112,7 @@ class DashScopeBackend(Backend):
                 raise self._error(resp)
             return resp
 
-        return call_with_retries(once, self.config.retry, what="dashscope request")
+        return call_with_retries(once, self.config.retry, what="dashscope request", cancel=self.cancelled)
 
     def chat(self, request: ChatRequest | PreparedRequest) -> ChatResponse:
         request, payload = self.payload_for(request)
@@ -149,7 +149,8 @@ class DashScopeBackend(Backend):
                 raise self._error(head)
             return head, it
 
-        first, iterator = call_with_retries(open_stream, self.config.retry, what="dashscope stream")
+        first, iterator = call_with_retries(open_stream, self.config.retry, what="dashscope stream",
+                                            cancel=self.cancelled)
         try:
             chunk = first
             while chunk is not None:

@@ -117,7 +117,7 @@ class OpenAIBackend(Backend):
                 return fn()
             except (openai.OpenAIError, BackendError) as exc:
                 raise self._translate(exc) from exc
-        return call_with_retries(once, self.config.retry, what=what) if retry else once()
+        return call_with_retries(once, self.config.retry, what=what, cancel=self.cancelled) if retry else once()
 
     def _list_raw(self, *, retry: bool = True) -> list[Any]:
         """``GET /v1/models`` (asked once, then kept); ``retry=False``: one attempt, for what is only

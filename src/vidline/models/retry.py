@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
@@ -120,18 +121,24 @@ def call_with_retries(
     what: str = "request",
     sleep: Callable[[float], None] = time.sleep,
     rng: Callable[[], float] = random.random,
+    cancel: threading.Event | None = None,
 ) -> T:
-    """Call ``fn`` until it succeeds, retrying retryable BackendErrors with backoff."""
+    """Call ``fn`` until it succeeds, retrying retryable BackendErrors with backoff. Once ``cancel``
+    is set (Ctrl-C: the run stops sending), the last error is raised instead of waiting or retrying."""
     attempt = 0
     while True:
         try:
             return fn()
         except BackendError as exc:
-            if not exc.retryable or attempt >= policy.max_retries:
+            if not exc.retryable or attempt >= policy.max_retries or (cancel is not None and cancel.is_set()):
                 if exc.retryable and attempt:
                     exc.args = (f"{exc.args[0] if exc.args else exc} (after {attempt + 1} attempts)",)
                 raise
             delay = backoff_delay(attempt, policy, getattr(exc, "retry_after", None), rng)
             logger.info("%s failed (%s); retry %d/%d in %.2fs", what, exc, attempt + 1, policy.max_retries, delay)
-            sleep(delay)
+            if cancel is not None and sleep is time.sleep:
+                if cancel.wait(delay):
+                    raise
+            else:
+                sleep(delay)
             attempt += 1
