@@ -263,3 +263,29 @@ def test_anamorphic_clips_and_thumbnails_keep_the_shape(tmp_path: Path) -> None:
         assert probe(out).sample_aspect_ratio == Fraction(64, 45)
     (jpeg,) = extract_thumbnails(path, [1.0], width=160)
     assert jpeg is not None and Image.open(io.BytesIO(jpeg)).size == (160, 90)
+
+
+@pytest.mark.parametrize("ext", ["ts", "mkv", "mp4"])
+def test_variable_rate_without_a_frame_index(tmp_path: Path, ext: str) -> None:
+    # 2 fps for 10 s, then 30 fps: MPEG-TS and Matroska have no per-frame index, and FFmpeg's rate is a
+    # guess from the first frames (2) or the header's (30). The TS probed as 2 fps CFR, ~60 frames, and
+    # every plan was capped at 2 fps (`sample --fps 10` gave 20 frames where 100 exist)
+    from vidline.synth import make_video
+
+    path = make_video(tmp_path / f"vfr.{ext}", duration=30.0, fps=[(0, 10, 2), (10, 30, 30)], size=(64, 48))
+    info = probe(path)
+    assert info.is_vfr and info.frame_count == 620 and info.fps == pytest.approx(620 / 30, rel=0.01)
+    frames = list(sample(path, SamplingBudget(fps=10.0, max_fps=10.0), start=10.0, end=20.0))
+    assert len(frames) == 100
+    assert len({round(f.t, 3) for f in frames}) == 100  # distinct source frames
+
+
+def test_constant_rate_ts_is_not_counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a constant-rate stream never pays for the packet count
+    from vidline.media import probe as probe_module
+    from vidline.synth import make_video
+
+    path = make_video(tmp_path / "cfr.ts", duration=6.0, fps=10, size=(64, 48))
+    monkeypatch.setattr(probe_module, "_count_frames", lambda *a: pytest.fail("counted a CFR stream"))
+    info = probe(path)
+    assert not info.is_vfr and info.fps == pytest.approx(10.0)

@@ -139,6 +139,7 @@ def _probe(container: Any, p: Path) -> VideoInfo:
     # AVI's counts from the first decoded frame, not the first shown: there the last packets are read.
     duration = 0.0
     truncated = False
+    tail: _Tail | None = None
     if stream.duration and stream.start_time is not None and n_entries and _has_stream_durations(container):
         duration = float((stream.start_time + stream.duration - first_pts) * tb)
     else:
@@ -165,6 +166,7 @@ def _probe(container: Any, p: Path) -> VideoInfo:
         )
     is_vfr = False
     keyframe_interval: float | None = None
+    deltas: list[int] = []
     if n_entries >= 3:
         stamps: list[int] = []
         key_stamps: list[int] = []
@@ -199,6 +201,26 @@ def _probe(container: Any, p: Path) -> VideoInfo:
         keyframe_interval = _keyframe_interval_from_head(container, stream, tb)
 
     frame_count = int(stream.frames or 0)
+    every_frame_indexed = n_entries >= 3 and _indexes_every_frame(container)
+    if every_frame_indexed and not is_vfr and deltas:
+        # AVI holding H.264 says twice its rate (and frame count): the index's steps are the frames'
+        index_fps = 1.0 / float(statistics.median(deltas) * tb)
+        if fps and abs(fps - index_fps) > 0.05 * index_fps:
+            fps = index_fps
+            frame_count = min(frame_count, n_entries) if frame_count else n_entries
+    elif not every_frame_indexed and tail is not None and tail.frame_duration and fps and duration:
+        # no per-frame index (MPEG-TS; Matroska indexes keyframes only): FFmpeg's rate is a guess from
+        # the first frames or the header's. When the first or the last frames run at another rate the
+        # stream is variable: count its packets (no decoding, ~0.3 s per 90,000 frames) for its true
+        # average rate and frame count
+        rates = [1.0 / float(tail.frame_duration * tb)]
+        head_step = _head_step(container, stream)
+        if head_step:
+            rates.append(1.0 / float(head_step * tb))
+        if any(abs(rate - fps) > 0.05 * max(rate, fps) for rate in rates):
+            counted = _count_frames(container, stream)
+            if counted:
+                fps, frame_count, is_vfr = counted / duration, counted, True
     if frame_count > 0 and n_entries == frame_count:
         # samples an edit list cuts away (mp4 cut with ``-ss ... -c copy``) are in the index, marked
         # "discard": they are decoded but never shown
@@ -333,6 +355,37 @@ def _read_tail(container: Any, stream: Any) -> _Tail | None:
             return _Tail(None, 0, file_end, declared_end)
         back *= 4
     return None
+
+
+def _indexes_every_frame(container: Any) -> bool:
+    """mp4/mov and AVI index every frame (Matroska's cues name keyframes only)."""
+    return _has_stream_durations(container) or "avi" in str(container.format.name).split(",")
+
+
+def _head_step(container: Any, stream: Any, packets: int = 16) -> int:
+    """The median step between the first video frames' PTS (demuxed, not decoded); 0 when unknown."""
+    pts: list[int] = []
+    try:
+        container.seek(0, backward=True, any_frame=False)
+        for packet in container.demux(stream):
+            if packet.pts is not None and packet.size:
+                pts.append(int(packet.pts))
+                if len(pts) >= packets:
+                    break
+    except av.error.FFmpegError:
+        return 0
+    distinct = sorted(set(pts))
+    steps = [b - a for a, b in zip(distinct, distinct[1:], strict=False)]
+    return int(statistics.median(steps)) if steps else 0
+
+
+def _count_frames(container: Any, stream: Any) -> int:
+    """The video stream's frames, counted from its packets (demuxed from the start, not decoded)."""
+    try:
+        container.seek(0, backward=True, any_frame=False)
+        return sum(1 for packet in container.demux(stream) if packet.pts is not None and packet.size)
+    except av.error.FFmpegError:
+        return 0
 
 
 def _declared_end_missing(container: Any, tail: _Tail) -> bool:
