@@ -104,3 +104,25 @@ def test_file_without_duration_is_a_file_error(
     assert main(args) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(video.path) in err and "no usable duration" in err
+
+
+@pytest.mark.parametrize("option", [["--max-frames", "0"], ["--max-pixels", "0"], ["--quality", "500"],
+                                    ["--quality", "0"]])
+def test_sample_bad_numbers_are_refused(cfr_video: SynthVideo, tmp_path: Path, option: list[str],
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # --max-frames 0 was ignored silently (-3 was refused); --quality 500 was accepted
+    with pytest.raises(SystemExit) as info:
+        main(["sample", str(cfr_video.path), "--out", str(tmp_path / "o"), *option])
+    assert info.value.code == 2 and "Traceback" not in capsys.readouterr().err
+
+
+def test_sample_manifest_fps_is_rounded(cfr_video: SynthVideo, tmp_path: Path) -> None:
+    assert main(["sample", str(cfr_video.path), "--out", str(tmp_path / "o"), "--start", "0.3", "--end", "1.7",
+                 "--fps", "3"]) == 0
+    fps = json.loads((tmp_path / "o" / "frames.json").read_text())["fps"]
+    assert fps == round(fps, 6)
+
+
+def test_a_url_is_named_as_given(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["sample", "http://127.0.0.1:9/x.mp4", "--out", str(tmp_path / "o")]) == 1
+    assert "http://127.0.0.1:9/x.mp4: no such file (only local files are read)" in capsys.readouterr().err

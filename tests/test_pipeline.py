@@ -619,7 +619,7 @@ def test_e2e_vllm_mp4_payloads_encoded_ahead(refserver: Any, marker_video: Path,
 
 
 def test_dry_run_memory_estimate_counts_frames_being_decoded_and_payloads_waiting(video: Path) -> None:
-    from vidline.pipeline import BUDGET_SLACK
+    from vidline.pipeline import BASE_MB, BUDGET_SLACK
 
     cfg = ModelConfig("openai", base_url="http://127.0.0.1:9/v1", model="m", server="vllm")
     video_mode = dry_run(video, config=cfg, window=20.0, overlap=5.0, fps=1.0, concurrency=3)
@@ -635,7 +635,7 @@ def test_dry_run_memory_estimate_counts_frames_being_decoded_and_payloads_waitin
     assert video_mode.windows_in_flight == 3 + 3  # concurrency + prefetch (default: concurrency)
     frames = video_mode.decoded_frames * w.width * w.height * 1.5
     payloads = video_mode.windows_in_flight * max(x.payload_bytes for x in video_mode.windows)
-    assert video_mode.peak_memory_mb == int(100 + (frames + payloads) / 2**20)
+    assert video_mode.peak_memory_mb == int(BASE_MB + (frames + payloads) / 2**20)
     lanes = dry_run(video, config=cfg, window=20.0, overlap=5.0, fps=1.0, concurrency=3, decoders=2)
     assert lanes.decoders == 2 and lanes.peak_memory_mb > video_mode.peak_memory_mb + 50  # a second decoder, x264
     assert f"~{video_mode.peak_memory_mb} MB peak memory" in video_mode.to_text()

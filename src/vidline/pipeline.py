@@ -74,6 +74,7 @@ _T = TypeVar("_T")
 AUTO_LANES = 2  # parallel decoders at most by default (each adds a decoder and an x264 instance)
 MIN_WINDOWS_PER_LANE = 4
 ENCODE_COST = 5.0  # x264 (superfast) CPU per pixel sent / H.264 decoding CPU per pixel decoded (measured)
+BASE_MB = 125  # the libraries (numpy, PyAV, openai, dashscope: ~121 MB imported), one decoder and x264
 LANE_MB = 60  # a further decode lane's decoder and x264 instance (measured: 720p source, 1008x560 clips)
 BUDGET_SLACK = 8  # frames a decoder may run ahead of its encoders beyond the windows' overlap
 
@@ -1026,12 +1027,12 @@ class DryRunReport:
 
     @property
     def peak_memory_mb(self) -> int:
-        """Rough peak RSS: ~100 MB of libraries and one decoder + encoder, ~60 MB for each further
+        """Rough peak RSS: ~125 MB of libraries (measured: the imports alone are ~121 MB) and one decoder + encoder, ~60 MB for each further
         decode lane, + the decoded frames held at most (about the windows' overlap per lane: payloads
         are encoded while decoded) + the encoded payloads waiting for (or in) a request."""
         frame = max((w.width * w.height * self.bytes_per_pixel for w in self.windows), default=0)
         payload = max((w.payload_bytes for w in self.windows), default=0)
-        fixed = 100 + LANE_MB * (max(1, self.decoders) - 1)
+        fixed = BASE_MB + LANE_MB * (max(1, self.decoders) - 1)
         return int(fixed + (max(1, self.decoded_frames) * frame + self.windows_in_flight * payload) / 2**20)
 
     @property

@@ -38,6 +38,14 @@ def positive_int(value: str) -> int:
     return n
 
 
+def jpeg_quality(value: str) -> int:
+    """argparse type: a JPEG quality, 1 to 100."""
+    n = positive_int(value)
+    if n > 100:
+        raise argparse.ArgumentTypeError(f"must be 1-100, got {value}")
+    return n
+
+
 def utf8_text(value: str) -> str:
     """argparse type: text that is valid UTF-8 (a question typed in a Latin-1 terminal is not: the
     SDKs would fail on it only after the video was decoded)."""

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from vidline.cli.common import finite_float, fps_arg
+from vidline.cli.common import finite_float, fps_arg, positive_int
 from vidline.cli.sample import budget_from_args
 
 
@@ -18,8 +18,8 @@ def register(subparsers: Any) -> None:
         "--overlap", type=finite_float, default=10.0, help="overlap between windows in seconds (default 10)"
     )
     p.add_argument("--fps", type=fps_arg, default="auto", help="sampling fps or 'auto' (default)")
-    p.add_argument("--max-frames", type=int, default=None, help="frames per window at most")
-    p.add_argument("--max-pixels", type=int, default=None, help="pixels per frame at most")
+    p.add_argument("--max-frames", type=positive_int, default=None, help="frames per window at most")
+    p.add_argument("--max-pixels", type=positive_int, default=None, help="pixels per frame at most")
     p.add_argument(
         "--backend", default="dashscope", choices=("dashscope", "openai"),
         help="limits of which server: dashscope|openai (default dashscope)"

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vidline.cli.common import finite_float, fps_arg
+from vidline.cli.common import finite_float, fps_arg, jpeg_quality, positive_int
 from vidline.errors import ConfigError
 
 
@@ -37,11 +37,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--fps", type=fps_arg, default="auto", help="sampling fps or 'auto' (default)")
     p.add_argument("--start", type=finite_float, default=None, help="start time in seconds")
     p.add_argument("--end", type=finite_float, default=None, help="end time in seconds")
-    p.add_argument("--max-frames", type=int, default=None, help="frames at most")
-    p.add_argument("--max-pixels", type=int, default=None, help="pixels per frame at most")
+    p.add_argument("--max-frames", type=positive_int, default=None, help="frames at most")
+    p.add_argument("--max-pixels", type=positive_int, default=None, help="pixels per frame at most")
     p.add_argument("--keyframes", action="store_true", help="keyframes only (fast, coarse)")
     p.add_argument("--backend", default="pyav", choices=["pyav", "decord"], help="decoder (default pyav)")
-    p.add_argument("--quality", type=int, default=90, help="JPEG quality (default 90)")
+    p.add_argument("--quality", type=jpeg_quality, default=90, help="JPEG quality, 1-100 (default 90)")
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=run)
 
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         "video": info.path,
         "start": plan.start,
         "end": plan.end,
-        "fps": None if args.keyframes else plan.fps,
+        "fps": None if args.keyframes else round(plan.fps, 6),
         "keyframes_only": bool(args.keyframes),
         "frames": entries,
     }

@@ -23,8 +23,9 @@ _TAIL_TRIES = 5  # each try starts 4x further back (the last one reads the whole
 def check_path(path: str | os.PathLike[str]) -> Path:
     """Raise VideoOpenError unless ``path`` is an existing, non-empty regular file."""
     p = Path(path)
-    if not p.exists():
-        raise VideoOpenError(p, "no such file")
+    if not p.exists():  # named as given (a URL keeps its "//"; only files are read)
+        raise VideoOpenError(os.fspath(path), "no such file" + (" (only local files are read)" if "://" in
+                                                                 os.fspath(path) else ""))
     if p.is_dir():
         raise VideoOpenError(p, "is a directory, not a video file")
     try:
