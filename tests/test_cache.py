@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,23 @@ def test_entries_are_readable_by_others_as_umask_allows(tmp_path: Path) -> None:
     entries = list((tmp_path / "windows").glob("*/*.json")) + list((tmp_path / "servers").glob("*.json"))
     assert len(entries) == 2
     assert all(p.stat().st_mode & 0o777 == _FILE_MODE for p in entries)
+
+
+def test_temporary_files_of_killed_writes_are_swept(tmp_path: Path) -> None:
+    # a SIGKILL between the write and the rename left .tmp-*.json files for good
+    cache = WindowCache(tmp_path)
+    cache.put("ab12", CachedAnswer(text="[]", usage=None, time_scale=1.0))
+    old_tmp = tmp_path / "windows" / "ab" / ".tmp-old.json"
+    new_tmp = tmp_path / "windows" / "ab" / ".tmp-new.json"
+    server_tmp = tmp_path / "servers" / ".tmp-x.json"
+    server_tmp.parent.mkdir()
+    for f in (old_tmp, new_tmp, server_tmp):
+        f.write_text("{")
+    two_hours_ago = time.time() - 7200
+    for f in (old_tmp, server_tmp):
+        os.utime(f, (two_hours_ago, two_hours_ago))
+    os.utime(tmp_path / ".swept", (two_hours_ago - 86400,) * 2)
+    WindowCache(tmp_path)
+    assert not old_tmp.exists() and not server_tmp.exists()
+    assert new_tmp.exists()  # a write in progress elsewhere is left alone
+    assert cache.get("ab12") is not None

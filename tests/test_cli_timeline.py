@@ -627,3 +627,17 @@ def test_down_server_after_a_fully_cached_run_without_model(capsys: pytest.Captu
     code, out, err = _run(capsys, str(clip), *_offline_server_args(server))
     assert code == 0, err
     assert {w["status"] for w in json.loads(out)["windows"]} == {"cached"}
+
+
+def test_progress_in_a_log_keeps_failures_on_their_own_lines(capsys: pytest.CaptureFixture[str], clip: Path,
+                                                              refserver: Any) -> None:
+    # on a non-TTY the failed windows were glued to the bar's "0/13" line, and "0%" came twice
+    refserver.configure(fail_rate=0.5, seed=3)
+    code, _out, err = _run(capsys, str(clip), *_model_args(refserver), "--no-cache", "--retries", "0")
+    assert code == 3, err
+    lines = err.splitlines()
+    listed = [ln for ln in lines if "windows failed (partial timeline)" in ln]
+    assert len(listed) == 1 and listed[0].startswith("vidline: ")
+    first_fail = lines.index(listed[0])
+    assert all(ln.startswith("vidline:   window ") for ln in lines[first_fail + 1:] if ln.strip())
+    assert sum(ln.count(" 0%") for ln in lines) <= 1

@@ -173,6 +173,29 @@ class WindowCache:
         if not self.writable:
             logger.warning("cache directory %s is not writable: answers are read from it but not stored "
                            "(--no-cache to skip it, --cache-dir to choose another)", self.root)
+        else:
+            self._sweep()
+
+    def _sweep(self, *, every: float = 86400.0, older: float = 3600.0) -> None:
+        """Remove temporary files that a killed write left (SIGKILL between write and rename): at
+        most once a day (a marker file's age says when), those older than an hour (a write in
+        progress in another process is younger)."""
+        marker = self.root.parent / ".swept"
+        now = time.time()
+        try:
+            if now - marker.stat().st_mtime < every:
+                return
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return
+        for folder in (self.root, self.root.parent / "servers"):
+            for tmp in folder.glob(f"**/{_TMP_PREFIX}*"):
+                with contextlib.suppress(OSError):
+                    if now - tmp.stat().st_mtime > older:
+                        tmp.unlink()
+        with contextlib.suppress(OSError):
+            marker.touch()
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"

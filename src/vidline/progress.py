@@ -30,6 +30,7 @@ class Progress:
         self._file = file
         self._total = total
         self._closed = False
+        self._tty = False
 
     def _ensure_bar(self) -> Any:
         """The tqdm bar, created on first use (so messages logged while planning come before it)."""
@@ -38,6 +39,7 @@ class Progress:
 
             stream = self._file if self._file is not None else sys.stderr
             tty = bool(getattr(stream, "isatty", lambda: False)())
+            self._tty = tty
             self._bar = tqdm(total=self._total, desc=self._desc, unit=self._unit, file=stream, dynamic_ncols=tty,
                              mininterval=0.2 if tty else 5.0, leave=True)
         return self._bar
@@ -51,7 +53,8 @@ class Progress:
             bar = self._ensure_bar()
             if bar is not None:
                 bar.total = self._total
-                bar.refresh()
+                if self._tty:  # a log (non-TTY) gets a line per refresh: the next update says it
+                    bar.refresh()
 
     def set_description(self, desc: str) -> None:
         with self._lock:

@@ -170,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
     cache: bool | str = False if args.no_cache else (args.cache_dir or True)
     partial = 0  # 0 ok, 1 some windows failed, 2 every window failed
     statuses: list[int] = []  # the same, per video that gave a timeline
+    reports: list[tuple[Timeline, str]] = []  # failed windows, listed once the progress bar is closed
     stdout_docs: list[str] = []
     progress = Progress(enabled=not args.quiet)
     names = _output_names(args.videos) if several and args.output else {}
@@ -196,11 +197,15 @@ def run(args: argparse.Namespace) -> int:
                 continue
             status = _emit(args, names, video, timeline, stdout_docs)
             statuses.append(status)
+            if status:
+                reports.append((timeline, video))
             partial = max(partial, status)
             if args.index:
                 indexed += _index(timeline, args.db)
     finally:
         progress.close()
+        for failed_timeline, failed_video in reports:
+            _report_failures(failed_timeline, failed_video)
     if args.index and not args.quiet:
         print(f"vidline: indexed {indexed} events from {len(args.videos)} video(s)", file=sys.stderr)
     _flush_stdout(args, stdout_docs, several)
@@ -229,7 +234,6 @@ def _emit(args: argparse.Namespace, names: dict[str, str], video: str, timeline:
     else:
         stdout_docs.append(timeline.to_json() if fmt == "json" else _render(timeline, fmt))
     if timeline.partial:
-        _report_failures(timeline, video)
         return 2 if len(timeline.failed_windows) == len(timeline.windows) else 1
     return 0
 
