@@ -133,6 +133,22 @@ def analysis_size(width: int, height: int, target_width: int) -> tuple[int, int]
     return max(2, w - w % 2), h - h % 2
 
 
+def analysis_frames(
+    path: str | os.PathLike[str], fps: float, width: int, *, src_width: int, src_height: int, duration: float,
+    on_frame: Callable[[float], None] | None = None,
+) -> Iterable[Frame]:
+    """Small RGB frames of ``path`` at ``fps``, ``width`` px wide (one streaming pass), for the
+    offline detectors (motion, scenes). ``on_frame(t)`` is called for every frame (progress)."""
+    from vidline.media.plan import SamplingBudget
+    from vidline.media.sampler import sample
+
+    size = analysis_size(src_width, src_height, width)
+    n_max = int(duration * fps) + 8
+    budget = SamplingBudget(fps=fps, min_fps=fps, max_fps=fps, max_frames=max(4, n_max))
+    frames: Iterable[Frame] = sample(path, budget, size=size)
+    return _tap(frames, on_frame) if on_frame is not None else frames
+
+
 def motion_scores(
     path: str | os.PathLike[str], params: MotionParams, *, src_width: int, src_height: int, duration: float,
     on_frame: Callable[[float], None] | None = None,
@@ -141,15 +157,8 @@ def motion_scores(
 
     ``on_frame(t)`` is called for every decoded frame (progress reporting).
     """
-    from vidline.media.plan import SamplingBudget
-    from vidline.media.sampler import sample
-
-    size = analysis_size(src_width, src_height, params.width)
-    n_max = int(duration * params.fps) + 8
-    budget = SamplingBudget(fps=params.fps, min_fps=params.fps, max_fps=params.fps, max_frames=max(4, n_max))
-    frames: Iterable[Frame] = sample(path, budget, size=size)
-    if on_frame is not None:
-        frames = _tap(frames, on_frame)
+    frames = analysis_frames(path, params.fps, params.width, src_width=src_width, src_height=src_height,
+                             duration=duration, on_frame=on_frame)
     return score_frames(frames, params.pixel_delta)
 
 

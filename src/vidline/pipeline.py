@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from vidline.media.plan import SamplingBudget, SamplingPlan
     from vidline.media.sampler import WindowFrames
     from vidline.models.window import WindowAnalyzer
+    from vidline.scenes import SceneParams
     from vidline.timeline import Timeline
 
 _T = TypeVar("_T")
@@ -85,6 +86,8 @@ NO_MODEL_HELP = (
 _MODEL_OPTIONS = ("base_url", "api_key", "model", "mode", "server", "burn_timestamps", "timeout", "retry",
                   "max_tokens", "system_prompt", "language", "temperature", "seed")
 _MOTION_OPTIONS = ("threshold", "min_event", "merge_gap", "pre", "post", "motion_fps", "motion_width")
+_SCENE_OPTIONS = ("scene_threshold", "min_scene")
+OFFLINE_BACKENDS = ("motion", "scenes")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -145,8 +148,8 @@ def select_model(config: ModelConfig | None, backend: str, query: str | None,
     if config is not None:
         return config
     if query:
-        if backend == "motion":
-            raise ConfigError("the motion backend cannot answer a --query; " + NO_MODEL_HELP)
+        if backend in OFFLINE_BACKENDS:
+            raise ConfigError(f"the {backend} backend cannot answer a --query; " + NO_MODEL_HELP)
         raise ConfigError("--query needs a model; " + NO_MODEL_HELP)
     if backend == "auto":
         logger.warning("no model configured; using the offline motion backend (--backend motion). "
@@ -154,8 +157,25 @@ def select_model(config: ModelConfig | None, backend: str, query: str | None,
     return None
 
 
+def _scene_params(options: dict[str, Any]) -> SceneParams:
+    from vidline.scenes import SceneParams
+
+    kw: dict[str, Any] = {}
+    if options.get("scene_threshold") is not None:
+        kw["threshold"] = options["scene_threshold"]
+    if options.get("min_scene") is not None:
+        kw["min_scene"] = options["min_scene"]
+    if options.get("motion_fps") is not None:
+        kw["fps"] = options["motion_fps"]
+    if options.get("motion_width") is not None:
+        kw["width"] = options["motion_width"]
+    params = SceneParams(**kw)
+    params.validate()
+    return params
+
+
 def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], MotionParams]:
-    unknown = set(options) - set(_MODEL_OPTIONS) - set(_MOTION_OPTIONS)
+    unknown = set(options) - set(_MODEL_OPTIONS) - set(_MOTION_OPTIONS) - set(_SCENE_OPTIONS)
     if unknown:
         raise ConfigError(f"unknown option(s) for analyze(): {', '.join(sorted(unknown))}")
     model_opts = {k: options[k] for k in _MODEL_OPTIONS if options.get(k) is not None}
@@ -201,8 +221,10 @@ def analyze(
     """Find the events of a video (matching ``query`` when given) and return a merged Timeline.
 
     ``options``: model settings (``base_url``, ``api_key``, ``model``, ``mode``, ...; used when
-    ``config`` is None, else they override it) and motion settings (``threshold``, ``min_event``,
-    ``merge_gap``, ``pre``, ``post``, ``motion_fps``, ``motion_width``). ``prefetch``: window payloads
+    ``config`` is None, else they override it), motion settings (``threshold``, ``min_event``,
+    ``merge_gap``, ``pre``, ``post``, ``motion_fps``, ``motion_width``) and, with
+    ``backend="scenes"``, scene settings (``scene_threshold``, ``min_scene``; ``motion_fps`` and
+    ``motion_width`` set its analysis rate and width too). ``prefetch``: window payloads
     encoded ahead of a free request slot (default: ``concurrency``; each holds only its encoded payload).
     ``decoders``: parallel decoders, each over its own stretch of the video (default: one per CPU, at
     most 2, with at least 4 windows each).
@@ -221,9 +243,12 @@ def analyze(
         if cfg is None:
             ignored = [name for name, value in (("window", window), ("overlap", overlap), ("max_frames", max_frames),
                                                 ("fps", None if fps == "auto" else fps)) if value is not None]
+            detector = "scenes" if backend == "scenes" else "motion"
             if ignored:
-                logger.warning("the motion backend samples on its own (motion_fps, motion_width); it ignores %s",
-                               ", ".join(ignored))
+                logger.warning("the %s backend samples on its own (motion_fps, motion_width); it ignores %s",
+                               detector, ", ".join(ignored))
+            if detector == "scenes":
+                return analyze_scenes(path, _scene_params(options), progress=reporter)
             return analyze_motion(path, motion_params, progress=reporter)
         return ModelRun(path, query, cfg.with_(concurrency=concurrency), run_opts, reporter).execute()
     finally:
@@ -234,12 +259,42 @@ def analyze(
 def analyze_motion(path: str | os.PathLike[str], params: MotionParams | None = None, *,
                    progress: Progress | None = None) -> Timeline:
     """The offline motion timeline (no model, no network)."""
-    from vidline.media.probe import probe
     from vidline.motion import motion_scores, segment_scores
+
+    motion = params or MotionParams()
+    motion.validate()
+
+    def run(info: VideoInfo, tick: Callable[[float], None]) -> tuple[int, list[Event]]:
+        times, scores = motion_scores(path, motion, src_width=info.display_width, src_height=info.display_height,
+                                      duration=info.duration, on_frame=tick)
+        return len(times), segment_scores(times, scores, motion, duration=info.duration)
+
+    return _offline_timeline(path, "motion", run, progress)
+
+
+def analyze_scenes(path: str | os.PathLike[str], params: SceneParams | None = None, *,
+                   progress: Progress | None = None) -> Timeline:
+    """The offline scene timeline: shots or slides as ``scene`` events (no model, no network)."""
+    from vidline.scenes import SceneParams, find_cuts, scene_changes, scene_events
+
+    scenes = params or SceneParams()
+    scenes.validate()
+
+    def run(info: VideoInfo, tick: Callable[[float], None]) -> tuple[int, list[Event]]:
+        times, changes = scene_changes(path, scenes, src_width=info.display_width, src_height=info.display_height,
+                                       duration=info.duration, on_frame=tick)
+        return len(times), scene_events(find_cuts(times, changes, scenes), info.duration, scenes)
+
+    return _offline_timeline(path, "scenes", run, progress)
+
+
+def _offline_timeline(path: str | os.PathLike[str], backend: str,
+                      run: Callable[[VideoInfo, Callable[[float], None]], tuple[int, list[Event]]],
+                      progress: Progress | None) -> Timeline:
+    """A timeline of one offline detector's pass over the video (progress in seconds of video)."""
+    from vidline.media.probe import probe
     from vidline.timeline import Timeline
 
-    params = params or MotionParams()
-    params.validate()
     info = probe(path)
     seconds = max(1, round(info.duration))
     done = [0]
@@ -250,17 +305,15 @@ def analyze_motion(path: str | os.PathLike[str], params: MotionParams | None = N
             done[0] = min(seconds, int(t))
 
     if progress is not None:
-        progress.set_description("motion")
+        progress.set_description(backend)
         progress.add_total(seconds, unit="s")
-    times, scores = motion_scores(path, params, src_width=info.display_width, src_height=info.display_height,
-                                  duration=info.duration, on_frame=tick)
+    n_frames, events = run(info, tick)
     if progress is not None:
         progress.update(seconds - done[0])
-    events = segment_scores(times, scores, params, duration=info.duration)
     for ev in events:
         ev.windows = [0]
-    record = WindowRecord(index=0, start=0.0, end=info.duration, frames=len(times), status="ok")
-    return Timeline(video=_video_dict(path, info), query=None, backend="motion", model=None, mode=None,
+    record = WindowRecord(index=0, start=0.0, end=info.duration, frames=n_frames, status="ok")
+    return Timeline(video=_video_dict(path, info), query=None, backend=backend, model=None, mode=None,
                     events=events, windows=[record], usage=Usage())
 
 
@@ -1118,7 +1171,8 @@ def dry_run(
     cfg = select_model(config, backend, query, model_opts)
     info = probe(path)
     if cfg is None:
-        return _motion_dry_run(path, info, motion_params, price_per_1k)
+        return _motion_dry_run(path, info, motion_params, price_per_1k, backend="scenes" if backend == "scenes"
+                               else "motion")
     analyzer = _offline_analyzer(cfg, query)
     jobs = plan_jobs(info, analyzer, cfg, run_opts, make_budget(run_opts, cfg.backend))
     rows = [DryRunWindow(j.window.index, j.window.start, j.window.end, j.plan.n_frames, j.plan.width,
@@ -1172,14 +1226,15 @@ def _offline_analyzer(cfg: ModelConfig, query: str | None) -> WindowAnalyzer | N
 
 
 def _motion_dry_run(path: str | os.PathLike[str], info: VideoInfo, params: MotionParams,
-                    price_per_1k: float | None) -> DryRunReport:
+                    price_per_1k: float | None, *, backend: str = "motion") -> DryRunReport:
     from vidline.motion import analysis_size
 
     w, h = analysis_size(info.display_width, info.display_height, params.width)
     n = int(info.duration * params.fps)
     row = DryRunWindow(0, 0.0, info.duration, n, w, h, params.fps, 0, 0)
-    return DryRunReport(video=_video_dict(path, info), backend="motion", model=None, mode=None, windows=[row],
-                        price_per_1k=price_per_1k, note="offline motion detector: no server, no tokens")
+    detector = "scene-cut" if backend == "scenes" else "motion"
+    return DryRunReport(video=_video_dict(path, info), backend=backend, model=None, mode=None, windows=[row],
+                        price_per_1k=price_per_1k, note=f"offline {detector} detector: no server, no tokens")
 
 
 def iter_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str]:

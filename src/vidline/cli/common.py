@@ -69,10 +69,11 @@ def fps_arg(value: str) -> float | str:
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, allow_motion: bool = False) -> None:
     g = parser.add_argument_group("model")
-    choices = ["auto", "openai", "dashscope"] + (["motion"] if allow_motion else [])
+    choices = ["auto", "openai", "dashscope"] + (["motion", "scenes"] if allow_motion else [])
     g.add_argument("--backend", choices=choices, default="auto",
                    help="model backend; auto uses a model when one is configured (flags or env)"
-                   + (" and the offline motion detector otherwise" if allow_motion else ""))
+                   + (" and the offline motion detector otherwise; scenes: offline shot / slide changes"
+                      if allow_motion else ""))
     g.add_argument("--base-url", help="server base URL (default: OPENAI_BASE_URL / DASHSCOPE_HTTP_BASE_URL)")
     g.add_argument("--api-key", help="API key (default: OPENAI_API_KEY / DASHSCOPE_API_KEY)")
     g.add_argument("--model", help="model name (default: the server's only model, when it serves one)")

@@ -67,6 +67,10 @@ def register(subparsers: Any) -> None:
     m.add_argument("--merge-gap", type=finite_float, metavar="SEC", help="join motion this close (default 2.0)")
     m.add_argument("--pre", type=finite_float, metavar="SEC", help="padding before each event (default 0.5)")
     m.add_argument("--post", type=finite_float, metavar="SEC", help="padding after each event (default 0.5)")
+    sc = p.add_argument_group("scenes backend (offline: shot cuts, slide changes)")
+    sc.add_argument("--scene-threshold", type=finite_float, metavar="X",
+                    help="least mean content change (0-1) of a cut (default 0.08)")
+    sc.add_argument("--min-scene", type=finite_float, metavar="SEC", help="shortest scene (default 2.0)")
     p.set_defaults(func=run)
 
 
@@ -84,6 +88,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "merge_gap": args.merge_gap,
         "pre": args.pre,
         "post": args.post,
+        "scene_threshold": args.scene_threshold,
+        "min_scene": args.min_scene,
     }
 
 
@@ -163,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
             logger.warning(note)
     else:  # decided (and said on stderr) once for the whole run, not once per video
         select_model(None, args.backend, args.query, {})
-        args.backend = "motion"
+        args.backend = "scenes" if args.backend == "scenes" else "motion"
     if args.dry_run:
         return _run_dry(args, config, dry_run)
     settle_imports(config)

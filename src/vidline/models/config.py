@@ -122,13 +122,13 @@ def resolve_model_config(
     """Pick the model backend from flags, falling back to the SDKs' own env vars.
 
     Returns ``None`` when ``backend`` is ``"auto"`` and no model is configured (the caller then uses
-    the offline ``motion`` backend), or when ``backend`` is ``"motion"``.
+    the offline ``motion`` backend), or when ``backend`` is an offline one (``"motion"``, ``"scenes"``).
     """
     env = os.environ if env is None else env
-    if backend == "motion":
+    if backend in ("motion", "scenes"):
         return None
     if backend not in ("auto", "openai", "dashscope"):
-        raise ConfigError(f"unknown backend {backend!r}: choose auto, openai, dashscope or motion")
+        raise ConfigError(f"unknown backend {backend!r}: choose auto, openai, dashscope, motion or scenes")
     if backend == "auto":
         if base_url or api_key:
             backend = "dashscope" if (base_url and "/api/v1" in base_url and "compatible" not in base_url) else "openai"
