@@ -64,13 +64,19 @@ def frame_score(prev: np.ndarray, cur: np.ndarray, pixel_delta: int = 25) -> flo
 
 def score_frames(frames: Iterable[Frame], pixel_delta: int = 25) -> tuple[list[float], list[float]]:
     """(times, scores) for a stream of frames; the first frame scores 0 (nothing to compare)."""
+    return pairwise_scores(frames, lambda prev, cur: frame_score(prev, cur, pixel_delta))
+
+
+def pairwise_scores(frames: Iterable[Frame], measure: Callable[[np.ndarray, np.ndarray], float],
+                    ) -> tuple[list[float], list[float]]:
+    """(times, ``measure(previous image, image)``) for a stream of frames; the first scores 0."""
     times: list[float] = []
     scores: list[float] = []
     prev: np.ndarray | None = None
     for fr in frames:
         img = fr.image
         times.append(fr.t)
-        scores.append(0.0 if prev is None or prev.shape != img.shape else frame_score(prev, img, pixel_delta))
+        scores.append(0.0 if prev is None or prev.shape != img.shape else measure(prev, img))
         prev = img
     return times, scores
 

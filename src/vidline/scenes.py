@@ -104,17 +104,11 @@ def scene_changes(
 ) -> tuple[list[float], list[float]]:
     """Decode ``path`` at ``params.fps`` into small frames and measure each one's content change (one
     streaming pass). ``on_frame(t)`` is called for every decoded frame (progress reporting)."""
-    from vidline.motion import analysis_frames
+    from vidline.motion import analysis_frames, pairwise_scores
 
-    times: list[float] = []
-    changes: list[float] = []
-    prev: np.ndarray | None = None
-    for fr in analysis_frames(path, params.fps, params.width, src_width=src_width, src_height=src_height,
-                              duration=duration, on_frame=on_frame):
-        times.append(fr.t)
-        changes.append(0.0 if prev is None or prev.shape != fr.image.shape else content_change(prev, fr.image))
-        prev = fr.image
-    return times, changes
+    frames = analysis_frames(path, params.fps, params.width, src_width=src_width, src_height=src_height,
+                             duration=duration, on_frame=on_frame)
+    return pairwise_scores(frames, content_change)
 
 
 def detect_scenes(
