@@ -324,3 +324,14 @@ def test_ask_api_arguments_are_config_errors(video: Path, kwargs: dict, name: st
     config = ModelConfig("openai", base_url="http://127.0.0.1:9/v1", model="m")
     with pytest.raises(ConfigError, match=name):
         ask(video, question, config=config, **kwargs)
+
+
+def test_ask_arguments_in_the_wrong_order_are_said(video: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the question forgotten: the second video was taken for the question and "answered"
+    assert main(["ask", str(video), str(video)]) == 2
+    assert "is a file: give the question last" in capsys.readouterr().err
+    # the question first: "what is this: no such file" said nothing about the order
+    assert main(["ask", "what is this", str(video)]) == 2
+    assert "give the question last" in capsys.readouterr().err
+    assert main(["ask", "what is this", str(video) + ".missing", "when?"]) == 2
+    assert "the question goes last" in capsys.readouterr().err

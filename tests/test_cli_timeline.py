@@ -292,6 +292,7 @@ def test_unreachable_server_fails_fast_with_one_line(capsys: pytest.CaptureFixtu
                           "--retries", "0", "--quiet", "--no-cache", "--concurrency", "1")
     assert code != 0 and out == ""
     assert "unreachable" in _one_line(err)
+    assert f"at http://127.0.0.1:{port}/v1" in err  # which URL was tried (a typo, the SDK's default)
     assert time.monotonic() - t0 < 20
 
 
@@ -641,3 +642,21 @@ def test_progress_in_a_log_keeps_failures_on_their_own_lines(capsys: pytest.Capt
     first_fail = lines.index(listed[0])
     assert all(ln.startswith("vidline:   window ") for ln in lines[first_fail + 1:] if ln.strip())
     assert sum(ln.count(" 0%") for ln in lines) <= 1
+
+
+def test_an_output_suffix_of_no_format_is_refused_first(capsys: pytest.CaptureFixture[str], clip: Path,
+                                                        tmp_path: Path) -> None:
+    # -o report.pdf wrote JSON into report.pdf and exited 0
+    code, _out, err = _run(capsys, str(clip), "--backend", "motion", "--quiet", "-o", str(tmp_path / "report.pdf"))
+    assert code == 2 and "cannot tell the format from .pdf" in err
+    assert not (tmp_path / "report.pdf").exists()
+    code, _out, err = _run(capsys, str(clip), "--backend", "motion", "--quiet", "-o", str(tmp_path / "report.pdf"),
+                           "--format", "csv")
+    assert code == 0 and (tmp_path / "report.pdf").read_text().startswith("start,end")
+
+
+def test_dry_run_prices_a_query_before_any_server_is_configured(capsys: pytest.CaptureFixture[str],
+                                                                clip: Path) -> None:
+    code, out, err = _run(capsys, str(clip), "--query", "a forklift", "--dry-run", "--price-per-1k", "0.002")
+    assert code == 0, err
+    assert "estimated price" in out and "vllm (assumed)" in out and "no model configured" in err

@@ -26,6 +26,11 @@ def test_lazy_attribute_error() -> None:
         ("auto", {}, None),
         ("motion", {"OPENAI_API_KEY": "k"}, None),
         ("auto", {"OPENAI_BASE_URL": "http://h/v1"}, "openai"),
+        # OPENAI_API_KEY alone (exported for other tools) is no Qwen-VL server: the README's first
+        # command went to api.openai.com instead of the offline motion backend
+        ("auto", {"OPENAI_API_KEY": "k"}, None),
+        ("auto", {"OPENAI_API_KEY": "k", "DASHSCOPE_API_KEY": "d"}, "dashscope"),
+        ("auto", {"OPENAI_API_KEY": "k", "OPENAI_BASE_URL": "http://h/v1"}, "openai"),
         ("auto", {"DASHSCOPE_API_KEY": "k"}, "dashscope"),
         ("dashscope", {}, "dashscope"),
     ],

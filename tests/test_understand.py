@@ -75,7 +75,8 @@ REWRITE_CASES = [
     ("1分30秒出现", 120, 1.0, "03:30出现"),
     ("at 2 minutes", 120, 1.0, "at 04:00"),
     ("after 10 seconds, a man enters", 120, 1.0, "after 02:10, a man enters"),
-    ("00:01 a dot", 0, 0.5, "00:01 a dot"),  # 0.5 s rounds half up, not to 00:00
+    ("00:01 to 00:02 a dot", 0, 0.5, "00:00.5 to 00:01 a dot"),  # not "00:01 to 00:01" (nor 00:00)
+    ("15秒后出现", 120, 1.0, "02:15后出现"),  # "after 15 seconds": a moment, as in English
     # lengths of time, not moments: left alone
     ("visible for 15 seconds (00:05 - 00:20)", 120, 1.0, "visible for 15 seconds (02:05 - 02:20)"),
     ("it lasts about 2 minutes", 120, 1.0, "it lasts about 2 minutes"),

@@ -189,7 +189,14 @@ def _answer(args: argparse.Namespace, inputs: list[str], question: str) -> int:
 
 
 def run_ask(args: argparse.Namespace) -> int:
-    return _answer(args, list(args.inputs), args.question)
+    question = args.question
+    if Path(question).is_file() and Path(question).suffix:
+        raise ConfigError(f"the question {question!r} is a file: give the question last, in quotes "
+                          "(vidline ask VIDEO... \"QUESTION\")")
+    missing = next((p for p in args.inputs if not Path(p).exists()), None)
+    if missing is not None and " " in missing and not Path(missing).suffix:
+        raise ConfigError(f"{missing}: no such file (the question goes last: vidline ask VIDEO... \"QUESTION\")")
+    return _answer(args, list(args.inputs), question)
 
 
 def run_describe(args: argparse.Namespace) -> int:

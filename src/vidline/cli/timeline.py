@@ -96,8 +96,12 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 def _format_for(args: argparse.Namespace, output: Path | None) -> str:
     if args.format:
         return str(args.format)
-    if output is not None and output.suffix.lower().lstrip(".") in FORMATS:
-        return output.suffix.lower().lstrip(".")
+    suffix = output.suffix.lower().lstrip(".") if output is not None else ""
+    if suffix in FORMATS:
+        return suffix
+    if suffix and output is not None and not output.is_dir():
+        raise ConfigError(f"-o {output}: cannot tell the format from .{suffix}: name the file .json, .csv, .srt, "
+                          ".vtt or .html, or give --format")
     return "json"
 
 
@@ -156,10 +160,22 @@ def run(args: argparse.Namespace) -> int:
     several = len(args.videos) > 1
     if several and args.output and Path(args.output).is_file():
         raise ConfigError("with several videos, -o must be a directory")
+    if args.output and not several:
+        _format_for(args, Path(args.output))  # an output format it cannot tell is said before any work
     if several and not args.output and not args.dry_run and _format_for(args, None) != "json":
         raise ConfigError(f"with several videos, --format {args.format} writes one file per video: "
                           "give -o DIR (stdout takes a JSON array)")
     config = config_from_args(args)
+    if config is None and args.dry_run and args.query and args.backend in ("auto", "openai", "dashscope"):
+        # pricing a job comes before having a server: estimate for the documented self-hosted one
+        from vidline.log import logger
+
+        if args.backend == "auto":
+            args.backend = "openai"
+        config = config_from_args(args)
+        logger.warning("no model configured: the dry run estimates for %s (pass --base-url, --server or "
+                       "--backend dashscope to estimate for another)",
+                       "DashScope" if args.backend == "dashscope" else "an OpenAI-compatible vLLM server")
     if config is not None:
         from vidline.log import logger
         from vidline.media.windows import max_window_for, window_cap_note

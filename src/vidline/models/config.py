@@ -132,8 +132,10 @@ def resolve_model_config(
     if backend == "auto":
         if base_url or api_key:
             backend = "dashscope" if (base_url and "/api/v1" in base_url and "compatible" not in base_url) else "openai"
-        elif env.get("OPENAI_BASE_URL") or env.get("OPENAI_API_KEY"):
+        elif env.get("OPENAI_BASE_URL"):
             backend = "openai"
+        # OPENAI_API_KEY alone is no Qwen-VL server: it points at api.openai.com, and many shells
+        # export it for other tools; a model needs OPENAI_BASE_URL (or --base-url) too
         elif env.get("DASHSCOPE_API_KEY") or env.get("DASHSCOPE_HTTP_BASE_URL"):
             backend = "dashscope"
         elif model:  # a model name alone says nothing about the server: env first, then OpenAI

@@ -94,10 +94,11 @@ class DashScopeBackend(Backend):
     def _translate_exc(self, exc: Exception) -> BackendError:
         if isinstance(exc, BackendError):
             return exc
+        at = f"dashscope at {self.base_url}" if self.base_url else "dashscope"
         if isinstance(exc, requests.exceptions.Timeout):
-            return connection_error(exc, secrets=self._secrets(), where="dashscope", timeout=True)
+            return connection_error(exc, secrets=self._secrets(), where=at, timeout=True)
         if isinstance(exc, requests.exceptions.ConnectionError):
-            return connection_error(exc, secrets=self._secrets(), where="dashscope")
+            return connection_error(exc, secrets=self._secrets(), where=at)
         return ServerError(redact(f"dashscope: {type(exc).__name__}: {exc}", *self._secrets()))
 
     def _send(self, kwargs: dict[str, Any]) -> Any:

@@ -97,10 +97,12 @@ class OpenAIBackend(Backend):
                 msg += f" (is {base} missing /v1? OpenAI-compatible servers serve /v1/chat/completions)"
             return error_for_status(status, msg, secrets=self._secrets(),
                                     retry_after=parse_retry_after(exc.response.headers), where=where)
+        url = str(getattr(self._client, "base_url", "") or self.config.base_url or "").rstrip("/")
+        at = f"{where} at {url}" if url else where  # a typo'd URL, or the SDK's default, is named
         if isinstance(exc, openai.APITimeoutError):
-            return connection_error(exc, secrets=self._secrets(), where=where, timeout=True)
+            return connection_error(exc, secrets=self._secrets(), where=at, timeout=True)
         if isinstance(exc, openai.APIConnectionError):
-            return connection_error(exc, secrets=self._secrets(), where=where)
+            return connection_error(exc, secrets=self._secrets(), where=at)
         if isinstance(exc, openai.APIError) and isinstance(exc.body, dict):
             # an error event inside a stream (vLLM: {"error": {"message", "type", "code": 500}}): no HTTP
             # status of its own, so its code says what it is; a server error when it says nothing

@@ -550,6 +550,9 @@ class _Run:
                     fut.result()
             except BaseException:
                 stop.set()
+                cancel = getattr(backend, "cancel", None)
+                if callable(cancel):  # Ctrl-C stops sending: no retry of a failing caption window either
+                    cancel()
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
             pool.shutdown(wait=True)

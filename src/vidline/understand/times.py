@@ -21,7 +21,8 @@ Recognised forms (each may be preceded by "at", "from", ... and appear inside br
 
 A clock may be followed by a colon (``00:05 - 00:20: label``) and a number by CJK text (``在5秒``).
 A length of time is left as written: seconds or minutes after "for", "lasting", "every", "within",
-"in", "持续", ... or before "long", "later", "apart", "后", ... ("visible for 15 seconds").
+"in", "持续", ... or before "long", "later", "apart", "之前", ... ("visible for 15 seconds"). "After
+15 seconds" and "15秒后" are moments (15 s into the clip).
 
 Clock and unit forms are rewritten as clocks (``MM:SS`` or ``H:MM:SS``, keeping the fraction digits
 the original had); ``t=`` and JSON numbers stay plain seconds so they keep their syntax.
@@ -66,7 +67,7 @@ _DURATION_BEFORE = re.compile(
     r"just|only|another|a\s+further|more\s+than|less\s+than|at\s+least)?\s*$",
     re.IGNORECASE,
 )
-_DURATION_AFTER = re.compile(r"\s*(?:long\b|later\b|earlier\b|apart\b|in\s+length\b|each\b|per\b|之后|后|以后|之前|以前|长)",
+_DURATION_AFTER = re.compile(r"\s*(?:long\b|later\b|earlier\b|apart\b|in\s+length\b|each\b|per\b|之前|以前|长)",
                              re.IGNORECASE)
 
 
@@ -128,7 +129,10 @@ def rewrite_caption_times(text: str, offset: float, *, scale: float = 1.0) -> st
         return text
 
     def clock(value: float, digits: int, had_hours: bool) -> str:
-        return format_clock(_abs(value, offset, scale), frac_digits=digits, hours=True if had_hours else None)
+        seconds = _abs(value, offset, scale)
+        if scale != 1.0 and not digits and abs(seconds - round(seconds)) > 0.05:
+            digits = 1  # a rescaled whole second is seldom whole: 00:01 at scale 0.5 is 00:00.5, not 00:01
+        return format_clock(seconds, frac_digits=digits, hours=True if had_hours else None)
 
     def repl(m: re.Match[str]) -> str:
         if m.group("range"):
