@@ -496,3 +496,18 @@ def test_reencode_keeps_a_late_audio_track_late(tmp_path: Path) -> None:
 
     assert rms(0.0, 0.85) < 0.01  # silence until the track starts (2.936 s: AAC's priming)
     assert rms(1.05, 3.9) > 0.07  # the 0.2-amplitude tone (rms 0.14; 0.1 once upmixed to stereo)
+
+
+@pytest.mark.parametrize("reencode", [False, True])
+def test_clips_of_mpeg_ts_with_bframes_start_where_asked(tmp_path: Path, reencode: bool) -> None:
+    # an MPEG-TS seek lands on the keyframe after the point asked, with B-frames even from its start:
+    # a 1.2-2.0 s clip was "no video frames" (re-encoded) or one frame from 4.0 s (stream copy)
+    path = make_video(tmp_path / "bf.ts", duration=6.4, fps=FPS, size=(160, 120), markers=MARKERS, gop=40,
+                      preset="medium", start_time=100.0)
+    res = extract_clip(path, 2.2, 3.5, tmp_path / "c.mp4", reencode=reencode)
+    assert res.start <= 2.2 + 1e-6 and res.end >= 3.5 - 0.11
+    frames = decode(tmp_path / "c.mp4")
+    shown = [res.start + t - frames[0][0] for t, _m in frames]
+    assert shown[0] == pytest.approx(2.2 if reencode else 0.0, abs=0.06)
+    # the pictures are those of their times (the red square is on from 2.0 to 4.0 s)
+    assert all(("red square" in labels) == (2.0 <= t < 4.0) for t, (_t, labels) in zip(shown, frames, strict=True))

@@ -459,3 +459,25 @@ def test_timeline_cli_html_links_the_video_relative_to_the_report(tmp_path: Path
     assert code == 0, capsys.readouterr().err
     html = (proj / "out" / "r.html").read_text()
     assert 'href="../cam.mp4' in html and "file://" not in html
+
+
+@pytest.mark.parametrize(("name", "preset", "gop"), [("plain.ts", "ultrafast", 30), ("bframes.ts", "medium", 40),
+                                                     ("plain.mp4", "ultrafast", 30)])
+def test_thumbnails_show_the_right_frame_in_mpeg_ts(tmp_path: Path, name: str, preset: str, gop: int) -> None:
+    # MPEG-TS seeks land on the keyframe after the point asked (with B-frames, even a seek to the
+    # start does): thumbnails showed frame 30 for 1.2 s, or nothing near the end
+    from tests.fixtures.media import clock_markers
+    from vidline.synth import MARKER_STYLES, active_labels
+
+    markers = clock_markers(6.4, 10)
+    path = make_video(tmp_path / name, duration=6.4, fps=10, size=(160, 120), markers=markers, gop=gop,
+                      preset=preset, start_time=100.0)
+    times = [0.0, 1.2, 3.0, 5.0, 6.0]
+    labels = list(MARKER_STYLES)
+
+    def frame_number(jpeg: bytes | None) -> int | None:
+        return None if jpeg is None else sum(1 << labels.index(x) for x in detect_markers(_decode(jpeg)))
+
+    expected = [sum(1 << labels.index(x) for x in active_labels(markers, t)) for t in times]
+    assert [frame_number(extract_thumbnails(path, [t])[0]) for t in times] == expected  # one by one
+    assert [frame_number(j) for j in extract_thumbnails(path, times)] == expected  # together

@@ -206,13 +206,19 @@ def _demux_from_keyframe(container: Any, vs: Any, streams: Sequence[Any], target
     """
     tb = vs.time_base
     first = min(origin, int(vs.start_time)) if vs.start_time is not None else origin
-    for back in (0.0, 2.0, 10.0, 60.0, None):
-        seek_pts = first if back is None else max(first, target_pts - int(back / tb))
+    at_start: tuple[Any, Iterator[Any], list[Any]] | None = None  # the first keyframe a seek to the start gave
+    for back in (0.0, 2.0, 10.0, 60.0, None, "byte"):
+        seek_pts = first if not isinstance(back, float) else max(first, target_pts - int(back / tb))
         try:
-            container.seek(seek_pts, stream=vs, backward=True)
+            if back == "byte":  # the file's first byte: MPEG-TS with B-frames lands on its second keyframe
+                container.seek(0, unsupported_byte_offset=True)  # even when asked for its first
+            else:
+                container.seek(seek_pts, stream=vs, backward=True)
         except av.error.FFmpegError:
-            if back is not None:
+            if isinstance(back, float):
                 continue
+            if back == "byte":
+                break  # no byte seeks (mp4): the keyframe the start gave is the first there is
         packets = container.demux(list(streams))
         others: list[Any] = []
         for pkt in packets:
@@ -223,9 +229,13 @@ def _demux_from_keyframe(container: Any, vs: Any, streams: Sequence[Any], target
                 continue
             if not pkt.is_keyframe or pkt.pts is None:
                 continue
-            if pkt.pts <= target_pts or back is None or seek_pts <= first:
+            if pkt.pts <= target_pts or back == "byte":
                 return pkt, packets, others
+            if back is None:
+                at_start = (pkt, packets, others)
             break  # the first keyframe is after the target: seek further back
+    if at_start is not None:
+        return at_start
     raise DecodeError(container.name, "no keyframe found before the clip start")
 
 

@@ -61,24 +61,13 @@ def extract_thumbnails(
     """
     if not os.path.isfile(path):
         raise VideoOpenError(path, "no such file")
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise VideoOpenError(path, f"cannot open: {exc}") from exc
     results: list[bytes | None] = [None] * len(times)
-    with container:
-        if not container.streams.video:
-            raise NoVideoStreamError(path, "no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        tb: Fraction = stream.time_base or Fraction(1, 1000)
-        origin = float(stream.start_time * tb) if stream.start_time is not None else 0.0
-        finder = _FrameFinder(container, stream, tb)
-        sar = sample_aspect(stream)
+    with _FrameFinder(path) as finder:
+        sar = sample_aspect(finder.stream)
         jpegs: dict[int, bytes | None] = {}  # by frame pts: many events can show the same frame
         for i in sorted(range(len(times)), key=lambda k: times[k]):
             try:
-                frame = finder.at(origin + max(0.0, float(times[i])))
+                frame = finder.at(finder.origin + max(0.0, float(times[i])))
             except av.error.FFmpegError as exc:
                 logger.debug("thumbnail at %.3f s failed: %s", times[i], exc)
                 finder.reset()
@@ -95,18 +84,43 @@ def extract_thumbnails(
 class _FrameFinder:
     """The first frame displayed at or after each target (the last frame past the end), for targets
     in increasing order: decoding goes on forward to a target less than ``FORWARD`` seconds ahead
-    (events close together: one pass, not one seek each) and seeks to the keyframe before any
-    other."""
+    (events close together: one pass, not one seek each) and seeks to the keyframe before any other.
+
+    A seek that lands past the target (MPEG-TS has no index and lands on the keyframe *after* the
+    point asked; open GOPs show leading pictures before their keyframe) is redone from further back,
+    and from the very start the file is opened afresh (with B-frames an MPEG-TS seek to its start
+    still lands on the second keyframe)."""
 
     FORWARD = 2.0
+    BACK_OFF = (1.0, 4.0, 16.0, 64.0)  # seconds further back for each seek that lands too late
 
-    def __init__(self, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-                 tb: Fraction) -> None:
-        self.container, self.stream, self.tb = container, stream, tb
-        self.half_frame = 0.5 / float(stream.average_rate or 25)
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = path
+        self.container: av.container.InputContainer = self._open()
         self.frames: Iterator[av.VideoFrame] | None = None
         self.last: av.VideoFrame | None = None
         self.last_time = 0.0  # seconds (stream clock) of ``last``
+
+    def _open(self) -> av.container.InputContainer:
+        try:
+            container = av.open(str(self.path))
+        except (av.error.FFmpegError, OSError) as exc:
+            raise VideoOpenError(self.path, f"cannot open: {exc}") from exc
+        if not container.streams.video:
+            container.close()
+            raise NoVideoStreamError(self.path, "no video stream")
+        self.stream = container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        self.tb: Fraction = self.stream.time_base or Fraction(1, 1000)
+        self.origin = float(self.stream.start_time * self.tb) if self.stream.start_time is not None else 0.0
+        self.half_frame = 0.5 / float(self.stream.average_rate or 25)
+        return container
+
+    def __enter__(self) -> _FrameFinder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.container.close()
 
     def reset(self) -> None:
         self.frames, self.last = None, None
@@ -116,8 +130,10 @@ class _FrameFinder:
         if self.last is not None and self.last_time >= goal:
             return self.last  # the frame found for the previous target is the first one at this one too
         if self.frames is None or self.last is None or target - self.last_time > self.FORWARD:
-            self.container.seek(int(target / self.tb), stream=self.stream, backward=True, any_frame=False)
-            self.frames, self.last = iter(self.container.decode(self.stream)), None
+            self._seek_before(target)
+            if self.last is not None and self.last_time >= goal:
+                return self.last
+        assert self.frames is not None
         for frame in self.frames:
             if frame.pts is None:
                 continue
@@ -126,6 +142,27 @@ class _FrameFinder:
                 return frame
         self.frames = None  # the end: the last frame stands for any later target
         return self.last
+
+    def _seek_before(self, target: float) -> None:
+        """Position the decoder so that its first frame (``last``) is at or before ``target``."""
+        for back in (0.0, *self.BACK_OFF):
+            point = target - back
+            if point <= self.origin:
+                break
+            self.container.seek(int(point / self.tb), stream=self.stream, backward=True, any_frame=False)
+            self.frames = iter(self.container.decode(self.stream))
+            self.last = next((f for f in self.frames if f.pts is not None), None)
+            if self.last is not None:
+                self.last_time = float(int(self.last.pts or 0) * self.tb)
+                if self.last_time <= target + 1e-9:
+                    return
+            # landed past the target, or past the end (the keyframe after the point asked was none)
+        self.container.close()  # from the start: opened afresh, no seek
+        self.container = self._open()
+        self.frames = iter(self.container.decode(self.stream))
+        self.last = next((f for f in self.frames if f.pts is not None), None)
+        if self.last is not None:
+            self.last_time = float(int(self.last.pts or 0) * self.tb)
 
 
 def thumbnail(path: str | os.PathLike[str], t: float, *, width: int = DEFAULT_WIDTH) -> bytes:
