@@ -59,10 +59,16 @@ def test_auto_without_model_falls_back_to_motion(capsys: pytest.CaptureFixture[s
     doc = json.loads(out)
     assert doc["backend"] == "motion" and doc["video"]["duration"] == pytest.approx(40.0, abs=0.3)
     spans = [(e["start"], e["end"]) for e in doc["events"]]
-    assert len(spans) == 2, spans  # the two moving markers; the static triangle is no motion
+    # the two moving markers, and the static triangle (13-19 s) while it is foreground: it arrived and
+    # stayed, and the spot it leaves differs from the learned background for a few seconds more
+    assert len(spans) == 3, spans
     assert spans[0][0] == pytest.approx(2.0, abs=0.5) and spans[0][1] == pytest.approx(6.0, abs=0.5)
-    assert spans[1][0] == pytest.approx(31.0, abs=0.5) and spans[1][1] == pytest.approx(35.0, abs=0.5)
+    assert spans[1][0] == pytest.approx(13.0, abs=0.5) and 19.0 <= spans[1][1] <= 24.0
+    assert spans[2][0] == pytest.approx(31.0, abs=0.5) and spans[2][1] == pytest.approx(35.0, abs=0.5)
     assert all(e["label"] == "motion" for e in doc["events"])
+    # frame differencing: change only, the static triangle is no motion
+    code, out, err = _run(capsys, str(clip), "--quiet", "--pre", "0", "--post", "0", "--motion-method", "diff")
+    assert code == 0 and len(json.loads(out)["events"]) == 2, err
 
 
 def test_query_without_model_is_one_line_error(capsys: pytest.CaptureFixture[str], clip: Path) -> None:

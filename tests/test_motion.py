@@ -99,10 +99,40 @@ def test_detect_motion_on_synthetic_video(tmp_path) -> None:  # type: ignore[no-
     markers = [Marker("green circle", 2.0, 6.0, x=0.2, dx=0.15), Marker("blue triangle", 9.0, 13.0),
                Marker("red square", 16.0, 19.0, x=0.2, dx=0.15)]
     path = make_video(tmp_path / "m.mp4", duration=21.0, fps=10, size=(160, 120), markers=markers)
-    events = detect_motion(path, pre=0.0, post=0.0)
+    # frame differencing: only change counts, so the static triangle is two one-sample blips, dropped
+    events = detect_motion(path, pre=0.0, post=0.0, method="diff")
     got = [(e.start, e.end) for e in events]
     assert len(got) == 2, got
     assert _iou(got[0], (2.0, 6.0)) >= 0.8, got
     assert _iou(got[1], (16.0, 19.0)) >= 0.75, got
     assert all(e < 8.5 or s > 13.5 for s, e in got)  # the static stretch yields nothing
     assert all(e.label == "motion" and e.confidence is not None and 0 < e.confidence <= 1 for e in events)
+    # background subtraction (the default, like DVR-Scan): what arrives and stays is foreground while
+    # the background has not absorbed it, so the triangle that sits there for 4 s is an event too
+    events = detect_motion(path, pre=0.0, post=0.0)
+    got = [(e.start, e.end) for e in events]
+    assert len(got) == 3, got
+    assert _iou(got[0], (2.0, 6.0)) >= 0.8 and _iou(got[1], (9.0, 13.0)) >= 0.75, got
+    assert _iou(got[2], (16.0, 19.0)) >= 0.75, got
+
+
+def test_background_scores_keep_what_arrives_and_stays() -> None:
+    import numpy as np
+
+    from vidline.motion import background_scores, score_frames
+    from vidline.types import Frame
+
+    empty = np.zeros((10, 10, 3), np.uint8)
+    parked = empty.copy()
+    parked[:5] = 200  # half the picture, arrived at sample 4 and stays
+    frames = [Frame(t=i / 4, image=empty if i < 4 else parked) for i in range(4 * 50)]
+    _t, diff = score_frames(frames)
+    assert [round(x, 2) for x in diff[3:7]] == [0.0, 0.5, 0.0, 0.0]  # one blip
+    _t, bg = background_scores(frames, alpha=1 / 80)  # adapts over 20 s at 4 fps
+    assert all(x == 0.5 for x in bg[4:4 + 4 * 20])  # foreground for 20 s and more ...
+    assert bg[-1] == 0.0  # ... until absorbed (200 * (1 - 1/80)^k < 25 after ~166 samples, ~41 s)
+
+
+def test_motion_method_is_checked() -> None:
+    with pytest.raises(ConfigError, match="--motion-method"):
+        MotionParams(method="mog2").validate()

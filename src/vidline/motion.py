@@ -1,11 +1,23 @@
 """The offline ``motion`` backend: activity segments from frame differences. No model, no network.
 
 Frames are decoded at a modest rate (default 4 fps) and downscaled (default 160 px wide). Each
-sampled frame gets a *score*: the fraction of pixels whose value changed by more than
-``pixel_delta`` (0-255) since the previous sampled frame. The difference is taken per colour
-channel (the largest of R, G, B), because a saturated colour can have almost the same luma as the
-background (pure greyscale would miss a red object on a grey wall). A sample is *active* when its
-score is >= ``threshold``. Active samples are turned into events exactly like DVR-Scan does:
+sampled frame gets a *score*: the fraction of pixels that differ by more than ``pixel_delta``
+(0-255) from
+
+* ``method="background"`` (the default, like DVR-Scan's background subtraction): a background
+  learned as a running average of the frames (each new frame weighs ``1 / (fps * background)``, so
+  it adapts over ``background`` = 20 s). Something that arrives and then stays still (a parked car,
+  a box put down) stays foreground until the background absorbs it (about 28 s for a strong
+  contrast), so it is an event, not a one-sample blip; a moving object leaves no trail; light that
+  changes slowly is absorbed. When it leaves, the spot where it stood differs from the background
+  for a while too (a "ghost", as in DVR-Scan);
+* ``method="diff"``: the previous sampled frame (frame differencing): only change counts, so an
+  object that arrives and stays is one sample at its arrival and one at its departure.
+
+The difference is taken per colour channel (the largest of R, G, B), because a saturated colour can
+have almost the same luma as the background (pure greyscale would miss a red object on a grey
+wall). A sample is *active* when its score is >= ``threshold``. Active samples are turned into
+events exactly like DVR-Scan does:
 
 1. consecutive active samples form a run; a run covers [time of the frame before its first active
    sample, time of its last active sample] (the change happened between those frames);
@@ -30,6 +42,8 @@ import numpy as np
 
 from vidline.types import Event, Frame
 
+MOTION_METHODS = ("background", "diff")
+
 
 @dataclass(frozen=True)
 class MotionParams:
@@ -43,11 +57,16 @@ class MotionParams:
     fps: float = 4.0  # analysis frame rate
     width: int = 160  # analysis frame width (height keeps the aspect ratio)
     pixel_delta: int = 25  # per-pixel change (0-255) that counts as "changed"
+    method: str = "background"  # "background" (running-average background) | "diff" (previous frame)
+    background: float = 20.0  # seconds over which the background adapts (method "background")
 
     def validate(self) -> None:
-        from vidline.errors import require_number
+        from vidline.errors import ConfigError, require_number
 
+        if self.method not in MOTION_METHODS:
+            raise ConfigError(f"--motion-method must be one of {', '.join(MOTION_METHODS)}, got {self.method!r}")
         require_number("--threshold", self.threshold, above=0, maximum=1)
+        require_number("background adaptation (s)", self.background, above=0)
         for name in ("min_event", "merge_gap", "pre", "post"):
             require_number(f"--{name.replace('_', '-')}", getattr(self, name), minimum=0)
         require_number("motion fps", self.fps, above=0, maximum=60)
@@ -65,6 +84,28 @@ def frame_score(prev: np.ndarray, cur: np.ndarray, pixel_delta: int = 25) -> flo
 def score_frames(frames: Iterable[Frame], pixel_delta: int = 25) -> tuple[list[float], list[float]]:
     """(times, scores) for a stream of frames; the first frame scores 0 (nothing to compare)."""
     return pairwise_scores(frames, lambda prev, cur: frame_score(prev, cur, pixel_delta))
+
+
+def background_scores(frames: Iterable[Frame], pixel_delta: int = 25, alpha: float = 0.0125,
+                      ) -> tuple[list[float], list[float]]:
+    """(times, scores) against a running-average background (``alpha``: a new frame's weight); the
+    first frame is the first background and scores 0."""
+    times: list[float] = []
+    scores: list[float] = []
+    bg: np.ndarray | None = None
+    for fr in frames:
+        img = fr.image.astype(np.float32)
+        times.append(fr.t)
+        if bg is None or bg.shape != img.shape:
+            bg = img
+            scores.append(0.0)
+            continue
+        diff = np.abs(img - bg)
+        if diff.ndim == 3:
+            diff = diff.max(axis=2)
+        scores.append(float((diff > pixel_delta).mean()))
+        bg += alpha * (img - bg)
+    return times, scores
 
 
 def pairwise_scores(frames: Iterable[Frame], measure: Callable[[np.ndarray, np.ndarray], float],
@@ -165,6 +206,8 @@ def motion_scores(
     """
     frames = analysis_frames(path, params.fps, params.width, src_width=src_width, src_height=src_height,
                              duration=duration, on_frame=on_frame)
+    if params.method == "background":
+        return background_scores(frames, params.pixel_delta, alpha=min(1.0, 1.0 / (params.fps * params.background)))
     return score_frames(frames, params.pixel_delta)
 
 
@@ -184,12 +227,13 @@ def detect_motion(
     post: float = MotionParams.post,
     fps: float = MotionParams.fps,
     width: int = MotionParams.width,
+    method: str = MotionParams.method,
 ) -> list[Event]:
     """Motion events of a video file (absolute seconds), no model needed."""
     from vidline.media.probe import probe
 
     params = MotionParams(threshold=threshold, min_event=min_event, merge_gap=merge_gap, pre=pre, post=post,
-                          fps=fps, width=width)
+                          fps=fps, width=width, method=method)
     params.validate()
     info = probe(path)
     times, scores = motion_scores(path, params, src_width=info.display_width, src_height=info.display_height,

@@ -85,7 +85,8 @@ NO_MODEL_HELP = (
 )
 _MODEL_OPTIONS = ("base_url", "api_key", "model", "mode", "server", "burn_timestamps", "timeout", "retry",
                   "max_tokens", "system_prompt", "language", "temperature", "seed")
-_MOTION_OPTIONS = ("threshold", "min_event", "merge_gap", "pre", "post", "motion_fps", "motion_width")
+_MOTION_OPTIONS = ("threshold", "min_event", "merge_gap", "pre", "post", "motion_fps", "motion_width",
+                   "motion_method")
 _SCENE_OPTIONS = ("scene_threshold", "min_scene")
 OFFLINE_BACKENDS = ("motion", "scenes")
 
@@ -185,6 +186,8 @@ def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], MotionParam
         motion_kw["fps"] = options["motion_fps"]
     if options.get("motion_width") is not None:
         motion_kw["width"] = options["motion_width"]
+    if options.get("motion_method") is not None:
+        motion_kw["method"] = options["motion_method"]
     params = MotionParams(**motion_kw)
     params.validate()
     return model_opts, params
@@ -222,7 +225,8 @@ def analyze(
 
     ``options``: model settings (``base_url``, ``api_key``, ``model``, ``mode``, ...; used when
     ``config`` is None, else they override it), motion settings (``threshold``, ``min_event``,
-    ``merge_gap``, ``pre``, ``post``, ``motion_fps``, ``motion_width``) and, with
+    ``merge_gap``, ``pre``, ``post``, ``motion_fps``, ``motion_width``, ``motion_method``
+    "background" | "diff") and, with
     ``backend="scenes"``, scene settings (``scene_threshold``, ``min_scene``; ``motion_fps`` and
     ``motion_width`` set its analysis rate and width too). ``prefetch``: window payloads
     encoded ahead of a free request slot (default: ``concurrency``; each holds only its encoded payload).

@@ -67,6 +67,9 @@ def register(subparsers: Any) -> None:
     m.add_argument("--merge-gap", type=finite_float, metavar="SEC", help="join motion this close (default 2.0)")
     m.add_argument("--pre", type=finite_float, metavar="SEC", help="padding before each event (default 0.5)")
     m.add_argument("--post", type=finite_float, metavar="SEC", help="padding after each event (default 0.5)")
+    m.add_argument("--motion-method", choices=("background", "diff"),
+                   help="background: against a learned background, so what arrives and stays is motion "
+                   "until absorbed (~28 s; default); diff: against the previous frame, change only")
     sc = p.add_argument_group("scenes backend (offline: shot cuts, slide changes)")
     sc.add_argument("--scene-threshold", type=finite_float, metavar="X",
                     help="least mean content change (0-1) of a cut (default 0.08)")
@@ -88,6 +91,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "merge_gap": args.merge_gap,
         "pre": args.pre,
         "post": args.post,
+        "motion_method": args.motion_method,
         "scene_threshold": args.scene_threshold,
         "min_scene": args.min_scene,
     }
