@@ -666,3 +666,18 @@ def test_dry_run_prices_a_query_before_any_server_is_configured(capsys: pytest.C
     code, out, err = _run(capsys, str(clip), "--query", "a forklift", "--dry-run", "--price-per-1k", "0.002")
     assert code == 0, err
     assert "estimated price" in out and "vllm (assumed)" in out and "no model configured" in err
+
+
+def test_a_generic_server_that_says_its_context_is_fitted_too(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                               refserver: Any) -> None:
+    """A server built like vLLM but not saying so (SGLang, a proxy) reports max_model_len too: it was
+    ignored, and every window was refused with a 400."""
+    video = make_video(tmp_path / "hd.mp4", duration=60.0, fps=4, size=(1280, 720),
+                       markers=[Marker("red square", 10.0, 20.0)])
+    refserver.configure(context_limit=12000)
+    args = [*_model_args(refserver), "--server", "generic", "--mode", "video", "--window", "60", "--fps", "2"]
+    code, out, err = _run(capsys, str(video), *args, "--quiet")
+    assert code == 0, err
+    assert "do not fit the server's context of 12000 tokens" in err and "frames of" in err
+    chats = [r for r in refserver.requests if r.api != "models"]
+    assert [r.status for r in chats] == [200] and chats[0].prompt_tokens + 1024 <= 12000

@@ -524,9 +524,11 @@ class ModelRun:
         self.budget = replace(self.budget, total_pixels=total, max_tokens=int(0.95 * max(room, 1)))
         fitted = plan_jobs(info, self.analyzer, self.config, self.options, self.budget)
         biggest = max(job.estimated_tokens or 0 for job in fitted)
+        q = max(fitted, key=lambda j: j.estimated_tokens or 0).plan
         logger.warning("windows of ~%d tokens do not fit the server's context of %d tokens with a %d-token answer: "
-                       "sending smaller frames (%dx%d -> %dx%d, ~%d tokens)", largest.estimated_tokens, context,
-                       self.config.max_tokens, p.width, p.height, fitted[0].plan.width, fitted[0].plan.height, biggest)
+                       "sending %d frames of %dx%d per window instead of %d of %dx%d (~%d tokens)",
+                       largest.estimated_tokens, context, self.config.max_tokens, q.n_frames, q.width, q.height,
+                       p.n_frames, p.width, p.height, biggest)
         return fitted
 
     def _detect_server(self) -> bool:

@@ -144,12 +144,14 @@ class OpenAIBackend(Backend):
         return self._media_io_ok
 
     def context_length(self) -> int | None:
-        """``max_model_len`` of the configured (or the only) model in ``GET /v1/models``: vLLM says it
-        (one GET when the flavour was given, not detected); other servers do not, so they are not
-        asked. None when unknown."""
+        """``max_model_len`` of the configured (or the only) model in ``GET /v1/models``: vLLM says it,
+        and servers built like it (one GET when the flavour was given, not detected); DashScope's
+        compatible mode is not asked. None when unknown."""
         if self._assumed_context is not None:
             return self._assumed_context
-        if self._flavour not in (None, "vllm") or (self._flavour is None and self._models_cache is None):
+        # vLLM says it; so do other servers built like it (SGLang, a vLLM behind a proxy that hides
+        # owned_by): a generic server's list is read too. DashScope's compatible mode says nothing
+        if self._flavour == "dashscope-compat" or (self._flavour is None and self._models_cache is None):
             return None
         try:
             entries = self._list_raw(retry=False)  # nice to know: a server that fails it is not waited for
