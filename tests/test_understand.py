@@ -648,9 +648,10 @@ def test_refserver_estimate_is_what_the_server_counts(refserver: RefServer, mark
     assert answer.plan.inputs[0].visual_tokens == gens[0].visual_tokens + 2 * len(gens[0].media) + labels
     estimated, used = answer.to_dict()["estimated_tokens"], answer.usage.prompt_tokens  # type: ignore[union-attr]
     assert abs(estimated - used) <= 0.03 * used, (estimated, used)
-    # one GET /v1/models to identify an open flavour, or (vLLM) to read its context length; none else
+    # one GET /v1/models to identify an open flavour, or (vLLM, and servers like it) to read its context
+    # length; none for DashScope
     models = [r for r in refserver.requests if r.api == "models"]
-    assert len(models) == (1 if (api, server) == ("openai", "auto") or flavour == "vllm" else 0)
+    assert len(models) == (1 if api == "openai" else 0)
 
 
 def test_refserver_generic_budget_is_kept_as_sent(refserver: RefServer, marker_video: Path) -> None:
@@ -922,3 +923,32 @@ def test_several_videos_on_a_request_wide_clock_go_map_reduce() -> None:
         assert plan.path == "single"
         assert _one_clock_for_several(plan) is expected, payload
     assert not _one_clock_for_several(plan_ask([_video(20), _video(20)], payload=AskPayload("vllm", "frames")))
+
+
+@pytest.mark.parametrize("strategy", ["single", "map-reduce"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_refserver_ask_shrinks_a_request_too_large(refserver: RefServer, marker_video: Path, strategy: str,
+                                                   stream: bool, caplog: pytest.LogCaptureFixture) -> None:
+    # behind a body limit (nginx's 1 MB default) timeline windows were sent smaller after a 413, but
+    # every caption window and the single request of ask failed, with "re-run" as the only advice
+    cfg = _config(refserver, "openai")
+    first = ask(marker_video, "which shapes appear and when?", config=cfg, cache=False, strategy=strategy)
+    sizes = [r.body_bytes for r in _generations(refserver) if r.status == 200 and r.visual_tokens]
+    refserver.reset()
+    refserver.configure(max_body_bytes=int(min(sizes) * 0.8))
+    with caplog.at_level("WARNING", logger="vidline"):
+        result = ask(marker_video, "which shapes appear and when?", config=cfg, cache=False, strategy=strategy,
+                     stream=stream)
+        text = "".join(result) if stream else str(result)
+    statuses = [r.status for r in _generations(refserver, 2)]
+    assert 413 in statuses and statuses[-1] == 200
+    assert caplog.text.count("retrying with smaller payloads") == 1  # said once, not per window
+    assert first.path == strategy
+    # every other frame: half the time resolution (a short shape can fall between the frames kept)
+    cited = 0
+    for m in MARKERS:
+        times = [t for ln in text.replace(". ", ".\n").splitlines() if m.label in ln
+                 for _s, _e, t in find_time_references(ln)]
+        cited += bool(times)
+        assert all(m.start - 1.1 <= t <= m.end + 1.1 for t in times), (m, times, text)
+    assert cited >= 2, text

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from vidline.errors import PayloadTooLargeError, StalePayloadError
 from vidline.log import logger
-from vidline.models.base import Backend, ChatRequest, PreparedRequest, TextPart, VideoPart
+from vidline.models.base import Backend, ChatRequest, ImagePart, PreparedRequest, TextPart, VideoPart
 from vidline.models.config import PayloadMode
 from vidline.models.payload import (
     CHAT_TEMPLATE_TOKENS,
@@ -62,6 +62,31 @@ def shrink_frames(frames: list[Frame]) -> list[Frame]:
     if len(kept) % 2 and len(kept) > 4:
         kept = kept[:-1]
     return kept
+
+
+def smaller_request(request: ChatRequest) -> ChatRequest:
+    """``request`` after a 413 (request too large): every video keeps every other frame (its clock
+    follows the frames' real times) and is encoded smaller (``shrink`` + 1: smaller frames, lower
+    quality); images and text are kept."""
+    parts: list[TextPart | ImagePart | VideoPart] = []
+    for part in request.parts:
+        if isinstance(part, VideoPart):
+            frames = shrink_frames(part.frames)
+            fps = part.fps / 2 if part.fps and len(frames) < len(part.frames) else part.fps
+            parts.append(VideoPart(frames=frames, fps=fps, origin=part.origin))
+        else:
+            parts.append(part)
+    return ChatRequest(parts=parts, system=request.system, max_tokens=request.max_tokens,
+                       json_mode=request.json_mode, mode=request.mode, shrink=request.shrink + 1)
+
+
+def say_shrinking_once(backend: Backend, what: str, exc: BaseException) -> None:
+    """The 413 fallback, said once per backend (a run) and kind of request, not once per window."""
+    said: set[str] = backend.__dict__.setdefault("_said_413", set())
+    if what not in said:
+        said.add(what)
+        logger.warning("%s: %s; retrying with smaller payloads (every other frame, smaller and lower quality) "
+                       "for this and later requests that are too large", what, exc)
 
 
 class WindowAnalyzer:
@@ -187,16 +212,13 @@ class WindowAnalyzer:
                 request = self.build_request(reload())
             video = request.parts[0]
             assert isinstance(video, VideoPart)
-            logger.warning("window at %.1f s: %s; retrying once with a smaller payload", video.origin, exc)
-            frames = shrink_frames(video.frames)
-            fps = video.fps / 2 if len(frames) < len(video.frames) else video.fps  # every other frame
-            smaller = ChatRequest(
-                parts=[VideoPart(frames=frames, fps=fps, origin=video.origin), *request.parts[1:]],
-                system=request.system, max_tokens=request.max_tokens, json_mode=request.json_mode,
-                mode=request.mode, shrink=request.shrink + 1,
-            )
+            logger.info("window at %.1f s: %s; retrying once with a smaller payload", video.origin, exc)
+            say_shrinking_once(self.backend, "timeline windows", exc)
+            smaller = smaller_request(request)
             resp = self.backend.chat(smaller)
-            return Sent(resp.text, resp.usage, resp.time_scale, len(frames), self.backend.estimate_tokens(smaller))
+            sent = smaller.parts[0]
+            assert isinstance(sent, VideoPart)
+            return Sent(resp.text, resp.usage, resp.time_scale, len(sent.frames), self.backend.estimate_tokens(smaller))
         return Sent(resp.text, resp.usage, resp.time_scale)
 
     def analyze(self, wf: WindowFrames) -> Sent:

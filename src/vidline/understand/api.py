@@ -31,6 +31,7 @@ from vidline.errors import (
     BackendError,
     ConfigError,
     NoVideoStreamError,
+    PayloadTooLargeError,
     VideoOpenError,
     VidlineError,
     require_number,
@@ -57,7 +58,7 @@ if TYPE_CHECKING:  # keeps ``import vidline.understand`` light
     from typing_extensions import Unpack
 
     from vidline.cache import WindowCache
-    from vidline.models.base import Backend, ChatRequest
+    from vidline.models.base import Backend, ChatRequest, ChatResponse
     from vidline.progress import Progress
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
@@ -514,7 +515,7 @@ class _Run:
                     req = ChatRequest(parts=[VideoPart(frames=list(wf.frames), fps=wf.fps, origin=w.start),
                                              TextPart(prompts[w.index])], max_tokens=CAPTION_MAX_TOKENS)
                     del wf
-                    resp = backend.chat(req)
+                    resp = _chat_fitting(backend, req, "caption windows")
                 except AuthenticationError as exc:
                     with lock:
                         fatal.append(exc)
@@ -628,6 +629,18 @@ def _check_ask_arguments(question: object, *, system_prompt: object, max_tokens:
             require_number(name, value, **rule)  # type: ignore[arg-type]
     if not isinstance(cache, (bool, str, os.PathLike)):
         raise ConfigError(f"cache must be True, False or a directory, got {cache!r}")
+
+
+def _chat_fitting(backend: Backend, request: ChatRequest, what: str) -> ChatResponse:
+    """``backend.chat(request)``; after a 413 (request too large: a proxy's body limit) once more with
+    a smaller payload (``smaller_request``), as timeline windows are."""
+    from vidline.models.window import say_shrinking_once, smaller_request
+
+    try:
+        return backend.chat(request)
+    except PayloadTooLargeError as exc:
+        say_shrinking_once(backend, what, exc)
+        return backend.chat(smaller_request(request))
 
 
 def _one_clock_for_several(plan: AskPlan) -> bool:
@@ -784,11 +797,11 @@ def ask(
                       retry=config.retry, on_restart=on_restart, on_complete=done, on_retry=on_retry)
         holder.append(s)
         return s
-    resp = run.backend.chat(request)
+    resp = _chat_fitting(run.backend, request, "the question's request")
     text = resp.text
     if run.plan.path == "single" and _mixed_clocks(run.backend):
         run, request = as_map_reduce()
-        resp = run.backend.chat(request)
+        resp = _chat_fitting(run.backend, request, "the question's request")
         text = resp.text
     elif run.plan.path == "single" and abs(resp.time_scale - 1.0) > 1e-6:
         text = rewrite_caption_times(text, 0.0, scale=resp.time_scale)
@@ -806,7 +819,14 @@ def _rescaled_stream(backend: Backend, request: ChatRequest, *, single: bool,
     unseen and ``fallback`` (map-reduce) streams the answer instead.
     """
     deltas = backend.chat_stream(request)
-    first = next(deltas, None)  # the payload is built (and the scale known) before the first delta
+    try:
+        first = next(deltas, None)  # the payload is built (and the scale known) before the first delta
+    except PayloadTooLargeError as exc:
+        from vidline.models.window import say_shrinking_once, smaller_request
+
+        say_shrinking_once(backend, "the question's request", exc)
+        deltas = backend.chat_stream(smaller_request(request))
+        first = next(deltas, None)
     if single and fallback is not None and _mixed_clocks(backend):
         close = getattr(deltas, "close", None)
         if callable(close):
