@@ -412,6 +412,8 @@ def test_wrong_model_or_url_stops_at_the_first_window(capsys: pytest.CaptureFixt
     assert code == 1 and out == ""
     assert ("400" if how == "dashscope-model" else "404") in _one_line(err)
     assert ("missing /v1?" in err) == (how == "url")
+    # a wrong model on an OpenAI-compatible server: the models it serves are named
+    assert ("the server serves: qwen2.5-vl-ref; choose with --model" in err) == (how == "model")
     assert len(refserver.requests) <= 3  # GET /models, then one window (not all 4)
 
 

@@ -1189,7 +1189,12 @@ def dry_run(
     # so only the frames waiting for an encoder (frame_budget: about the windows' overlap)
     lanes = decode_lanes(jobs, run_opts.decoders, heavy=decode_heavy(info, jobs))
     held = sum(frame_budget(lane) for lane in lanes)
-    return DryRunReport(video=_video_dict(path, info), backend=cfg.backend, model=cfg.model,
+    model = cfg.model
+    if model is None and cfg.backend == "dashscope":
+        from vidline.models.dashscope_backend import DEFAULT_DASHSCOPE_MODEL
+
+        model = f"{DEFAULT_DASHSCOPE_MODEL} (default)"  # what the run will ask for
+    return DryRunReport(video=_video_dict(path, info), backend=cfg.backend, model=model,
                         mode=mode, windows=rows, server=server, server_assumed=assumed,
                         note=assumed_server_note(server, mode) if assumed else None,
                         price_per_1k=price_per_1k, windows_in_flight=run_opts.concurrency + run_opts.prefetch,

@@ -6,6 +6,7 @@ server flavour decides how frame lists are sent (:mod:`vidline.models.payload`).
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -34,6 +35,9 @@ from vidline.models.retry import (
 from vidline.types import Usage
 
 _RESPONSE_FORMAT_REJECTED = ("response_format", "json_object", "guided", "structured output")
+
+
+_NO_SUCH_MODEL = re.compile(r"model[^.]{0,80}(?:not exist|does not exist|not found)|model_not_found", re.I)
 
 
 class _MediaIoRejected(BackendError):
@@ -95,6 +99,8 @@ class OpenAIBackend(Backend):
             base = (self.config.base_url or "").rstrip("/")
             if status == 404 and base and not base.endswith("/v1"):
                 msg += f" (is {base} missing /v1? OpenAI-compatible servers serve /v1/chat/completions)"
+            elif status in (400, 404) and _NO_SUCH_MODEL.search(msg):
+                msg += self._served_models_hint()
             return error_for_status(status, msg, secrets=self._secrets(),
                                     retry_after=parse_retry_after(exc.response.headers), where=where)
         url = str(getattr(self._client, "base_url", "") or self.config.base_url or "").rstrip("/")
@@ -112,6 +118,17 @@ class OpenAIBackend(Backend):
         if isinstance(exc, BackendError):
             return exc
         return ServerError(redact(f"{where}: unexpected {type(exc).__name__}: {exc}", *self._secrets()))
+
+    def _served_models_hint(self) -> str:
+        """`` (the server serves: a, b)`` after a "no such model" answer (one GET, one attempt), or ""."""
+        try:
+            if self._models_cache is None:
+                page = self._client.models.list()
+                self._models_cache = list(page.data if hasattr(page, "data") else page)
+            names = [str(m.id) for m in self._models_cache]
+        except Exception:  # noqa: BLE001 - only a hint: no list, no hint
+            return ""
+        return f" (the server serves: {', '.join(names[:10])}; choose with --model)" if names else ""
 
     def _call(self, fn: Any, what: str, *, retry: bool = True) -> Any:
         def once() -> Any:
