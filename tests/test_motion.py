@@ -136,3 +136,28 @@ def test_background_scores_keep_what_arrives_and_stays() -> None:
 def test_motion_method_is_checked() -> None:
     with pytest.raises(ConfigError, match="--motion-method"):
         MotionParams(method="mog2").validate()
+
+
+@pytest.mark.parametrize("roi", [[(0.0, 0.0, 0.5, 1.0)], [(0, 0, 80, 120)], [(0.0, 0.0, 0.2, 0.5), (0.2, 0.0, 0.3, 1.0)]])
+def test_roi_watches_only_its_region(tmp_path, roi) -> None:  # type: ignore[no-untyped-def]
+    # DVR-Scan's -roi: a tree swaying on the right of the picture is not motion when only the left is
+    # watched; the score is the fraction of the *watched* pixels, so the threshold means the same
+    from vidline.motion import detect_motion
+    from vidline.synth import Marker, make_video
+
+    markers = [Marker("green circle", 2.0, 6.0, x=0.25, y=0.5, dx=0.02),   # left half
+               Marker("red square", 9.0, 13.0, x=0.75, y=0.5, dx=0.02)]    # right half
+    path = make_video(tmp_path / "roi.mp4", duration=16.0, fps=10, size=(160, 120), markers=markers)
+    whole = detect_motion(path, pre=0.0, post=0.0)
+    assert len(whole) == 2, whole
+    left = detect_motion(path, pre=0.0, post=0.0, roi=roi)
+    assert len(left) == 1 and _iou((left[0].start, left[0].end), (2.0, 6.0)) >= 0.75, left
+
+
+def test_roi_is_checked() -> None:
+    from vidline.motion import check_roi
+
+    with pytest.raises(ConfigError, match="--roi"):
+        check_roi([(0.1, 0.1, 0.5)])  # type: ignore[list-item]
+    with pytest.raises(ConfigError, match="--roi w"):
+        check_roi([(0.1, 0.1, 0.0, 0.5)])

@@ -151,3 +151,12 @@ def test_api_scenes_backend(shots: Path) -> None:
     assert tl.backend == "scenes" and len(tl.events) == 3
     with pytest.raises(ConfigError, match="--scene-threshold"):
         vidline.analyze(shots, backend="scenes", scene_threshold=2.0, cache=False)
+
+
+def test_cli_roi_for_motion_and_scenes(shots: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the whole picture changes at each cut: a region sees the same cuts; a bad region is a bad option
+    assert main(["timeline", str(shots), "--backend", "scenes", "--quiet", "--roi", "0,0,0.5,0.5"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["events"]) == 3
+    with pytest.raises(SystemExit) as info:
+        main(["timeline", str(shots), "--backend", "motion", "--roi", "0,0,1"])
+    assert info.value.code == 2

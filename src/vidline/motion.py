@@ -16,8 +16,9 @@ sampled frame gets a *score*: the fraction of pixels that differ by more than ``
 
 The difference is taken per colour channel (the largest of R, G, B), because a saturated colour can
 have almost the same luma as the background (pure greyscale would miss a red object on a grey
-wall). A sample is *active* when its score is >= ``threshold``. Active samples are turned into
-events exactly like DVR-Scan does:
+wall). A sample is *active* when its score is >= ``threshold``. With ``roi`` (regions ``x, y, w, h``,
+fractions of the picture or pixels) only the pixels inside them are watched, and the score is the
+fraction *of those* that changed. Active samples are turned into events exactly like DVR-Scan does:
 
 1. consecutive active samples form a run; a run covers [time of the frame before its first active
    sample, time of its last active sample] (the change happened between those frames);
@@ -59,6 +60,7 @@ class MotionParams:
     pixel_delta: int = 25  # per-pixel change (0-255) that counts as "changed"
     method: str = "background"  # "background" (running-average background) | "diff" (previous frame)
     background: float = 20.0  # seconds over which the background adapts (method "background")
+    roi: tuple[tuple[float, float, float, float], ...] = ()  # regions watched (x, y, w, h); () = all
 
     def validate(self) -> None:
         from vidline.errors import ConfigError, require_number
@@ -71,6 +73,7 @@ class MotionParams:
             require_number(f"--{name.replace('_', '-')}", getattr(self, name), minimum=0)
         require_number("motion fps", self.fps, above=0, maximum=60)
         require_number("motion analysis width (px)", self.width, minimum=16, integer=True)
+        check_roi(self.roi)
 
 
 def frame_score(prev: np.ndarray, cur: np.ndarray, pixel_delta: int = 25) -> float:
@@ -180,12 +183,48 @@ def analysis_size(width: int, height: int, target_width: int) -> tuple[int, int]
     return max(2, w - w % 2), h - h % 2
 
 
+Roi = tuple[float, float, float, float]
+
+
+def check_roi(roi: Sequence[Sequence[float]]) -> None:
+    """ConfigError unless every region is four finite numbers ``x, y, w, h`` with ``w, h > 0``:
+    fractions of the picture when all four are <= 1, else pixels of the displayed picture."""
+    from vidline.errors import ConfigError, require_number
+
+    for region in roi:
+        if len(region) != 4:
+            raise ConfigError(f"--roi needs x,y,w,h (four numbers), got {region!r}")
+        for name, value in zip(("x", "y"), region[:2], strict=True):
+            require_number(f"--roi {name}", value, minimum=0)
+        for name, value in zip(("w", "h"), region[2:], strict=True):
+            require_number(f"--roi {name}", value, above=0)
+
+
+def roi_mask(roi: Sequence[Roi], size: tuple[int, int], src_size: tuple[int, int]) -> np.ndarray | None:
+    """A boolean mask of the analysis frame (``size`` = w, h) that is True inside any region; regions
+    are fractions of the picture (all four numbers <= 1) or pixels of the displayed picture
+    (``src_size``). None when there is no region (the whole picture)."""
+    if not roi:
+        return None
+    w, h = size
+    mask = np.zeros((h, w), bool)
+    for x, y, rw, rh in roi:
+        if max(x, y, rw, rh) > 1:  # pixels of the displayed picture
+            x, rw = x / src_size[0], rw / src_size[0]
+            y, rh = y / src_size[1], rh / src_size[1]
+        x0, y0 = int(np.floor(x * w)), int(np.floor(y * h))
+        x1, y1 = int(np.ceil(min(1.0, x + rw) * w)), int(np.ceil(min(1.0, y + rh) * h))
+        mask[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)] = True
+    return mask
+
+
 def analysis_frames(
     path: str | os.PathLike[str], fps: float, width: int, *, src_width: int, src_height: int, duration: float,
-    on_frame: Callable[[float], None] | None = None,
+    on_frame: Callable[[float], None] | None = None, mask: np.ndarray | None = None,
 ) -> Iterable[Frame]:
     """Small RGB frames of ``path`` at ``fps``, ``width`` px wide (one streaming pass), for the
-    offline detectors (motion, scenes). ``on_frame(t)`` is called for every frame (progress)."""
+    offline detectors (motion, scenes). ``on_frame(t)`` is called for every frame (progress).
+    ``mask`` (``roi_mask``): the pixels outside it are blanked, so they never change."""
     from vidline.media.plan import SamplingBudget
     from vidline.media.sampler import sample
 
@@ -193,7 +232,25 @@ def analysis_frames(
     n_max = int(duration * fps) + 8
     budget = SamplingBudget(fps=fps, min_fps=fps, max_fps=fps, max_frames=max(4, n_max))
     frames: Iterable[Frame] = sample(path, budget, size=size)
+    if mask is not None:
+        frames = _blank_outside(frames, mask)
     return _tap(frames, on_frame) if on_frame is not None else frames
+
+
+def _blank_outside(frames: Iterable[Frame], mask: np.ndarray) -> Iterator[Frame]:
+    for fr in frames:
+        if fr.image.shape[:2] == mask.shape:
+            fr.image = np.where(mask[..., None] if fr.image.ndim == 3 else mask, fr.image, 0).astype(np.uint8)
+        yield fr
+
+
+def within_mask(scores: list[float], mask: np.ndarray | None) -> list[float]:
+    """Per-picture scores (means over every pixel of frames blanked outside ``mask``) as means over
+    the watched pixels only, so thresholds mean the same with a region as without."""
+    if mask is None:
+        return scores
+    share = float(mask.mean()) or 1.0
+    return [min(1.0, x / share) for x in scores]
 
 
 def motion_scores(
@@ -204,11 +261,15 @@ def motion_scores(
 
     ``on_frame(t)`` is called for every decoded frame (progress reporting).
     """
+    mask = roi_mask(params.roi, analysis_size(src_width, src_height, params.width), (src_width, src_height))
     frames = analysis_frames(path, params.fps, params.width, src_width=src_width, src_height=src_height,
-                             duration=duration, on_frame=on_frame)
+                             duration=duration, on_frame=on_frame, mask=mask)
     if params.method == "background":
-        return background_scores(frames, params.pixel_delta, alpha=min(1.0, 1.0 / (params.fps * params.background)))
-    return score_frames(frames, params.pixel_delta)
+        times, scores = background_scores(frames, params.pixel_delta,
+                                          alpha=min(1.0, 1.0 / (params.fps * params.background)))
+    else:
+        times, scores = score_frames(frames, params.pixel_delta)
+    return times, within_mask(scores, mask)
 
 
 def _tap(frames: Iterable[Frame], callback: Callable[[float], None]) -> Iterator[Frame]:
@@ -228,12 +289,14 @@ def detect_motion(
     fps: float = MotionParams.fps,
     width: int = MotionParams.width,
     method: str = MotionParams.method,
+    roi: Sequence[Roi] = (),
 ) -> list[Event]:
-    """Motion events of a video file (absolute seconds), no model needed."""
+    """Motion events of a video file (absolute seconds), no model needed. ``roi``: regions watched
+    (``x, y, w, h``: fractions of the picture, or pixels), like DVR-Scan's ``-roi``."""
     from vidline.media.probe import probe
 
     params = MotionParams(threshold=threshold, min_event=min_event, merge_gap=merge_gap, pre=pre, post=post,
-                          fps=fps, width=width, method=method)
+                          fps=fps, width=width, method=method, roi=tuple(tuple(r) for r in roi))  # type: ignore[misc]
     params.validate()
     info = probe(path)
     times, scores = motion_scores(path, params, src_width=info.display_width, src_height=info.display_height,

@@ -86,7 +86,7 @@ NO_MODEL_HELP = (
 _MODEL_OPTIONS = ("base_url", "api_key", "model", "mode", "server", "burn_timestamps", "timeout", "retry",
                   "max_tokens", "system_prompt", "language", "temperature", "seed")
 _MOTION_OPTIONS = ("threshold", "min_event", "merge_gap", "pre", "post", "motion_fps", "motion_width",
-                   "motion_method")
+                   "motion_method", "roi")
 _SCENE_OPTIONS = ("scene_threshold", "min_scene")
 OFFLINE_BACKENDS = ("motion", "scenes")
 
@@ -170,9 +170,19 @@ def _scene_params(options: dict[str, Any]) -> SceneParams:
         kw["fps"] = options["motion_fps"]
     if options.get("motion_width") is not None:
         kw["width"] = options["motion_width"]
+    if options.get("roi"):
+        kw["roi"] = _rois(options["roi"])
     params = SceneParams(**kw)
     params.validate()
     return params
+
+
+def _rois(value: Any) -> tuple[tuple[float, float, float, float], ...]:
+    """``roi=`` as regions: one ``(x, y, w, h)`` or a sequence of them."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(f"roi must be (x, y, w, h) or a list of them, got {value!r}")
+    regions = [value] if not isinstance(value[0], (list, tuple)) else list(value)
+    return tuple(tuple(r) for r in regions)
 
 
 def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], MotionParams]:
@@ -188,6 +198,8 @@ def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], MotionParam
         motion_kw["width"] = options["motion_width"]
     if options.get("motion_method") is not None:
         motion_kw["method"] = options["motion_method"]
+    if options.get("roi"):
+        motion_kw["roi"] = _rois(options["roi"])
     params = MotionParams(**motion_kw)
     params.validate()
     return model_opts, params
@@ -226,7 +238,8 @@ def analyze(
     ``options``: model settings (``base_url``, ``api_key``, ``model``, ``mode``, ...; used when
     ``config`` is None, else they override it), motion settings (``threshold``, ``min_event``,
     ``merge_gap``, ``pre``, ``post``, ``motion_fps``, ``motion_width``, ``motion_method``
-    "background" | "diff") and, with
+    "background" | "diff", ``roi``: regions watched, ``(x, y, w, h)`` fractions or pixels, or a list of
+    them; also for scenes) and, with
     ``backend="scenes"``, scene settings (``scene_threshold``, ``min_scene``; ``motion_fps`` and
     ``motion_width`` set its analysis rate and width too). ``prefetch``: window payloads
     encoded ahead of a free request slot (default: ``concurrency``; each holds only its encoded payload).

@@ -11,7 +11,8 @@ white everywhere). A cut is where that change is both
    neighbours (PySceneDetect's adaptive rule);
 
 and at least ``min_scene`` seconds after the previous cut (default 2 s; a flash gives one cut, not
-two). The cut's time is the first sample of the new scene, so it is known to within one sample
+two). With ``roi`` (regions ``x, y, w, h``) only those pixels count (the slide area of a lecture
+recorded with the speaker beside it). The cut's time is the first sample of the new scene, so it is known to within one sample
 (1 / ``fps`` s).
 
 The cuts split the video into ``scene`` events covering it from 0 to its end, numbered in their
@@ -44,9 +45,13 @@ class SceneParams:
     min_scene: float = 2.0  # shortest scene: a cut closer than this to the previous one is dropped
     fps: float = 4.0  # analysis frame rate
     width: int = 160  # analysis frame width (height keeps the aspect ratio)
+    roi: tuple[tuple[float, float, float, float], ...] = ()  # regions watched (x, y, w, h); () = all
 
     def validate(self) -> None:
         from vidline.errors import require_number
+        from vidline.motion import check_roi
+
+        check_roi(self.roi)
 
         require_number("--scene-threshold", self.threshold, above=0, maximum=1)
         require_number("scene ratio", self.ratio, minimum=1)
@@ -104,11 +109,13 @@ def scene_changes(
 ) -> tuple[list[float], list[float]]:
     """Decode ``path`` at ``params.fps`` into small frames and measure each one's content change (one
     streaming pass). ``on_frame(t)`` is called for every decoded frame (progress reporting)."""
-    from vidline.motion import analysis_frames, pairwise_scores
+    from vidline.motion import analysis_frames, analysis_size, pairwise_scores, roi_mask, within_mask
 
+    mask = roi_mask(params.roi, analysis_size(src_width, src_height, params.width), (src_width, src_height))
     frames = analysis_frames(path, params.fps, params.width, src_width=src_width, src_height=src_height,
-                             duration=duration, on_frame=on_frame)
-    return pairwise_scores(frames, content_change)
+                             duration=duration, on_frame=on_frame, mask=mask)
+    times, changes = pairwise_scores(frames, content_change)
+    return times, within_mask(changes, mask)
 
 
 def detect_scenes(

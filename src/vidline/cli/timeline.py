@@ -67,6 +67,9 @@ def register(subparsers: Any) -> None:
     m.add_argument("--merge-gap", type=finite_float, metavar="SEC", help="join motion this close (default 2.0)")
     m.add_argument("--pre", type=finite_float, metavar="SEC", help="padding before each event (default 0.5)")
     m.add_argument("--post", type=finite_float, metavar="SEC", help="padding after each event (default 0.5)")
+    m.add_argument("--roi", action="append", type=roi_arg, metavar="X,Y,W,H",
+                   help="watch only this region (fractions of the picture, or pixels); repeat for several; "
+                   "motion and scenes backends")
     m.add_argument("--motion-method", choices=("background", "diff"),
                    help="background: against a learned background, so what arrives and stays is motion "
                    "until absorbed (~28 s; default); diff: against the previous frame, change only")
@@ -92,9 +95,22 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "pre": args.pre,
         "post": args.post,
         "motion_method": args.motion_method,
+        "roi": args.roi,
         "scene_threshold": args.scene_threshold,
         "min_scene": args.min_scene,
     }
+
+
+def roi_arg(value: str) -> tuple[float, float, float, float]:
+    """argparse type for --roi: ``x,y,w,h`` (four finite numbers)."""
+    parts = value.replace(" ", "").split(",")
+    try:
+        numbers = tuple(finite_float(p) for p in parts)
+    except argparse.ArgumentTypeError:
+        numbers = ()
+    if len(numbers) != 4:
+        raise argparse.ArgumentTypeError(f"expected X,Y,W,H (four numbers), got {value!r}")
+    return numbers
 
 
 def _format_for(args: argparse.Namespace, output: Path | None) -> str:
@@ -166,6 +182,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("with several videos, -o must be a directory")
     if args.output and not several:
         _format_for(args, Path(args.output))  # an output format it cannot tell is said before any work
+    elif args.output and several and Path(args.output).suffix.lower().lstrip(".") in FORMATS \
+            and not Path(args.output).is_dir():
+        from vidline.log import logger
+
+        logger.warning("-o %s with %d videos is a folder (one file per video below it); give --format to "
+                       "choose the files' format", args.output, len(args.videos))
     if several and not args.output and not args.dry_run and _format_for(args, None) != "json":
         raise ConfigError(f"with several videos, --format {args.format} writes one file per video: "
                           "give -o DIR (stdout takes a JSON array)")
