@@ -16,6 +16,7 @@ from PIL import Image
 
 from vidline.errors import ConfigError, VideoOpenError
 from vidline.export.csv import COLUMNS, events_to_csv
+from vidline.export.edl import events_to_edl, timecode
 from vidline.export.html import linkify_times, time_link, timeline_svg, video_href_for
 from vidline.export.subtitles import events_to_srt, events_to_vtt
 from vidline.export.thumbnails import extract_thumbnails
@@ -481,3 +482,72 @@ def test_thumbnails_show_the_right_frame_in_mpeg_ts(tmp_path: Path, name: str, p
     expected = [sum(1 << labels.index(x) for x in active_labels(markers, t)) for t in times]
     assert [frame_number(extract_thumbnails(path, [t])[0]) for t in times] == expected  # one by one
     assert [frame_number(j) for j in extract_thumbnails(path, times)] == expected  # together
+
+
+# ------------------------------------------------------------------------------ EDL
+
+EDL_EDIT = re.compile(r"^(\d{3})  AX       V     C        (\d\d:\d\d:\d\d:\d\d) (\d\d:\d\d:\d\d:\d\d) "
+                      r"(\d\d:\d\d:\d\d:\d\d) (\d\d:\d\d:\d\d:\d\d)$")
+
+
+def _tc_frames(tc: str, fps: int) -> int:
+    h, m, s, f = (int(x) for x in tc.split(":"))
+    assert f < fps and m < 60 and s < 60
+    return ((h * 60 + m) * 60 + s) * fps + f
+
+
+def validate_edl(text: str, fps: int) -> list[tuple[int, int, int, int, list[str]]]:
+    """Strict CMX 3600 check: title, FCM, numbered edits in order, record side end to end."""
+    lines = text.splitlines()
+    assert lines[0].startswith("TITLE: ") and lines[1] == "FCM: NON-DROP FRAME"
+    edits: list[tuple[int, int, int, int, list[str]]] = []
+    for line in lines[2:]:
+        m = EDL_EDIT.match(line)
+        if m:
+            assert int(m.group(1)) == len(edits) + 1
+            si, so, ri, ro = (_tc_frames(m.group(k), fps) for k in range(2, 6))
+            assert so > si and ro - ri == so - si
+            assert ri == (edits[-1][3] if edits else 0)  # end to end from 00:00:00:00
+            edits.append((si, so, ri, ro, []))
+        elif line.startswith("* "):
+            assert edits and "\n" not in line
+            edits[-1][4].append(line)
+        else:
+            assert line == "", line
+    return edits
+
+
+def test_edl_is_a_valid_cut_list() -> None:
+    events = [Event(62.5, 65.0, "forklift", "a yellow forklift\\nenters", 0.9, [0]),
+              Event(3600.04, 3600.05, "flash", None, None, [1]), Event(1.0, 2.0, "car", "car", None, [0])]
+    text = events_to_edl(events, fps=25.0, title="vidline dock.mp4", clip_name="dock.mp4")
+    edits = validate_edl(text, 25)
+    assert [(si, so) for si, so, *_ in edits] == [(25, 50), (1562, 1625), (90001, 90002)]  # a 10-ms event: one frame
+    assert edits[1][4] == ["* FROM CLIP NAME: dock.mp4", "* COMMENT: forklift - a yellow forklift\\nenters"]
+    assert edits[0][4][-1] == "* COMMENT: car"  # the description is not repeated
+    assert timecode(3723.5, 30) == "01:02:03:15" and timecode(0, 25) == "00:00:00:00"
+    # 29.97 fps counts at 30 (non-drop); over 999 events the rest is said, not numbered 1000
+    many = [Event(float(i), i + 0.5, "x") for i in range(1005)]
+    text = events_to_edl(many, fps=29.97)
+    assert len(validate_edl(text, 30)) == 999 and "6 more events left out" in text
+
+
+def test_timeline_edl_through_cli(tmp_path: Path, video: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vidline.cli import main
+
+    tl = _timeline(video)
+    tl.video["fps"] = 10.0
+    saved = tl.save(tmp_path / "t.json")
+    assert main(["export", str(saved), "-o", str(tmp_path / "cuts.edl")]) == 0
+    edits = validate_edl((tmp_path / "cuts.edl").read_text(), 10)
+    assert [(si, so) for si, so, *_ in edits] == [(5, 15), (20, 30)]
+    assert Timeline.load(saved).render("edl") == (tmp_path / "cuts.edl").read_text()
+
+
+def test_export_refuses_an_output_suffix_of_no_format(tmp_path: Path, video: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from vidline.cli import main
+
+    saved = _timeline(video).save(tmp_path / "t.json")
+    assert main(["export", str(saved), "-o", str(tmp_path / "report.pdf")]) == 2
+    assert "cannot tell the format from .pdf" in capsys.readouterr().err and not (tmp_path / "report.pdf").exists()

@@ -26,8 +26,9 @@ from vidline.types import Event, Usage, WindowRecord
 
 __all__ = ["FORMATS", "Timeline"]
 
-FORMATS = ("json", "csv", "srt", "vtt", "html")
+FORMATS = ("json", "csv", "srt", "vtt", "html", "edl")
 _SUFFIX_FORMATS = {
+    ".edl": "edl",
     ".json": "json",
     ".csv": "csv",
     ".srt": "srt",
@@ -36,6 +37,27 @@ _SUFFIX_FORMATS = {
     ".htm": "html",
 }
 _KEYS = ("video", "query", "backend", "model", "mode", "events", "windows", "usage")
+
+
+def format_for_output(path: str | os.PathLike[str] | None, format: str | None = None) -> str:
+    """The export format for an output ``path``: ``format`` when given, else the path's suffix
+    (``.json``, ``.csv``, ``.srt``, ``.vtt``, ``.html``, ``.edl``), else JSON when it has none.
+    ConfigError for a suffix of no format (``report.pdf`` would get JSON)."""
+    if format:
+        fmt = format.lower().lstrip(".")
+        if fmt not in FORMATS and fmt != "htm":
+            raise ConfigError(f"unknown format {format!r}: choose one of {', '.join(FORMATS)}")
+        return "html" if fmt == "htm" else fmt
+    if path is None:
+        return "json"
+    out = Path(path)
+    suffix = out.suffix.lower()
+    if suffix in _SUFFIX_FORMATS:
+        return _SUFFIX_FORMATS[suffix]
+    if suffix and not out.is_dir():
+        raise ConfigError(f"-o {out}: cannot tell the format from {suffix}: name the file .json, .csv, .srt, "
+                          ".vtt, .html or .edl, or give --format")
+    return "json"
 
 
 def _event_key(e: Event) -> tuple[float, float, str]:
@@ -192,6 +214,16 @@ class Timeline:
             note += f"; query: {self.query}"
         return events_to_vtt(self.sorted_events(), note=note)
 
+    def to_edl(self) -> str:
+        """A CMX 3600 EDL: the events as a cut list an editor imports (see vidline.export.edl)."""
+        from vidline.export.edl import events_to_edl
+
+        path = str(self.video.get("path") or "")
+        fps = self.video.get("fps")
+        name = os.path.basename(path)
+        return events_to_edl(self.sorted_events(), fps=float(fps) if isinstance(fps, (int, float)) and fps > 0
+                             else 25.0, title=f"vidline {name or 'timeline'}", clip_name=name)
+
     def to_html(
         self,
         thumbnails: bool = True,
@@ -217,6 +249,8 @@ class Timeline:
             return self.to_vtt()
         if fmt in ("html", "htm"):
             return self.to_html(**options)
+        if fmt == "edl":
+            return self.to_edl()
         raise ConfigError(f"unknown format {format!r}: choose one of {', '.join(FORMATS)}")
 
     def save(self, path: str | os.PathLike[str], format: str | None = None, **options: Any) -> Path:

@@ -9,8 +9,7 @@ from typing import Any
 
 from vidline.cli.common import finite_float
 
-FORMATS = ("json", "csv", "srt", "vtt", "html")
-_SUFFIXES = {".json": "json", ".csv": "csv", ".srt": "srt", ".vtt": "vtt", ".html": "html", ".htm": "html"}
+FORMATS = ("json", "csv", "srt", "vtt", "html", "edl")
 
 
 def register(subparsers: Any) -> None:
@@ -34,7 +33,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vidline.index import resolve_video_path
-    from vidline.timeline import Timeline
+    from vidline.timeline import Timeline, format_for_output
+
+    fmt = format_for_output(args.output, args.format)  # before reading: a bad -o is said at once
 
     timeline = Timeline.from_json(sys.stdin.read()) if args.timeline == "-" else Timeline.load(args.timeline)
     if args.video:
@@ -44,7 +45,6 @@ def run(args: argparse.Namespace) -> int:
     if args.label is not None or args.min_confidence is not None:
         timeline = timeline.filter(args.label, min_confidence=args.min_confidence)
     out = Path(args.output) if args.output else None
-    fmt = args.format or (_SUFFIXES.get(out.suffix.lower(), "json") if out is not None else "json")
     options: dict[str, Any] = {}
     if fmt == "html":
         options["thumbnails"] = not args.no_thumbnails

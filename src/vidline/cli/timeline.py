@@ -23,7 +23,7 @@ from vidline.errors import BackendError, ConfigError, VidlineError
 if TYPE_CHECKING:
     from vidline.timeline import Timeline
 
-FORMATS = ("json", "csv", "srt", "vtt", "html")
+FORMATS = ("json", "csv", "srt", "vtt", "html", "edl")
 
 
 def register(subparsers: Any) -> None:
@@ -114,15 +114,9 @@ def roi_arg(value: str) -> tuple[float, float, float, float]:
 
 
 def _format_for(args: argparse.Namespace, output: Path | None) -> str:
-    if args.format:
-        return str(args.format)
-    suffix = output.suffix.lower().lstrip(".") if output is not None else ""
-    if suffix in FORMATS:
-        return suffix
-    if suffix and output is not None and not output.is_dir():
-        raise ConfigError(f"-o {output}: cannot tell the format from .{suffix}: name the file .json, .csv, .srt, "
-                          ".vtt or .html, or give --format")
-    return "json"
+    from vidline.timeline import format_for_output
+
+    return format_for_output(output, args.format)
 
 
 def _render(timeline: Timeline, fmt: str, out: Path | None = None) -> str:
@@ -131,7 +125,8 @@ def _render(timeline: Timeline, fmt: str, out: Path | None = None) -> str:
     if fmt == "html":
         text = timeline.to_html(base_dir=out.parent if out is not None else None)
     else:
-        renderers = {"json": timeline.to_json, "csv": timeline.to_csv, "srt": timeline.to_srt, "vtt": timeline.to_vtt}
+        renderers = {"json": timeline.to_json, "csv": timeline.to_csv, "srt": timeline.to_srt, "vtt": timeline.to_vtt,
+                     "edl": timeline.to_edl}
         text = renderers[fmt]()
     return text if text.endswith("\n") else text + "\n"
 
