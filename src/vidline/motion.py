@@ -186,6 +186,16 @@ def analysis_size(width: int, height: int, target_width: int) -> tuple[int, int]
 Roi = tuple[float, float, float, float]
 
 
+def regions(value: object) -> tuple[Roi, ...]:
+    """``roi=`` as regions: one ``(x, y, w, h)`` or a sequence of them (checked by ``check_roi``)."""
+    from vidline.errors import ConfigError
+
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"roi must be (x, y, w, h) or a list of them, got {value!r}")
+    items = [value] if value and not isinstance(value[0], (list, tuple)) else list(value)
+    return tuple(tuple(r) for r in items)
+
+
 def check_roi(roi: Sequence[Sequence[float]]) -> None:
     """ConfigError unless every region is four finite numbers ``x, y, w, h`` with ``w, h > 0``:
     fractions of the picture when all four are <= 1, else pixels of the displayed picture."""
@@ -296,7 +306,7 @@ def detect_motion(
     from vidline.media.probe import probe
 
     params = MotionParams(threshold=threshold, min_event=min_event, merge_gap=merge_gap, pre=pre, post=post,
-                          fps=fps, width=width, method=method, roi=tuple(tuple(r) for r in roi))  # type: ignore[misc]
+                          fps=fps, width=width, method=method, roi=regions(roi))
     params.validate()
     info = probe(path)
     times, scores = motion_scores(path, params, src_width=info.display_width, src_height=info.display_height,

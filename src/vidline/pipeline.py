@@ -34,7 +34,6 @@ from __future__ import annotations
 import bisect
 import functools
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -158,31 +157,31 @@ def select_model(config: ModelConfig | None, backend: str, query: str | None,
     return None
 
 
-def _scene_params(options: dict[str, Any]) -> SceneParams:
-    from vidline.scenes import SceneParams
+def _analysis_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options both offline detectors take: analysis rate and width, and the regions watched."""
+    from vidline.motion import regions
 
     kw: dict[str, Any] = {}
-    if options.get("scene_threshold") is not None:
-        kw["threshold"] = options["scene_threshold"]
-    if options.get("min_scene") is not None:
-        kw["min_scene"] = options["min_scene"]
     if options.get("motion_fps") is not None:
         kw["fps"] = options["motion_fps"]
     if options.get("motion_width") is not None:
         kw["width"] = options["motion_width"]
     if options.get("roi"):
-        kw["roi"] = _rois(options["roi"])
+        kw["roi"] = regions(options["roi"])
+    return kw
+
+
+def _scene_params(options: dict[str, Any]) -> SceneParams:
+    from vidline.scenes import SceneParams
+
+    kw = _analysis_options(options)
+    if options.get("scene_threshold") is not None:
+        kw["threshold"] = options["scene_threshold"]
+    if options.get("min_scene") is not None:
+        kw["min_scene"] = options["min_scene"]
     params = SceneParams(**kw)
     params.validate()
     return params
-
-
-def _rois(value: Any) -> tuple[tuple[float, float, float, float], ...]:
-    """``roi=`` as regions: one ``(x, y, w, h)`` or a sequence of them."""
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ConfigError(f"roi must be (x, y, w, h) or a list of them, got {value!r}")
-    regions = [value] if not isinstance(value[0], (list, tuple)) else list(value)
-    return tuple(tuple(r) for r in regions)
 
 
 def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], MotionParams]:
@@ -192,14 +191,9 @@ def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], MotionParam
     model_opts = {k: options[k] for k in _MODEL_OPTIONS if options.get(k) is not None}
     motion_kw = {k: options[k] for k in ("threshold", "min_event", "merge_gap", "pre", "post")
                  if options.get(k) is not None}
-    if options.get("motion_fps") is not None:
-        motion_kw["fps"] = options["motion_fps"]
-    if options.get("motion_width") is not None:
-        motion_kw["width"] = options["motion_width"]
+    motion_kw.update(_analysis_options(options))
     if options.get("motion_method") is not None:
         motion_kw["method"] = options["motion_method"]
-    if options.get("roi"):
-        motion_kw["roi"] = _rois(options["roi"])
     params = MotionParams(**motion_kw)
     params.validate()
     return model_opts, params
@@ -334,14 +328,12 @@ def _offline_timeline(path: str | os.PathLike[str], backend: str,
                     events=events, windows=[record], usage=Usage())
 
 
-# what servers say for a model they do not serve (DashScope answers 400 "Model not exist.")
-_NO_SUCH_MODEL = re.compile(r"model[^.]{0,80}(?:not exist|does not exist|not found)|model_not_found", re.I)
-
-
 def _no_such_model(exc: ServerError) -> bool:
     """A 404 (no such model or route: a wrong --model, a base URL without /v1) or a model the server
     says it does not have: every window would fail the same way."""
-    return exc.status == 404 or bool(_NO_SUCH_MODEL.search(str(exc)))
+    from vidline.models.retry import NO_SUCH_MODEL
+
+    return exc.status == 404 or bool(NO_SUCH_MODEL.search(str(exc)))
 
 
 def _too_few_frames(path: str | os.PathLike[str], job: WindowJob) -> DecodeError:
@@ -460,7 +452,6 @@ class ModelRun:
         """Key the jobs; when some answer is not cached, find out what the server is (payload shape,
         context) and plan, estimate and key again from that. The jobs to run."""
         self._key(info, jobs)
-        self._remember_server()  # the served model a key names, even when every answer is cached
         cache = self.cache
         needs_server = cache is None or any(job.key is None or job.key not in cache for job in jobs)
         if needs_server and self._detect_server():  # the payload shape is known: estimate what is sent
@@ -472,7 +463,7 @@ class ModelRun:
             else:
                 for job, exact in zip(jobs, exact_jobs, strict=True):
                     job.estimated_tokens, job.payload_bytes = exact.estimated_tokens, exact.payload_bytes
-            self._remember_server()
+        self._remember_server()  # the served model a key names (even when every answer is cached), its context
         return jobs
 
     def _remember_server(self) -> None:

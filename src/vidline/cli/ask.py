@@ -87,8 +87,6 @@ def register(subparsers: Any) -> None:
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    if args.concurrency is not None and args.concurrency < 1:
-        raise ConfigError(f"--concurrency must be >= 1, got {args.concurrency}")
     return {
         "strategy": args.strategy,
         "window": args.window,

@@ -6,7 +6,6 @@ server flavour decides how frame lists are sent (:mod:`vidline.models.payload`).
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +26,7 @@ from vidline.models.payload import (
 )
 from vidline.models.retry import (
     MEDIA_IO_DISABLED,
+    NO_SUCH_MODEL,
     call_with_retries,
     connection_error,
     error_for_status,
@@ -35,9 +35,6 @@ from vidline.models.retry import (
 from vidline.types import Usage
 
 _RESPONSE_FORMAT_REJECTED = ("response_format", "json_object", "guided", "structured output")
-
-
-_NO_SUCH_MODEL = re.compile(r"model[^.]{0,80}(?:not exist|does not exist|not found)|model_not_found", re.I)
 
 
 class _MediaIoRejected(BackendError):
@@ -99,7 +96,7 @@ class OpenAIBackend(Backend):
             base = (self.config.base_url or "").rstrip("/")
             if status == 404 and base and not base.endswith("/v1"):
                 msg += f" (is {base} missing /v1? OpenAI-compatible servers serve /v1/chat/completions)"
-            elif status in (400, 404) and _NO_SUCH_MODEL.search(msg):
+            elif status in (400, 404) and NO_SUCH_MODEL.search(msg):
                 msg += self._served_models_hint()
             return error_for_status(status, msg, secrets=self._secrets(),
                                     retry_after=parse_retry_after(exc.response.headers), where=where)

@@ -42,6 +42,10 @@ _TOO_LARGE = re.compile(
 MEDIA_IO_DISABLED = re.compile(r"media_io_kwargs are disabled|trust-request-mm-kwargs|media_io_kwargs", re.I)
 
 
+# what servers say for a model they do not serve (vLLM: "The model `x` does not exist.", DashScope:
+# 400 "Model not exist.", OpenAI: model_not_found)
+NO_SUCH_MODEL = re.compile(r"model[^.]{0,80}(?:not exist|does not exist|not found)|model_not_found", re.I)
+
 def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
     """Seconds from a ``Retry-After`` (or ``retry-after-ms``) header, or None."""
     if not headers:
