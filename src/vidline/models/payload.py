@@ -100,12 +100,6 @@ class BuiltPayload:
     visual_tokens: int = 0
     time_scales: tuple[float, ...] = ()  # each video part's (``time_scale`` is the first one's)
 
-    @property
-    def mixed_clocks(self) -> bool:
-        """Whether the video parts keep different clocks: one rescale cannot serve an answer that
-        cites times of several of them."""
-        return len(self.time_scales) > 1 and max(self.time_scales) > 1.01 * min(self.time_scales)
-
 
 # ---------------------------------------------------------------------------------------------
 # time

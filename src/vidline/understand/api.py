@@ -646,8 +646,7 @@ def _chat_fitting(backend: Backend, request: ChatRequest, what: str) -> ChatResp
 def _one_clock_for_several(plan: AskPlan) -> bool:
     """Whether ``plan`` sends several videos, sampled at different rates, in a payload whose clock is
     one for the whole request."""
-    rates = [ip.sampling.fps for ip in plan.inputs if ip.sampling is not None]
-    if len(rates) < 2 or max(rates) <= 1.01 * min(rates):
+    if not _differ([ip.sampling.fps for ip in plan.inputs if ip.sampling is not None]):
         return False
     p = plan.payload
     return (p.mode == "frames" and p.flavour in ("vllm", "dashscope-compat")) or (
@@ -657,8 +656,13 @@ def _one_clock_for_several(plan: AskPlan) -> bool:
 def _mixed_clocks(backend: Backend) -> bool:
     """Whether the last request's videos ended up on different clocks (a server fallback during the
     request: vLLM refusing per-request fps retimes every video by its own rate)."""
-    scales = tuple(getattr(backend, "last_time_scales", ()) or ())
-    return len(scales) > 1 and max(scales) > 1.01 * min(scales)
+    return _differ(tuple(getattr(backend, "last_time_scales", ()) or ()))
+
+
+def _differ(values: Sequence[float]) -> bool:
+    """Whether positive ``values`` (frame rates, time scales) differ by more than 1 %: one clock
+    cannot time them all."""
+    return len(values) > 1 and max(values) > 1.01 * min(values)
 
 
 class MapStepError(BackendError):
