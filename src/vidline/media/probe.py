@@ -168,6 +168,7 @@ def _probe(container: Any, p: Path) -> VideoInfo:
     is_vfr = False
     keyframe_interval: float | None = None
     deltas: list[int] = []
+    head: _Head | None = None  # the first packets, read at most once
     if n_entries >= 3:
         stamps: list[int] = []
         key_stamps: list[int] = []
@@ -199,7 +200,8 @@ def _probe(container: Any, p: Path) -> VideoInfo:
         base = stream.base_rate
         if avg and base and float(base) > 0:
             is_vfr = abs(float(avg) - float(base)) / float(base) > 0.01
-        keyframe_interval = _keyframe_interval_from_head(container, stream, tb)
+        head = _read_head(container, stream)
+        keyframe_interval = head.keyframe_interval(tb)
 
     frame_count = int(stream.frames or 0)
     every_frame_indexed = n_entries >= 3 and _indexes_every_frame(container)
@@ -215,9 +217,9 @@ def _probe(container: Any, p: Path) -> VideoInfo:
         # stream is variable: count its packets (no decoding, ~0.3 s per 90,000 frames) for its true
         # average rate and frame count
         rates = [1.0 / float(tail.frame_duration * tb)]
-        head_step = _head_step(container, stream)
-        if head_step:
-            rates.append(1.0 / float(head_step * tb))
+        head = head or _read_head(container, stream)  # read once: the keyframe interval may have read it
+        if head.step:
+            rates.append(1.0 / float(head.step * tb))
         if any(abs(rate - fps) > 0.05 * max(rate, fps) for rate in rates):
             counted = _count_frames(container, stream)
             if counted:
@@ -274,27 +276,49 @@ def shown_size(width: int, height: int, sar: Fraction) -> tuple[int, int]:
     return width, height
 
 
-def _keyframe_interval_from_head(container: Any, stream: Any, tb: Fraction) -> float | None:
-    """Keyframe spacing from the first few hundred packets (no decoding); None if < 2 keyframes seen."""
+@dataclass(frozen=True)
+class _Head:
+    """What the first packets of the video stream say (timestamps in its time base)."""
+
+    keys: tuple[int, ...]  # PTS of the first keyframes (up to 4)
+    step: int  # median step between the first frames' PTS; 0 when unknown
+
+    def keyframe_interval(self, tb: Fraction) -> float | None:
+        """Keyframe spacing in seconds; None if fewer than 2 keyframes were seen."""
+        diffs = [b - a for a, b in zip(self.keys, self.keys[1:], strict=False) if b > a]
+        return float(statistics.median(diffs) * tb) if diffs else None
+
+
+_HEAD_KEYS = 4
+_HEAD_FRAMES = 16
+
+
+def _read_head(container: Any, stream: Any) -> _Head:
+    """Demux (no decoding) the first packets of the video stream, up to ``_HEAD_KEYS`` keyframes and
+    ``_HEAD_FRAMES`` frames or ``_HEAD_PACKETS`` packets."""
     try:
         container.seek(0, stream=stream, backward=True)
     except av.error.FFmpegError:
-        return None
+        return _Head((), 0)
     keys: list[int] = []
+    pts: list[int] = []
     try:
         for i, packet in enumerate(container.demux(stream)):
             if i >= _HEAD_PACKETS or packet.pts is None and packet.size == 0:
                 break
-            if packet.is_keyframe and packet.pts is not None:
-                keys.append(packet.pts)
-                if len(keys) >= 4:
-                    break
+            if packet.pts is None:
+                continue
+            if packet.is_keyframe and len(keys) < _HEAD_KEYS:
+                keys.append(int(packet.pts))
+            if packet.size and len(pts) < _HEAD_FRAMES:
+                pts.append(int(packet.pts))
+            if len(keys) >= _HEAD_KEYS and len(pts) >= _HEAD_FRAMES:
+                break
     except av.error.FFmpegError:
         pass
-    if len(keys) < 2:
-        return None
-    diffs = [b - a for a, b in zip(keys, keys[1:], strict=False) if b > a]
-    return float(statistics.median(diffs) * tb) if diffs else None
+    distinct = sorted(set(pts))
+    steps = [b - a for a, b in zip(distinct, distinct[1:], strict=False)]
+    return _Head(tuple(keys), int(statistics.median(steps)) if steps else 0)
 
 
 @dataclass(frozen=True)
@@ -361,23 +385,6 @@ def _read_tail(container: Any, stream: Any) -> _Tail | None:
 def _indexes_every_frame(container: Any) -> bool:
     """mp4/mov and AVI index every frame (Matroska's cues name keyframes only)."""
     return _has_stream_durations(container) or "avi" in str(container.format.name).split(",")
-
-
-def _head_step(container: Any, stream: Any, packets: int = 16) -> int:
-    """The median step between the first video frames' PTS (demuxed, not decoded); 0 when unknown."""
-    pts: list[int] = []
-    try:
-        container.seek(0, backward=True, any_frame=False)
-        for packet in container.demux(stream):
-            if packet.pts is not None and packet.size:
-                pts.append(int(packet.pts))
-                if len(pts) >= packets:
-                    break
-    except av.error.FFmpegError:
-        return 0
-    distinct = sorted(set(pts))
-    steps = [b - a for a, b in zip(distinct, distinct[1:], strict=False)]
-    return int(statistics.median(steps)) if steps else 0
 
 
 def _count_frames(container: Any, stream: Any) -> int:
