@@ -1,10 +1,13 @@
 """Regenerate the committed sample videos (deterministically) and their ground truth.
 
     .venv/bin/python samples/make_samples.py            # writes samples/*.mp4 and samples/samples.json
-    .venv/bin/python samples/make_samples.py --check    # regenerate in a temp dir, compare bytes
+    .venv/bin/python samples/make_samples.py --check    # regenerate in a temp dir, compare
 
 The videos are drawn with ``vidline.synth.render_frame`` (coloured shapes on a grey wall) and encoded
-with libx264 single-threaded, so the same PyAV/FFmpeg build produces the same bytes every time.
+with libx264 single-threaded. The same PyAV/FFmpeg build on the same CPU gives the same bytes; on
+another CPU x264's float rate control may shift a few blocks by a level or two, so ``--check`` accepts
+a regenerated video whose frames, times and pictures match (pixels within 8 levels, mean difference
+under 0.05): a changed drawing, time or marker differs by far more.
 
 - ``dock.mp4``   48 s, 320x240, 10 fps: four shapes cross the frame during known intervals, with static
                  stretches between. ``vidline timeline samples/dock.mp4`` (offline motion backend)
@@ -23,6 +26,7 @@ import tempfile
 from dataclasses import asdict
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 
@@ -103,6 +107,33 @@ def generate(out_dir: Path) -> dict[str, str]:
     return digests
 
 
+def same_pictures(a: Path, b: Path) -> bool:
+    """Whether two encodings show the same frames at the same times (up to x264's small drift)."""
+    import av
+
+    def frames(path: Path) -> list[tuple[int | None, Any]]:
+        with av.open(str(path)) as c:
+            return [(f.pts, f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+
+    return frames_match(frames(a), frames(b))
+
+
+def frames_match(fa: list[tuple[int | None, Any]], fb: list[tuple[int | None, Any]]) -> bool:
+    """``same_pictures`` on decoded (pts, RGB array) lists: same count, same times, pixels within 8
+    levels with a mean difference under 0.05."""
+    import numpy as np
+
+    if len(fa) != len(fb):
+        return False
+    for (pa, ia), (pb, ib) in zip(fa, fb, strict=True):
+        if pa != pb or ia.shape != ib.shape:
+            return False
+        diff = np.abs(ia.astype(np.int16) - ib.astype(np.int16))
+        if int(diff.max()) > 8 or float(diff.mean()) >= 0.05:
+            return False
+    return True
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=HERE, help="output directory (default: samples/)")
@@ -113,7 +144,8 @@ def main() -> int:
             fresh = generate(Path(tmp))
             bad = [n for n, h in fresh.items()
                    if not (args.out / n).exists()
-                   or hashlib.sha256((args.out / n).read_bytes()).hexdigest() != h]
+                   or (hashlib.sha256((args.out / n).read_bytes()).hexdigest() != h
+                       and not same_pictures(args.out / n, Path(tmp) / n))]
             if (args.out / "samples.json").read_text() != (Path(tmp) / "samples.json").read_text():
                 bad.append("samples.json")
         print("samples differ: " + ", ".join(bad) if bad else "samples up to date")

@@ -595,3 +595,19 @@ def test_cancel_stops_retrying_at_once(refserver: RefServer, which: str) -> None
         backend.chat(_tiny_request())
     assert time.monotonic() - t0 < 3.0
     assert len(refserver.requests) == 1  # no request after the cancel
+
+
+def test_openai_client_is_made_on_first_use_or_by_warm_up() -> None:
+    """The SDK (a ~0.5 s import) and its client are made when first needed, or ahead by ``warm_up`` (a run
+    calls it in a thread while it decodes); closing a backend that never made one makes none."""
+    from vidline.models.openai_backend import OpenAIBackend
+
+    cfg = ModelConfig(backend="openai", base_url="http://127.0.0.1:9/v1", api_key="k", model="m", server="vllm")
+    backend = OpenAIBackend(cfg)
+    assert backend._client_obj is None
+    backend.close()
+    assert backend._client_obj is None
+    backend.warm_up()
+    client = backend._client_obj
+    assert client is not None and str(client.base_url) == "http://127.0.0.1:9/v1/" and client.max_retries == 0
+    assert backend._client is client  # made once

@@ -98,3 +98,25 @@ def test_settle_imports_survives_a_missing_sdk(monkeypatch: pytest.MonkeyPatch) 
     settle_imports(ModelConfig("dashscope"))  # the run reports a missing SDK itself
     assert gc.isenabled()
     gc.unfreeze()
+
+
+def test_a_timeline_imports_the_openai_sdk_in_its_warm_up_with_the_collector_paused() -> None:
+    # a fresh interpreter: settle_imports(background=True) leaves the SDK alone; the backend's warm-up
+    # thread imports it inside the collector pause, and its objects are frozen
+    code = (
+        "import gc, sys\n"
+        "from vidline.cli.runtime import settle_imports\n"
+        "from vidline.models import make_backend\n"
+        "from vidline.models.base import warm_up_in_background\n"
+        "from vidline.models.config import ModelConfig\n"
+        "cfg = ModelConfig('openai', base_url='http://127.0.0.1:9/v1', model='m', server='vllm')\n"
+        "settle_imports(cfg, background=True)\n"
+        "before = gc.get_freeze_count()\n"
+        "backend = make_backend(cfg)\n"
+        "assert 'openai' not in sys.modules\n"
+        "t = warm_up_in_background(backend)\n"
+        "t.join()\n"
+        "assert t.name == 'vidline-warm-up' and 'openai' in sys.modules and backend._client_obj is not None\n"
+        "assert gc.isenabled() and gc.get_freeze_count() > before + 10000\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

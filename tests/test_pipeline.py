@@ -301,7 +301,7 @@ def test_mp4_windows_are_encoded_while_decoded(video: Path, decoders: int) -> No
     order: list[tuple[str, int]] = []  # ("took", window) / ("end", window), in time order
 
     class StreamingAnalyzer(FakeAnalyzer):
-        def prepare_stream(self, window: Window, plan: Any, frames: Any) -> Any:
+        def prepare_stream(self, window: Window, plan: Any, frames: Any, **kw: Any) -> Any:
             n = 0
             for _frame in frames:
                 with tracker.lock:
@@ -340,6 +340,59 @@ def test_mp4_windows_are_encoded_while_decoded(video: Path, decoders: int) -> No
     assert tracker.peak["pending"] <= 2 + 1 + decoders
     for w in tl.windows:
         assert order.index(("took", w.index)) < order.index(("end", w.index))
+
+
+class UrgencyAnalyzer(FakeAnalyzer):
+    """Streams each window's frames and records whether the run asked for an ``urgent`` payload."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.urgent: dict[int, bool] = {}
+
+    def prepare_stream(self, window: Window, plan: Any, frames: Any, *, urgent: bool = False) -> Any:
+        for _frame in frames:
+            pass
+        self.urgent[window.index] = urgent
+        return SimpleNamespace(window=window)
+
+
+def test_payloads_are_urgent_only_while_a_request_slot_waits(video: Path) -> None:
+    """x264's fastest preset is asked for while payloads find a request slot free (the run's start, or a
+    server that answers faster than windows are decoded), not once they queue for a slow server."""
+    slow_server = UrgencyAnalyzer(latency=0.25)
+    tl = _run(video, slow_server, Decoder(), None, window=10.0, overlap=2.0, concurrency=1, prefetch=1,
+              decoders=1)
+    n = len(tl.windows)
+    assert n >= 7 and sorted(slow_server.urgent) == list(range(n))
+    # the first two: window 0 finds the slot free, so window 1 is urgent too; window 1 waits for it
+    assert [slow_server.urgent[i] for i in range(n)] == [True, True] + [False] * (n - 2)
+
+    class SlowDecoder(Decoder):
+        def __call__(self, *a: Any, **k: Any) -> Iterator[tuple[int, Frame | None]]:
+            for item in super().__call__(*a, **k):
+                time.sleep(0.02)  # slower than the server: each request is done before the next window
+                yield item
+
+    fast_server = UrgencyAnalyzer()
+    tl = _run(video, fast_server, SlowDecoder(), None, window=10.0, overlap=2.0, concurrency=1, prefetch=1,
+              decoders=1)
+    assert len(fast_server.urgent) == len(tl.windows) and all(fast_server.urgent.values())
+
+
+def test_the_backend_warms_up_in_a_thread_while_the_run_decodes(video: Path, tmp_path: Path) -> None:
+    """The SDK import and client (``Backend.warm_up``) are made beside the decoding, not before it; a run
+    that sends nothing (every window cached) does not make them."""
+    seen: list[str] = []
+
+    def analyzer() -> FakeAnalyzer:
+        an = FakeAnalyzer()
+        an.backend.warm_up = lambda: seen.append(threading.current_thread().name)  # type: ignore[attr-defined]
+        return an
+
+    _run(video, analyzer(), Decoder(), tmp_path)
+    assert seen == ["vidline-warm-up"]
+    tl = _run(video, analyzer(), Decoder(), tmp_path)
+    assert all(w.status == "cached" for w in tl.windows) and seen == ["vidline-warm-up"]
 
 
 def test_decoder_is_asked_for_the_analyzers_pixel_format(video: Path) -> None:

@@ -64,6 +64,29 @@ def test_make_samples_is_deterministic() -> None:
     assert "up to date" in res.stdout
 
 
+def test_samples_check_tolerates_x264_drift_but_not_another_picture() -> None:
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("make_samples", SAMPLES / "make_samples.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    dock = SAMPLES / "dock.mp4"
+    assert mod.same_pictures(dock, dock) and not mod.same_pictures(dock, SAMPLES / "shapes.mp4")
+    base = [(i * 512, np.full((24, 32, 3), 128, np.uint8)) for i in range(5)]
+    drift = [(p, img.copy()) for p, img in base]
+    drift[2][1][3:5, 3:5] += 3  # x264's rate control: a block a few levels off
+    patch = [(p, img.copy()) for p, img in base]
+    patch[2][1][4:14, 4:14] = 255  # a drawn shape: another picture
+    late = [(p + (512 if i == 3 else 0), img) for i, (p, img) in enumerate(base)]
+    assert mod.frames_match(base, drift)
+    assert not mod.frames_match(base, patch)
+    assert not mod.frames_match(base, late)
+    assert not mod.frames_match(base, base[:4])
+
+
 def test_search_folder_offline_motion(tmp_path: Path) -> None:
     needs_pipeline()
     res = run_script("search_folder.py", str(SAMPLES), "motion", "--db", str(tmp_path / "i.db"))

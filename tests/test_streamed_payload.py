@@ -118,6 +118,33 @@ def test_streamed_clip_is_the_collected_clip(video: Path, name: str) -> None:
     assert str(b.messages).split("data:video/mp4")[0] == str(a.messages).split("data:video/mp4")[0]
 
 
+def _mp4_bytes(payload: Any) -> bytes:
+    import base64
+
+    text = str(payload.messages)
+    start = text.index("data:video/mp4;base64,") + len("data:video/mp4;base64,")
+    return base64.b64decode(text[start:text.index("'", start)])
+
+
+def test_an_urgent_streamed_clip_is_the_same_clip_encoded_faster(video: Path) -> None:
+    """``urgent`` (a request slot waits for it) changes x264's preset (ultrafast: no CABAC), never what is
+    sent: the same pictures at the same times, the same payload shape and estimate."""
+    analyzer = WindowAnalyzer(make_backend(ModelConfig(**CONFIGS["vllm"])), "shapes")  # type: ignore[arg-type]
+    wf = _window(video, analyzer)
+    normal = analyzer.prepare_stream(wf.window, wf.plan, iter(wf.frames))
+    urgent = analyzer.prepare_stream(wf.window, wf.plan, iter(wf.frames), urgent=True)
+    assert normal is not None and urgent is not None
+    a, b = normal.payload, urgent.payload
+    assert (b.shape, b.extra_body, b.visual_tokens, b.time_scale) == (a.shape, a.extra_body, a.visual_tokens,
+                                                                     a.time_scale)
+    assert b"cabac=1" in _mp4_bytes(a) and b"cabac=0" in _mp4_bytes(b)  # x264's settings, written in the clip
+    pts_a, pics_a, rate_a = _clip(a)
+    pts_b, pics_b, rate_b = _clip(b)
+    assert (pts_b, rate_b) == (pts_a, rate_a) and len(pics_b) == len(wf.frames)
+    for x, y in zip(pics_a, pics_b, strict=True):  # the same pictures, up to the two encodings' losses
+        assert float(np.abs(x.astype(np.int16) - y.astype(np.int16)).mean()) < 3.0
+
+
 FRAME_LISTS = {  # name: (config, sampling fps, window end)
     "vllm": ({"backend": "openai", "base_url": URL, "model": "m", "server": "vllm", "mode": "frames"}, 2.0, 15.0),
     # no per-request media_io_kwargs: vLLM keeps 32 frames of a list, so 42 are cut to 32 evenly

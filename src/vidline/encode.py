@@ -72,9 +72,12 @@ def encode_mp4(
 
 # x264's preset for the clips sent to the model. "superfast" against "veryfast" (measured on 1008x560
 # windows of the 720p bench hour): ~30 % less encoding CPU, ~40 MB less peak RSS with two decode
-# lanes (no lookahead buffers), the same size at the same CRF; "ultrafast" saves another ~40 % of
-# CPU but its clips are ~35 % larger (no CABAC, no deblocking), which a remote server's upload pays.
+# lanes (no lookahead buffers), the same size at the same CRF; "ultrafast" saves another ~40-50 % of
+# CPU but its clips are ~35-70 % larger (no CABAC, no deblocking), which a remote server's upload pays.
 X264_PRESET = "superfast"
+# ... and the one used while a request slot waits for the clip (the timeline's start, a fast server, a
+# decode-bound run): there the encoding CPU delays the request, and a few more bytes do not
+X264_FAST_PRESET = "ultrafast"
 
 
 class Mp4Writer:
@@ -85,8 +88,10 @@ class Mp4Writer:
     seconds), made strictly increasing. The first frame fixes the picture size; planar yuv420p
     frames reach x264 without any colour conversion."""
 
-    def __init__(self, *, crf: int = 23, rate: float = 2.0, scale: float = 1.0) -> None:
+    def __init__(self, *, crf: int = 23, rate: float = 2.0, scale: float = 1.0,
+                 preset: str = X264_PRESET) -> None:
         self.scale = scale
+        self.preset = preset
         self.n_frames = 0
         self._buf = io.BytesIO()
         self._out = av.open(self._buf, "w", format="mp4")
@@ -123,7 +128,7 @@ class Mp4Writer:
         stream.codec_context.time_base = MP4_TIME_BASE
         # one encoder thread: windows are encoded concurrently by the send workers, and x264's own
         # threading costs ~35% more CPU on these small clips (measured) for no gain in throughput
-        stream.options = {"crf": str(int(self._crf)), "preset": X264_PRESET, "bf": "0", "threads": "1"}
+        stream.options = {"crf": str(int(self._crf)), "preset": self.preset, "bf": "0", "threads": "1"}
         self._size = (height, width)
 
     @property

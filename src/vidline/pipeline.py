@@ -57,6 +57,7 @@ from vidline.errors import (
 )
 from vidline.handoff import POLL, FrameFeed, acquire_unless_stopped
 from vidline.log import logger
+from vidline.models.base import warm_up_in_background
 from vidline.models.config import ModelConfig, resolve_model_config
 from vidline.motion import MotionParams
 from vidline.progress import Progress
@@ -401,6 +402,10 @@ class ModelRun:
         self._fatal: BaseException | None = None
         self._stopped_by: BaseException | None = None  # the fatal error a partial timeline was kept after
         self._answered = False  # the server has answered at least once in this run
+        # requests queued or being sent, and whether the last payload queued found a request slot free
+        # (``_encode``: then the next payload is urgent)
+        self._in_flight = 0
+        self._slot_was_free = True
         self._cached_model: str | None = None  # the model named by cached answers
         self._cached_mode: str | None = None  # the payload mode recorded with cached answers
         self.cache: WindowCache | None = WindowCache(options.cache_dir) if options.cache_dir else None
@@ -435,6 +440,9 @@ class ModelRun:
         self.mode = payload_mode(self.config, getattr(self.analyzer, "backend", None))
         missing = [job for job in jobs if not self._answer_from_cache(job)]
         if missing:
+            # the SDK's import (~0.5 s), unless asking the server about itself made it already,
+            # overlaps the first windows' decoding
+            warm_up_in_background(getattr(self.analyzer, "backend", None))
             try:
                 self._send(info, missing)
             except BackendError as exc:
@@ -715,27 +723,42 @@ class ModelRun:
     def _encode(self, job: WindowJob, feed: FrameFeed, slots: threading.BoundedSemaphore,
                 requests: ThreadPoolExecutor, reload: Callable[[], WindowFrames]) -> Future[None] | None:
         """Encoder thread: build the window's payload from its frames as they are decoded, then queue its
-        request. Never raises; gives the window's request slot back itself when no request is queued."""
-        built = None if self._stop.is_set() else self._guarded(job, job.plan.n_frames,
-                                                                lambda: self._prepare(job, feed, reload))
+        request. Never raises; gives the window's request slot back itself when no request is queued.
+
+        While payloads find a request slot free when they are ready (the run's start, a server that
+        answers faster than windows are decoded), the next one is encoded ``urgent`` (x264's fastest
+        preset: the encoding CPU delays a request); once they wait for a slot, with the preset that
+        makes smaller clips."""
+        built = None if self._stop.is_set() else self._guarded(
+            job, job.plan.n_frames, lambda: self._prepare(job, feed, reload, self._slot_was_free))
         feed.discard()  # frames still coming for this window are not needed (a failure, or a stop)
         feed.wait_closed()
         if not feed.slot:
             return None
         if built is not None and not self._stop.is_set():
             prepared, n_frames = built
+
+            def done(_f: object) -> None:
+                with self._lock:
+                    self._in_flight -= 1
+                slots.release()
+
+            with self._lock:
+                self._slot_was_free = self._in_flight < self.options.concurrency
+                self._in_flight += 1
             try:
                 fut = requests.submit(self._work, job, prepared, n_frames, reload)
             except RuntimeError:  # the request pool shut down (the run is stopping)
-                pass
+                with self._lock:
+                    self._in_flight -= 1
             else:
-                fut.add_done_callback(lambda _f: slots.release())
+                fut.add_done_callback(done)
                 return fut
         slots.release()
         return None
 
-    def _prepare(self, job: WindowJob, feed: FrameFeed,
-                 reload: Callable[[], WindowFrames]) -> tuple[Any, int] | None:
+    def _prepare(self, job: WindowJob, feed: FrameFeed, reload: Callable[[], WindowFrames],
+                 urgent: bool = False) -> tuple[Any, int] | None:
         """(the window's prepared request, frames in it): streamed into the encoder frame by frame when
         the analyzer can (``prepare_stream``: an mp4 or a JPEG list), else from the collected frames
         (``prepare``). None when the run is stopping."""
@@ -746,7 +769,7 @@ class ModelRun:
         refused: StalePayloadError | None = None
         if prepare_stream is not None:
             try:
-                prepared = prepare_stream(job.window, job.plan, feed)
+                prepared = prepare_stream(job.window, job.plan, feed, urgent=urgent)
             except StalePayloadError as exc:  # over the size limit, or a fallback changed the encoding
                 refused = exc
                 feed.discard()

@@ -11,7 +11,8 @@
     with a small trim threshold each one is returned to the kernel and faulted in again (measured
     on a 720p hour: 1.5 million page faults, 4.4 s of system time, against 61,000 and 0.8 s, and
     ~13 % less wall time; in ``frames`` mode 3 million faults and 8 s).
-* ``settle_imports``: import the model SDK with the garbage collector paused, then freeze everything
+* ``settle_imports``: import the model SDK with the garbage collector paused (for a timeline with the
+  openai SDK: in the run's warm-up thread, beside its first decoding), then freeze everything
   imported so far. The openai SDK creates some 10^5 objects at import; left in the collector's
   oldest generation they are scanned again by every full collection of the run (measured: 0.3-0.4 s
   of a 3-9 s timeline; the import itself is ~15 % faster without collections).
@@ -19,13 +20,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import importlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 
+from vidline.models.base import set_import_guard
 from vidline.models.config import ModelConfig
 
 logger = logging.getLogger("vidline")
@@ -54,20 +58,33 @@ def tune_allocator() -> list[str]:
     return [env for param, value, env in _SETTINGS if env not in os.environ and mallopt(param, value)]
 
 
-_SDK_MODULES = {"openai": "vidline.models.openai_backend", "dashscope": "dashscope"}
+_SDK_MODULES = {"openai": "openai", "dashscope": "dashscope"}
 
 
-def settle_imports(config: ModelConfig | None) -> None:
+def settle_imports(config: ModelConfig | None, *, background: bool = False) -> None:
     """Import what a run with ``config`` needs (its model SDK) without garbage collections, then
-    freeze the objects created so far out of later collections."""
-    gc.disable()
-    try:
-        module = _SDK_MODULES.get(config.backend) if config is not None else None
+    freeze the objects created so far out of later collections.
+
+    ``background`` (the timeline, whose backend warms up in a thread while it decodes): the openai
+    SDK is not imported here; its warm-up runs inside ``paused_collector`` instead."""
+    module = _SDK_MODULES.get(config.backend) if config is not None else None
+    if background and module == "openai":
+        set_import_guard(paused_collector)
+        module = None
+    with paused_collector():
         if module is not None:
             try:
                 importlib.import_module(module)
             except ImportError as exc:  # reported by the run itself, with its usual message
                 logger.debug("could not preload %s: %s", module, exc)
+
+
+@contextlib.contextmanager
+def paused_collector() -> Iterator[None]:
+    """No garbage collection inside; afterwards, everything alive is frozen out of later collections."""
+    gc.disable()
+    try:
+        yield
     finally:
         gc.freeze()
         gc.enable()

@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
         args.backend = "scenes" if args.backend == "scenes" else "motion"
     if args.dry_run:
         return _run_dry(args, config, dry_run)
-    settle_imports(config)
+    settle_imports(config, background=True)
     cache: bool | str = False if args.no_cache else (args.cache_dir or True)
     partial = 0  # 0 ok, 1 some windows failed, 2 every window failed
     statuses: list[int] = []  # the same, per video that gave a timeline

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -209,8 +210,42 @@ class Backend(abc.ABC):
     def effective_mode(self, request: ChatRequest) -> PayloadMode:
         return request.mode or self.config.mode or self.default_mode
 
+    def warm_up(self) -> None:  # noqa: B027 - optional hook
+        """Get ready to send (import the SDK, make the client) ahead of the first request; a run calls
+        it in a thread while it decodes. Never raises: a failure is left for the first request."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections (optional)."""
+
+
+# What a backend's warm-up (its SDK's import) runs inside: nothing by default; the CLI, which owns its
+# process, sets one that pauses the garbage collector and freezes what the import made
+# (``vidline.cli.runtime.settle_imports``)
+_import_guard: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext
+
+
+def set_import_guard(guard: Callable[[], contextlib.AbstractContextManager[object]] | None) -> None:
+    """Run every later ``warm_up_in_background`` inside ``guard()`` (None: inside nothing)."""
+    global _import_guard
+    _import_guard = guard or contextlib.nullcontext
+
+
+def warm_up_in_background(backend: object) -> threading.Thread | None:
+    """Start ``backend.warm_up()`` (the SDK's import, the client) in a daemon thread, so that it overlaps
+    the run's decoding; None when the backend has nothing to warm up. Call it after probing: a
+    demuxer's many short GIL releases wait behind an import running beside them."""
+    warm_up = getattr(backend, "warm_up", None)
+    if not callable(warm_up):
+        return None
+    guard = _import_guard
+
+    def run() -> None:
+        with guard():
+            warm_up()
+
+    thread = threading.Thread(target=run, name="vidline-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def detect_server(backend: object) -> bool:

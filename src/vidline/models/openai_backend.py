@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import Any
-
-import openai
+from typing import TYPE_CHECKING, Any
 
 from vidline.errors import BackendError, ConfigError, ServerError, ServerUnreachableError, redact
 from vidline.log import logger
@@ -34,6 +32,9 @@ from vidline.models.retry import (
 )
 from vidline.types import Usage
 
+if TYPE_CHECKING:
+    import openai
+
 _RESPONSE_FORMAT_REJECTED = ("response_format", "json_object", "guided", "structured output")
 
 
@@ -43,6 +44,14 @@ class _MediaIoRejected(BackendError):
 
 class _ResponseFormatRejected(BackendError):
     pass
+
+
+def _sdk() -> Any:
+    """The ``openai`` module, imported on first use: the SDK takes ~0.5 s to import (its types and
+    aiohttp), which ``OpenAIBackend.warm_up`` moves off a run's critical path (it overlaps decoding)."""
+    import openai
+
+    return openai
 
 
 def flavour_from_url(base_url: str | None) -> Flavour | None:
@@ -57,17 +66,8 @@ class OpenAIBackend(Backend):
 
     def __init__(self, config: ModelConfig, *, client: openai.OpenAI | None = None) -> None:
         super().__init__(config)
-        kwargs: dict[str, Any] = {
-            "api_key": config.api_key or "EMPTY",
-            "max_retries": 0,
-            "timeout": openai.Timeout(config.timeout.read, connect=config.timeout.connect),
-        }
-        if config.base_url:
-            kwargs["base_url"] = config.base_url
-        try:
-            self._client = client or openai.OpenAI(**kwargs)
-        except openai.OpenAIError as exc:
-            raise ConfigError(redact(f"cannot create the OpenAI client: {exc}", config.api_key)) from exc
+        self._client_obj: openai.OpenAI | None = client  # made on first use (``_client``)
+        self._client_lock = threading.Lock()
         self._lock = threading.Lock()
         self._model: str | None = config.model
         self._flavour: Flavour | None = None if config.server == "auto" else config.server
@@ -79,6 +79,40 @@ class OpenAIBackend(Backend):
         self._response_format_ok = True
         self.last_usage: Usage | None = None
 
+    @property
+    def _client(self) -> openai.OpenAI:
+        """The SDK client, made (and the SDK imported) on first use, by whichever thread comes first."""
+        client = self._client_obj
+        if client is None:
+            with self._client_lock:
+                if self._client_obj is None:
+                    self._client_obj = self._make_client()
+                client = self._client_obj
+        return client
+
+    def _make_client(self) -> openai.OpenAI:
+        sdk = _sdk()
+        config = self.config
+        kwargs: dict[str, Any] = {
+            "api_key": config.api_key or "EMPTY",
+            "max_retries": 0,
+            "timeout": sdk.Timeout(config.timeout.read, connect=config.timeout.connect),
+        }
+        if config.base_url:
+            kwargs["base_url"] = config.base_url
+        try:
+            return sdk.OpenAI(**kwargs)
+        except sdk.OpenAIError as exc:
+            raise ConfigError(redact(f"cannot create the OpenAI client: {exc}", config.api_key)) from exc
+
+    def warm_up(self) -> None:
+        """Import the SDK and make the client now (a run calls this in a thread while it decodes).
+        A failure is left for the first request to report."""
+        try:
+            self._client  # noqa: B018 - made on first use
+        except Exception as exc:  # noqa: BLE001 - said by the first request
+            logger.debug("openai client not made ahead: %s", exc)
+
     # -- discovery ---------------------------------------------------------------------------
 
     def _secrets(self) -> tuple[str | None, ...]:
@@ -86,6 +120,7 @@ class OpenAIBackend(Backend):
 
     def _translate(self, exc: Exception) -> BackendError:
         where = "openai"
+        openai = _sdk()
         if isinstance(exc, openai.APIStatusError):
             msg = _error_message(exc)
             status = exc.status_code
@@ -100,7 +135,7 @@ class OpenAIBackend(Backend):
                 msg += self._served_models_hint()
             return error_for_status(status, msg, secrets=self._secrets(),
                                     retry_after=parse_retry_after(exc.response.headers), where=where)
-        url = str(getattr(self._client, "base_url", "") or self.config.base_url or "").rstrip("/")
+        url = str(getattr(self._client_obj, "base_url", "") or self.config.base_url or "").rstrip("/")
         at = f"{where} at {url}" if url else where  # a typo'd URL, or the SDK's default, is named
         if isinstance(exc, openai.APITimeoutError):
             return connection_error(exc, secrets=self._secrets(), where=at, timeout=True)
@@ -131,7 +166,7 @@ class OpenAIBackend(Backend):
         def once() -> Any:
             try:
                 return fn()
-            except (openai.OpenAIError, BackendError) as exc:
+            except (_sdk().OpenAIError, BackendError) as exc:
                 raise self._translate(exc) from exc
         return call_with_retries(once, self.config.retry, what=what, cancel=self.cancelled) if retry else once()
 
@@ -341,7 +376,7 @@ class OpenAIBackend(Backend):
                         yield delta
                     if choice.finish_reason:
                         finished = True
-        except (openai.OpenAIError, BackendError) as exc:
+        except (_sdk().OpenAIError, BackendError) as exc:
             err = self._translate(exc)
             raise type(err)(f"stream failed after {received} characters: {err}", status=err.status) from exc
         except Exception as exc:  # httpx errors surface raw while iterating a stream
@@ -361,7 +396,8 @@ class OpenAIBackend(Backend):
         return estimate_request_tokens(request, flavour, mode, self.encode_options(request))
 
     def close(self) -> None:
-        self._client.close()
+        if self._client_obj is not None:  # never made: nothing to close
+            self._client_obj.close()
 
 
 def _error_message(exc: openai.APIStatusError) -> str:

@@ -33,7 +33,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 from PIL import Image
 
-from vidline.encode import Mp4Writer, burn_timestamp, downscale, encode_jpeg, encode_mp4
+from vidline.encode import X264_PRESET, Mp4Writer, burn_timestamp, downscale, encode_jpeg, encode_mp4
 from vidline.errors import StalePayloadError
 from vidline.log import logger
 from vidline.media.plan import (
@@ -371,14 +371,15 @@ class StreamedVideo:
 
     Only the frames x264 still looks ahead on are held, never the window's list."""
 
-    def __init__(self, fps: float, origin: float, flavour: Flavour, opts: EncodeOptions) -> None:
+    def __init__(self, fps: float, origin: float, flavour: Flavour, opts: EncodeOptions, *,
+                 preset: str = X264_PRESET) -> None:
         self.origin = origin
         self.opts = opts
-        self.key: tuple[object, ...] = (flavour, "video", opts)
+        self.key: tuple[object, ...] = (flavour, "video", opts)  # the preset changes bytes, not what is shown
         self.rule = clock_rule(fps, flavour, "video", media_io_fps=opts.media_io_fps)
         self._real: list[float] = []
         rate = fps if self.rule.real else self.rule.div / self.rule.num
-        self._writer = Mp4Writer(crf=opts.crf, rate=rate)
+        self._writer = Mp4Writer(crf=opts.crf, rate=rate, preset=preset)
 
     @property
     def n_frames(self) -> int:
