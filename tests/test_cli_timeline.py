@@ -130,7 +130,7 @@ def test_several_videos_one_json_array(capsys: pytest.CaptureFixture[str], clip:
 
 def test_several_videos_a_bad_one_loses_nothing(capsys: pytest.CaptureFixture[str], clip: Path,
                                                 tmp_path: Path, refserver: Any) -> None:
-    """A file Qwen's planner refuses (a ConfigError: 250:1), one without timestamps and a missing one:
+    """A file Qwen's planner refuses (250:1 frames), one without timestamps and a missing one:
     the good video's timeline is still written, stdout is still an array; when no video can be
     analysed the exit is an error."""
     wide = make_video(tmp_path / "wide.mp4", duration=1.0, fps=4, size=(2000, 8))
@@ -152,6 +152,20 @@ def test_several_videos_a_bad_one_loses_nothing(capsys: pytest.CaptureFixture[st
     assert "Traceback" not in err
     code, out, err = _run(capsys, str(wide), missing, *_model_args(refserver), "--quiet")
     assert code == 1 and json.loads(out) == [], err
+
+
+def test_a_frame_models_cannot_take_is_a_video_error_naming_the_file(capsys: pytest.CaptureFixture[str],
+                                                                    tmp_path: Path) -> None:
+    """250:1 frames are over Qwen's 200:1 limit: one line naming the file and what can read it, exit 1
+    (the video's problem, not a bad option), for a model run, its dry run, ``ask`` and ``sample``."""
+    wide = make_video(tmp_path / "wide.mp4", duration=1.0, fps=4, size=(2000, 8))
+    model = ["--base-url", "http://127.0.0.1:9/v1", "--api-key", "k", "--model", "m", "--server", "vllm", "--quiet"]
+    for argv in (["timeline", str(wide), *model], ["timeline", str(wide), *model, "--dry-run"],
+                 ["ask", str(wide), "what happens?", *model, "--dry-run"], ["sample", str(wide), "--out", str(tmp_path / "f")]):
+        code = main(argv)
+        out, err = capsys.readouterr()
+        line = _one_line(err)
+        assert code == 1 and str(wide) in line and "200:1" in line and "--backend motion" in line, (argv, err)
 
 
 def test_motion_takes_any_aspect_ratio(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

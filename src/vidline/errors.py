@@ -59,6 +59,10 @@ class DecodeError(VideoError):
     pass
 
 
+class UnsupportedVideoError(VideoError):
+    """A readable video that a model cannot take (a frame over Qwen's 200:1 aspect limit)."""
+
+
 class BackendError(VidlineError):
     def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
         self.status = status

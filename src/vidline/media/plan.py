@@ -65,6 +65,15 @@ def _count_ceil(x: float, f: int = FRAME_FACTOR) -> int:
     return _ceil_by(x - COUNT_TOLERANCE, f)
 
 
+def aspect_problem(width: int, height: int, what: str = "frames") -> str | None:
+    """Why a model cannot take pictures of ``width`` x ``height`` (over Qwen's ``MAX_RATIO``:1 aspect
+    limit), for an error that names the file; None when it can."""
+    if width > 0 and height > 0 and max(width, height) / min(width, height) > MAX_RATIO:
+        return (f"its {width}x{height} {what} are over Qwen's {MAX_RATIO}:1 aspect limit, which models "
+                "cannot take (--backend motion or scenes can read it)")
+    return None
+
+
 def smart_resize(
     height: int,
     width: int,

@@ -10,9 +10,9 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from vidline.errors import ConfigError
+from vidline.errors import ConfigError, UnsupportedVideoError
 from vidline.log import logger
-from vidline.media.plan import SamplingBudget, SamplingPlan, plan_sampling
+from vidline.media.plan import SamplingBudget, SamplingPlan, aspect_problem, plan_sampling
 from vidline.media.probe import probe
 from vidline.media.source import FrameSource, Target, open_source
 from vidline.types import Frame, VideoInfo, Window
@@ -41,6 +41,8 @@ def plan_for(
     the caller fixes it, e.g. the motion detector's small frames: then Qwen's sizing rules, such as
     its 200:1 aspect limit, do not apply)."""
     s, e = clip_range(info, start, end)
+    if size is None:
+        check_frame_shape(info)
     width, height = size or (info.display_width, info.display_height)
     return plan_sampling(
         s,
@@ -50,6 +52,14 @@ def plan_for(
         src_height=height,
         src_fps=info.fps or None,
     )
+
+
+def check_frame_shape(info: VideoInfo) -> None:
+    """UnsupportedVideoError naming the file when its frames are over Qwen's aspect limit, which no
+    model plan can take (the offline backends, with their own sizes, can)."""
+    problem = aspect_problem(info.display_width, info.display_height)
+    if problem is not None:
+        raise UnsupportedVideoError(info.path, problem)
 
 
 def sample(
@@ -121,6 +131,7 @@ def plan_windows_sampling(
     info: VideoInfo, windows: Sequence[Window], budget: SamplingBudget
 ) -> list[SamplingPlan]:
     """Each window's sampling plan (what ``sample_windows`` will decode)."""
+    check_frame_shape(info)
     return [
         plan_sampling(
             w.start,

@@ -24,10 +24,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from vidline.errors import ConfigError
+from vidline.errors import ConfigError, UnsupportedVideoError
 from vidline.media.plan import (
     SamplingBudget,
     SamplingPlan,
+    aspect_problem,
     estimate_image_tokens,
     image_size_for,
     plan_sampling,
@@ -329,6 +330,10 @@ def plan_ask(
         raise ConfigError("nothing to ask about: give at least one video or image")
     if strategy not in ("auto", "single", "map-reduce"):
         raise ConfigError(f"unknown strategy {strategy!r}: choose auto, single or map-reduce")
+    for item in inputs:
+        problem = aspect_problem(item.width, item.height, "frames" if item.kind == "video" else "pixels")
+        if problem is not None:
+            raise UnsupportedVideoError(item.path, problem)
     text_tokens = approx_text_tokens(text) + 60
     image_plans: dict[int, InputPlan] = {}
     for i, item in enumerate(inputs):
