@@ -98,8 +98,16 @@ def test_save_picks_format_from_suffix(tmp_path: Path) -> None:
     assert tl.save(tmp_path / "a.csv").read_text().startswith("start,end,")
     assert tl.save(tmp_path / "a.srt").read_text().startswith("1\n00:00:10,000 --> 00:00:20,250\n")
     assert tl.save(tmp_path / "a.vtt").read_text().startswith("WEBVTT\n")
+    # no suffix: JSON; a suffix of no format is refused (it wrote JSON named .pdf), unless format= says
+    assert json.loads(tl.save(tmp_path / "plain").read_text())["events"]
+    with pytest.raises(ConfigError, match=r"report\.pdf: cannot tell the format from \.pdf"):
+        tl.save(tmp_path / "report.pdf")
+    assert not (tmp_path / "report.pdf").exists()
+    assert tl.save(tmp_path / "report.pdf", format="csv").read_text().startswith("start,end,")
+    with pytest.raises(ConfigError, match="unknown format"):
+        tl.save(tmp_path / "a.json", format="pdf")
     assert tl.save(tmp_path / "a.html", thumbnails=False).read_text().startswith("<!DOCTYPE html>")
-    assert json.loads(tl.save(tmp_path / "a.txt").read_text())["backend"] == "dashscope"
+    assert json.loads(tl.save(tmp_path / "a.txt", format="json").read_text())["backend"] == "dashscope"
     assert tl.save(tmp_path / "b.out", "csv").read_text().startswith("start,")
     with pytest.raises(ConfigError):
         tl.render("pdf")

@@ -55,8 +55,8 @@ def format_for_output(path: str | os.PathLike[str] | None, format: str | None = 
     if suffix in _SUFFIX_FORMATS:
         return _SUFFIX_FORMATS[suffix]
     if suffix and not out.is_dir():
-        raise ConfigError(f"-o {out}: cannot tell the format from {suffix}: name the file .json, .csv, .srt, "
-                          ".vtt, .html or .edl, or give --format")
+        raise ConfigError(f"{out}: cannot tell the format from {suffix}: name the file .json, .csv, .srt, "
+                          ".vtt, .html or .edl, or give the format (--format; format= in Python)")
     return "json"
 
 
@@ -254,13 +254,14 @@ class Timeline:
         raise ConfigError(f"unknown format {format!r}: choose one of {', '.join(FORMATS)}")
 
     def save(self, path: str | os.PathLike[str], format: str | None = None, **options: Any) -> Path:
-        """Write the timeline; ``format`` defaults to the file suffix (``.json`` when unknown).
+        """Write the timeline; ``format`` defaults to the file suffix (JSON when it has none; a suffix
+        of no format, such as ``report.pdf``, is a ConfigError rather than JSON under that name).
 
         HTML reports link to the video by a path relative to the report's folder.
         """
         out = Path(path)
-        fmt = (format or _SUFFIX_FORMATS.get(out.suffix.lower(), "json")).lower().lstrip(".")
-        if fmt in ("html", "htm"):
+        fmt = format_for_output(out, format)
+        if fmt == "html":
             options.setdefault("base_dir", out.parent)
         text = self.render(fmt, **options)
         try:
