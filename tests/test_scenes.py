@@ -160,3 +160,20 @@ def test_cli_roi_for_motion_and_scenes(shots: Path, capsys: pytest.CaptureFixtur
     with pytest.raises(SystemExit) as info:
         main(["timeline", str(shots), "--backend", "motion", "--roi", "0,0,1"])
     assert info.value.code == 2
+
+
+def test_detect_scenes_watches_the_regions_given(shots: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import vidline.scenes as scenes
+
+    seen: list[object] = []
+    real = scenes.scene_changes
+
+    def spy(path: object, params: SceneParams, **kw: object) -> object:
+        seen.append(params.roi)
+        return real(path, params, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scenes, "scene_changes", spy)
+    events = detect_scenes(shots, roi=[(0, 0, 0.5, 0.5)])
+    assert seen == [((0.0, 0.0, 0.5, 0.5),)] and len(events) == 3  # the whole picture cuts: the region too
+    with pytest.raises(ConfigError):
+        detect_scenes(shots, roi=[(0, 0, 0, 1)])

@@ -125,11 +125,14 @@ def detect_scenes(
     min_scene: float = SceneParams.min_scene,
     fps: float = SceneParams.fps,
     width: int = SceneParams.width,
+    roi: Sequence[tuple[float, float, float, float]] = (),
 ) -> list[Event]:
-    """Scene events of a video file (absolute seconds), no model needed."""
+    """Scene events of a video file (absolute seconds), no model needed. ``roi``: regions watched
+    (``x, y, w, h``: fractions of the picture, or pixels), as for ``detect_motion``."""
     from vidline.media.probe import probe
+    from vidline.motion import regions
 
-    params = SceneParams(threshold=threshold, min_scene=min_scene, fps=fps, width=width)
+    params = SceneParams(threshold=threshold, min_scene=min_scene, fps=fps, width=width, roi=regions(roi))
     params.validate()
     info = probe(path)
     times, changes = scene_changes(path, params, src_width=info.display_width, src_height=info.display_height,
