@@ -158,6 +158,19 @@ def test_probe_avi_bframes(make_synth_video: Callable[..., SynthVideo]) -> None:
     assert info.frame_count == 50
 
 
+def test_probe_h264_in_avi(tmp_path: Path) -> None:
+    """H.264 in AVI: FFmpeg shows each frame one step after its DTS but makes the last one up (its DTS
+    + 1 tick), which made 120 frames at 10 fps probe 11.90 s and sample 22 frames at 2 fps, not 24."""
+    from vidline.media.plan import SamplingBudget
+    from vidline.media.sampler import sample
+    from vidline.synth import make_video
+
+    path = make_video(tmp_path / "h264.avi", duration=12.0, fps=10, size=(160, 120))
+    info = probe(path)
+    assert (info.duration, info.fps, info.frame_count) == (pytest.approx(12.0, abs=1e-6), pytest.approx(10.0), 120)
+    assert len(list(sample(path, SamplingBudget(fps=2.0)))) == 24
+
+
 def test_probe_truncated_mkv(truncated_mkv_video: SynthVideo) -> None:
     # the header still says 4 s and no stream gets near it: not mistaken for a shorter video (the
     # length is the header's; decoding finds the cut and warns once, see test_conformance_truncated)

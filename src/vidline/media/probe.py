@@ -375,7 +375,13 @@ def _read_tail(container: Any, stream: Any) -> _Tail | None:
             # the last frame lasts as long as the frames before it (packet durations are often the
             # container's nominal rate, wrong on VFR)
             frame_duration = int(statistics.median(steps)) if steps else last_duration
-            return _Tail(max(video_pts), frame_duration, file_end, declared_end)
+            end = distinct[-1]
+            if len(steps) >= 3 and steps[-1] * 4 < frame_duration:
+                # a last PTS FFmpeg made up (AVI holding H.264: the last packet's DTS + 1 tick, where
+                # the others are shown one frame after their DTS): the frame is a step after the one
+                # before it, as every frame before it is
+                end = distinct[-2] + frame_duration
+            return _Tail(end, frame_duration, file_end, declared_end)
         if whole:
             return _Tail(None, 0, file_end, declared_end)
         back *= 4
