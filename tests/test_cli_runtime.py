@@ -120,3 +120,46 @@ def test_a_timeline_imports_the_openai_sdk_in_its_warm_up_with_the_collector_pau
         "assert gc.isenabled() and gc.get_freeze_count() > before + 10000\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_ctrl_c_while_the_cli_loads_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C while the command's modules load (the console script's import of vidline.cli, or the
+    parser's import of a command) is "vidline: interrupted" and exit 130, not a traceback."""
+    import builtins
+
+    import vidline._console as console
+    import vidline.cli as cli
+
+    real_import = builtins.__import__
+
+    def interrupted_import(name: str, *args: object, **kwargs: object) -> object:
+        if name == "vidline.cli":
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", interrupted_import)
+    with pytest.raises(SystemExit) as info:
+        console.main()
+    assert info.value.code == 130 and capsys.readouterr().err == "vidline: interrupted\n"
+    monkeypatch.setattr(builtins, "__import__", real_import)
+
+    def interrupted_parser() -> object:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted_parser)
+    monkeypatch.setattr(cli, "_exit_on_second_interrupt", lambda: None)
+    with pytest.raises(SystemExit) as info:
+        cli.entry()
+    assert info.value.code == 130 and capsys.readouterr().err == "vidline: interrupted\n"
+
+
+def test_the_console_script_and_import_vidline_stay_light() -> None:
+    """The console script is vidline._console:main, and ``import vidline`` loads no numpy: Ctrl-C is
+    caught from the first import of the CLI on."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert 'vidline = "vidline._console:main"' in text
+    code = "import sys, vidline, vidline._console\nassert 'numpy' not in sys.modules, sorted(sys.modules)\n"
+    subprocess.run([sys.executable, "-c", code], check=True)

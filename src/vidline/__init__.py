@@ -21,13 +21,17 @@ from vidline.errors import (
     VidlineError,
 )
 from vidline.log import logger
-from vidline.types import Event, Frame, Usage, VideoInfo, Window
 
 __version__ = "0.1.0"
 
 # Public API that lives in heavier modules, imported on first use (PEP 562) so that
 # ``import vidline`` stays cheap and the CLI starts fast.
 _LAZY: dict[str, str] = {
+    "Event": "vidline.types",  # numpy: not imported before the CLI can take Ctrl-C (vidline._console)
+    "Frame": "vidline.types",
+    "Usage": "vidline.types",
+    "VideoInfo": "vidline.types",
+    "Window": "vidline.types",
     "probe": "vidline.media.probe",
     "plan_sampling": "vidline.media.plan",
     "SamplingBudget": "vidline.media.plan",
@@ -75,6 +79,7 @@ if TYPE_CHECKING:  # what type checkers see of the lazy names above (kept in ste
     from vidline.parse import parse_answer
     from vidline.pipeline import analyze
     from vidline.timeline import Timeline
+    from vidline.types import Event, Frame, Usage, VideoInfo, Window
     from vidline.understand.api import ask, chapters, describe
 
 

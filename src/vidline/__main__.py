@@ -1,8 +1,3 @@
-import sys
+from vidline._console import main
 
-try:
-    from vidline.cli import entry
-except KeyboardInterrupt:  # Ctrl-C while the modules load: no traceback
-    sys.exit(130)
-
-entry()
+main()

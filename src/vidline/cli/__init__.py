@@ -115,8 +115,13 @@ def entry() -> NoReturn:
     stdout and stderr are flushed and the interpreter's teardown is skipped (``os._exit``): freeing
     the modules of the openai SDK, pydantic, numpy and PyAV one by one measured ~0.2 s per command.
     Any other ending exits normally, so atexit handlers run (an interrupted timeline waits for the
-    requests in flight, whose answers are then cached)."""
-    code = main()
+    requests in flight, whose answers are then cached). Ctrl-C before a command runs (while its
+    modules load and its arguments are read) is the same one line as during it."""
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        print("vidline: interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
     if code in (0, EXIT_PARTIAL):
         try:
             sys.stdout.flush()
