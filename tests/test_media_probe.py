@@ -160,7 +160,8 @@ def test_probe_avi_bframes(make_synth_video: Callable[..., SynthVideo]) -> None:
 
 def test_probe_h264_in_avi(tmp_path: Path) -> None:
     """H.264 in AVI: FFmpeg shows each frame one step after its DTS but makes the last one up (its DTS
-    + 1 tick), which made 120 frames at 10 fps probe 11.90 s and sample 22 frames at 2 fps, not 24."""
+    + 1 tick), which made 120 frames at 10 fps probe 11.90 s, sample 22 frames at 2 fps, not 24, and
+    time the last frame 11.80 s."""
     from vidline.media.plan import SamplingBudget
     from vidline.media.sampler import sample
     from vidline.synth import make_video
@@ -169,6 +170,9 @@ def test_probe_h264_in_avi(tmp_path: Path) -> None:
     info = probe(path)
     assert (info.duration, info.fps, info.frame_count) == (pytest.approx(12.0, abs=1e-6), pytest.approx(10.0), 120)
     assert len(list(sample(path, SamplingBudget(fps=2.0)))) == 24
+    # the decoded last frame has its true time too (FFmpeg's made-up PTS put it at 11.80 s)
+    times = [f.t for f in sample(path, SamplingBudget(fps=10.0))]
+    assert times[-3:] == pytest.approx([11.7, 11.8, 11.9], abs=1e-6) and len(times) == 120
 
 
 def test_probe_truncated_mkv(truncated_mkv_video: SynthVideo) -> None:

@@ -85,7 +85,13 @@ class PyAVSource(FrameSource):
         return container, stream, tb, first
 
     def _decode(self, container: Any, stream: Any) -> Iterator[Any]:
-        """Decoded frames in presentation order; damaged packets are skipped, EOF errors end it."""
+        """Decoded frames in presentation order; damaged packets are skipped, EOF errors end it.
+
+        The last frame is held back until the stream ends: when its PTS is a made-up one (AVI holding
+        H.264: the last packet's DTS + 1 tick, where every other frame is shown a frame step after its
+        DTS), it is given the time one frame step after the frame before it, as probe does."""
+        held: Any = None
+        before: int | None = None  # the PTS of the frame before ``held``
         try:
             for packet in container.demux(stream):
                 try:
@@ -96,9 +102,17 @@ class PyAVSource(FrameSource):
                     continue
                 for f in frames:
                     self.stats["decoded"] += 1
-                    yield f
+                    if held is not None:
+                        before = held.pts
+                        yield held
+                    held = f
         except av.error.FFmpegError as exc:  # demuxer gave up (e.g. data missing)
             logger.debug("%s: demuxing stopped: %s", self.path, exc)
+        if held is not None:
+            step = round(1 / (self.info.fps * stream.time_base)) if self.info.fps and stream.time_base else 0
+            if before is not None and held.pts is not None and step > 4 and 0 < held.pts - before < step / 4:
+                held.pts = before + step
+            yield held
 
     def _keyframe_times(self, stream: Any, tb: Fraction, first: int) -> list[float] | None:
         """Display times of the keyframes, from the container index (None without an index).
