@@ -158,6 +158,19 @@ def test_probe_avi_bframes(make_synth_video: Callable[..., SynthVideo]) -> None:
     assert info.frame_count == 50
 
 
+@pytest.mark.parametrize("before,last,step,expected", [
+    (7140, 7141, 60, 7200),  # AVI holding H.264: DTS + 1 tick, one frame step after the one before
+    (7140, 7200, 60, 7200),  # a true step
+    (7140, 7170, 60, 7170),  # half a step (VFR): kept
+    (7140, 7140, 60, 7140),  # not after it: kept
+    (100, 101, 3, 101),  # a step of a few ticks cannot tell
+])
+def test_true_last_pts(before: int, last: int, step: int, expected: int) -> None:
+    from vidline.media.probe import true_last_pts
+
+    assert true_last_pts(before, last, step) == expected
+
+
 def test_probe_h264_in_avi(tmp_path: Path) -> None:
     """H.264 in AVI: FFmpeg shows each frame one step after its DTS but makes the last one up (its DTS
     + 1 tick), which made 120 frames at 10 fps probe 11.90 s, sample 22 frames at 2 fps, not 24, and
@@ -170,9 +183,13 @@ def test_probe_h264_in_avi(tmp_path: Path) -> None:
     info = probe(path)
     assert (info.duration, info.fps, info.frame_count) == (pytest.approx(12.0, abs=1e-6), pytest.approx(10.0), 120)
     assert len(list(sample(path, SamplingBudget(fps=2.0)))) == 24
-    # the decoded last frame has its true time too (FFmpeg's made-up PTS put it at 11.80 s)
-    times = [f.t for f in sample(path, SamplingBudget(fps=10.0))]
-    assert times[-3:] == pytest.approx([11.7, 11.8, 11.9], abs=1e-6) and len(times) == 120
+    # the decoded last frame has its true time too (FFmpeg's made-up PTS put it at 11.80 s), by both
+    # decoders
+    import importlib.util
+
+    for backend in ("pyav", "decord") if importlib.util.find_spec("decord") else ("pyav",):
+        times = [f.t for f in sample(path, SamplingBudget(fps=10.0), backend=backend)]
+        assert times[-3:] == pytest.approx([11.7, 11.8, 11.9], abs=1e-6) and len(times) == 120, backend
 
 
 def test_probe_truncated_mkv(truncated_mkv_video: SynthVideo) -> None:

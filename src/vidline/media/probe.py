@@ -265,6 +265,16 @@ def sample_aspect(stream: Any) -> Fraction:
     return Fraction(1)
 
 
+def true_last_pts(before: int, last: int, step: int) -> int:
+    """The last frame's PTS, ``last``, unless it is one FFmpeg made up (AVI holding H.264 gives the last
+    packet its DTS + 1 tick, where every other frame is shown a frame step after its DTS): a PTS less
+    than a quarter ``step`` (the frame step, in ticks) after the one ``before`` it is taken as one
+    step after it. Pure; used by probe and by both decoders."""
+    if step > 4 and 0 < last - before < step / 4:
+        return before + step
+    return last
+
+
 def shown_size(width: int, height: int, sar: Fraction) -> tuple[int, int]:
     """The size of a ``width x height`` picture of pixel aspect ``sar`` shown with square pixels:
     widened when its pixels are wide (720x576 at 64:45 -> 1024x576, as players show it), made taller
@@ -375,12 +385,7 @@ def _read_tail(container: Any, stream: Any) -> _Tail | None:
             # the last frame lasts as long as the frames before it (packet durations are often the
             # container's nominal rate, wrong on VFR)
             frame_duration = int(statistics.median(steps)) if steps else last_duration
-            end = distinct[-1]
-            if len(steps) >= 3 and steps[-1] * 4 < frame_duration:
-                # a last PTS FFmpeg made up (AVI holding H.264: the last packet's DTS + 1 tick, where
-                # the others are shown one frame after their DTS): the frame is a step after the one
-                # before it, as every frame before it is
-                end = distinct[-2] + frame_duration
+            end = true_last_pts(distinct[-2], distinct[-1], frame_duration) if len(steps) >= 3 else distinct[-1]
             return _Tail(end, frame_duration, file_end, declared_end)
         if whole:
             return _Tail(None, 0, file_end, declared_end)

@@ -38,7 +38,7 @@ from av.video.reformatter import VideoReformatter
 
 from vidline.log import logger
 from vidline.media.pixels import FORMATS, frame_array, i420_rotate
-from vidline.media.probe import open_container
+from vidline.media.probe import open_container, true_last_pts
 from vidline.media.source import FrameSource, Target, check_sorted
 from vidline.types import Frame, VideoInfo
 
@@ -87,9 +87,8 @@ class PyAVSource(FrameSource):
     def _decode(self, container: Any, stream: Any) -> Iterator[Any]:
         """Decoded frames in presentation order; damaged packets are skipped, EOF errors end it.
 
-        The last frame is held back until the stream ends: when its PTS is a made-up one (AVI holding
-        H.264: the last packet's DTS + 1 tick, where every other frame is shown a frame step after its
-        DTS), it is given the time one frame step after the frame before it, as probe does."""
+        The last frame is held back until the stream ends, for ``true_last_pts`` (a PTS FFmpeg made up
+        becomes one frame step after the frame before it, as probe has it)."""
         held: Any = None
         before: int | None = None  # the PTS of the frame before ``held``
         try:
@@ -110,8 +109,8 @@ class PyAVSource(FrameSource):
             logger.debug("%s: demuxing stopped: %s", self.path, exc)
         if held is not None:
             step = round(1 / (self.info.fps * stream.time_base)) if self.info.fps and stream.time_base else 0
-            if before is not None and held.pts is not None and step > 4 and 0 < held.pts - before < step / 4:
-                held.pts = before + step
+            if before is not None and held.pts is not None:
+                held.pts = true_last_pts(before, held.pts, step)
             yield held
 
     def _keyframe_times(self, stream: Any, tb: Fraction, first: int) -> list[float] | None:
