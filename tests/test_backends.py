@@ -611,3 +611,26 @@ def test_openai_client_is_made_on_first_use_or_by_warm_up() -> None:
     client = backend._client_obj
     assert client is not None and str(client.base_url) == "http://127.0.0.1:9/v1/" and client.max_retries == 0
     assert backend._client is client  # made once
+
+
+def test_openai_errors_are_caught_without_importing_the_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``except`` clause of a request never imports the SDK: Ctrl-C interrupting its import on the
+    main thread (server detection) stays an interrupt, not an import of half-loaded modules."""
+    import sys
+
+    import openai
+
+    from vidline.errors import BackendError
+    from vidline.models.openai_backend import OpenAIBackend, _caught
+
+    assert _caught() == (openai.OpenAIError, BackendError)
+    monkeypatch.delitem(sys.modules, "openai")
+    assert _caught() == (BackendError,) and "openai" not in sys.modules
+    backend = OpenAIBackend(ModelConfig(backend="openai", base_url="http://127.0.0.1:9/v1", api_key="k", model="m"))
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        backend._call(interrupted, "GET /models", retry=False)
+    assert "openai" not in sys.modules

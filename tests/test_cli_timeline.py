@@ -171,8 +171,11 @@ def test_a_frame_models_cannot_take_is_a_video_error_naming_the_file(capsys: pyt
 def test_motion_takes_any_aspect_ratio(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """The motion detector samples its own small frames: Qwen's 200:1 limit is not its business."""
     wide = make_video(tmp_path / "wide.mp4", duration=2.0, fps=4, size=(2000, 8))
-    code, out, err = _run(capsys, str(wide), "--backend", "motion", "--quiet")
-    assert code == 0 and json.loads(out)["windows"][0]["status"] == "ok", err
+    tall = make_video(tmp_path / "tall.mp4", duration=2.0, fps=4, size=(8, 2000))  # was refused (8x2000)
+    for video in (wide, tall):
+        for backend in ("motion", "scenes"):
+            code, out, err = _run(capsys, str(video), "--backend", backend, "--quiet")
+            assert code == 0 and json.loads(out)["windows"][0]["status"] == "ok", (video, backend, err)
 
 
 def test_several_videos_need_a_directory_for_other_formats(capsys: pytest.CaptureFixture[str], clip: Path,

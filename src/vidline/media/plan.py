@@ -74,6 +74,13 @@ def aspect_problem(width: int, height: int, what: str = "frames") -> str | None:
     return None
 
 
+def within_ratio(width: int, height: int) -> tuple[int, int]:
+    """``(width, height)`` with the longer side cut to ``MAX_RATIO`` times the shorter (for plans of
+    frames whose size the caller fixes, where only the frame count and times matter)."""
+    width, height = max(1, width), max(1, height)
+    return min(width, MAX_RATIO * height), min(height, MAX_RATIO * width)
+
+
 def smart_resize(
     height: int,
     width: int,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from vidline.errors import ConfigError, UnsupportedVideoError
 from vidline.log import logger
-from vidline.media.plan import SamplingBudget, SamplingPlan, aspect_problem, plan_sampling
+from vidline.media.plan import SamplingBudget, SamplingPlan, aspect_problem, plan_sampling, within_ratio
 from vidline.media.probe import probe
 from vidline.media.source import FrameSource, Target, open_source
 from vidline.types import Frame, VideoInfo, Window
@@ -43,7 +43,9 @@ def plan_for(
     s, e = clip_range(info, start, end)
     if size is None:
         check_frame_shape(info)
-    width, height = size or (info.display_width, info.display_height)
+        width, height = info.display_width, info.display_height
+    else:  # the caller's own frame size (it is what is decoded): Qwen's 200:1 limit is not its business
+        width, height = within_ratio(*size)
     return plan_sampling(
         s,
         e,

@@ -6,6 +6,7 @@ server flavour decides how frame lists are sent (:mod:`vidline.models.payload`).
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,14 @@ def _sdk() -> Any:
     import openai
 
     return openai
+
+
+def _caught() -> tuple[type[Exception], ...]:
+    """What ``_call`` and a stream translate: BackendError, and the SDK's errors once the SDK is loaded
+    (an SDK error implies it is). Never imports: an ``except`` clause that imported the SDK would
+    re-run an import that Ctrl-C had just interrupted, and its error would replace the interrupt."""
+    err = getattr(sys.modules.get("openai"), "OpenAIError", None)
+    return (err, BackendError) if isinstance(err, type) and issubclass(err, Exception) else (BackendError,)
 
 
 def flavour_from_url(base_url: str | None) -> Flavour | None:
@@ -166,7 +175,7 @@ class OpenAIBackend(Backend):
         def once() -> Any:
             try:
                 return fn()
-            except (_sdk().OpenAIError, BackendError) as exc:
+            except _caught() as exc:
                 raise self._translate(exc) from exc
         return call_with_retries(once, self.config.retry, what=what, cancel=self.cancelled) if retry else once()
 
@@ -376,7 +385,7 @@ class OpenAIBackend(Backend):
                         yield delta
                     if choice.finish_reason:
                         finished = True
-        except (_sdk().OpenAIError, BackendError) as exc:
+        except _caught() as exc:
             err = self._translate(exc)
             raise type(err)(f"stream failed after {received} characters: {err}", status=err.status) from exc
         except Exception as exc:  # httpx errors surface raw while iterating a stream
