@@ -535,8 +535,8 @@ class ModelRun:
         total = max(1, int(p.n_frames / FRAME_FACTOR * p.width * p.height * share))
         self.budget = replace(self.budget, total_pixels=total, max_tokens=int(0.95 * max(room, 1)))
         fitted = plan_jobs(info, self.analyzer, self.config, self.options, self.budget)
-        biggest = max(job.estimated_tokens or 0 for job in fitted)
-        q = max(fitted, key=lambda j: j.estimated_tokens or 0).plan
+        fullest = max(fitted, key=lambda j: j.estimated_tokens or 0)
+        biggest, q = fullest.estimated_tokens or 0, fullest.plan
         logger.warning("windows of ~%d tokens do not fit the server's context of %d tokens with a %d-token answer: "
                        "sending %d frames of %dx%d per window instead of %d of %dx%d (~%d tokens)",
                        largest.estimated_tokens, context, self.config.max_tokens, q.n_frames, q.width, q.height,
@@ -749,11 +749,10 @@ class ModelRun:
             try:
                 fut = requests.submit(self._work, job, prepared, n_frames, reload)
             except RuntimeError:  # the request pool shut down (the run is stopping)
-                with self._lock:
-                    self._in_flight -= 1
-            else:
-                fut.add_done_callback(done)
-                return fut
+                done(None)
+                return None
+            fut.add_done_callback(done)
+            return fut
         slots.release()
         return None
 

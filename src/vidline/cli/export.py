@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vidline.cli.common import finite_float
-
-FORMATS = ("json", "csv", "srt", "vtt", "html", "edl")
+from vidline.timeline import FORMATS
 
 
 def register(subparsers: Any) -> None:

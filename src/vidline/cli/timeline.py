@@ -19,11 +19,11 @@ from vidline.cli import EXIT_PARTIAL
 from vidline.cli.common import add_model_arguments, config_from_args, finite_float, fps_arg, utf8_text
 from vidline.cli.runtime import settle_imports
 from vidline.errors import BackendError, ConfigError, VidlineError
+from vidline.timeline import FORMATS
 
 if TYPE_CHECKING:
     from vidline.timeline import Timeline
 
-FORMATS = ("json", "csv", "srt", "vtt", "html", "edl")
 
 
 def register(subparsers: Any) -> None:
@@ -122,12 +122,8 @@ def _format_for(args: argparse.Namespace, output: Path | None) -> str:
 def _render(timeline: Timeline, fmt: str, out: Path | None = None) -> str:
     """The timeline as ``fmt``; an HTML report written to ``out`` links the video relative to it,
     as ``vidline export -o`` and ``Timeline.save`` do (a folder moved with its video keeps working)."""
-    if fmt == "html":
-        text = timeline.to_html(base_dir=out.parent if out is not None else None)
-    else:
-        renderers = {"json": timeline.to_json, "csv": timeline.to_csv, "srt": timeline.to_srt, "vtt": timeline.to_vtt,
-                     "edl": timeline.to_edl}
-        text = renderers[fmt]()
+    options = {"base_dir": out.parent if out is not None else None} if fmt == "html" else {}
+    text = timeline.render(fmt, **options)
     return text if text.endswith("\n") else text + "\n"
 
 

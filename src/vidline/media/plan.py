@@ -96,7 +96,7 @@ def smart_resize(
     """
     if height <= 0 or width <= 0:
         raise ConfigError(f"invalid frame size {width}x{height}")
-    if max(height, width) / min(height, width) > MAX_RATIO:
+    if aspect_problem(width, height) is not None:
         raise ConfigError(f"aspect ratio of {width}x{height} exceeds {MAX_RATIO}:1")
     h_bar = max(factor, _round_by(height, factor))
     w_bar = max(factor, _round_by(width, factor))

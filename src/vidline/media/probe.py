@@ -152,7 +152,7 @@ def _probe(container: Any, p: Path) -> VideoInfo:
                          (tail.declared_end or 0.0) - tail.file_end)
             tail = None
         if tail is not None and tail.video_end is not None:
-            frame = tail.frame_duration or (round(1 / (fps * tb)) if fps else 0)
+            frame = tail.frame_duration or frame_ticks(fps, tb)
             duration = float((tail.video_end + frame - first_pts) * tb)
         elif stream.duration and stream.start_time is not None:
             duration = float((stream.start_time + stream.duration - first_pts) * tb)
@@ -263,6 +263,11 @@ def sample_aspect(stream: Any) -> Fraction:
             if Fraction(1, 10) <= sar <= 10:
                 return sar
     return Fraction(1)
+
+
+def frame_ticks(fps: float | None, time_base: Fraction | None) -> int:
+    """One frame step of a ``fps`` stream in ``time_base`` ticks; 0 when either is unknown."""
+    return round(1 / (fps * time_base)) if fps and time_base else 0
 
 
 def true_last_pts(before: int, last: int, step: int) -> int:

@@ -33,7 +33,7 @@ import numpy as np
 
 from vidline.errors import ConfigError, VideoOpenError
 from vidline.log import logger
-from vidline.media.probe import open_container, true_last_pts
+from vidline.media.probe import frame_ticks, open_container, true_last_pts
 from vidline.media.source import FrameSource, Target, check_sorted
 from vidline.types import Frame, VideoInfo
 
@@ -154,8 +154,8 @@ class DecordSource(FrameSource):
             return None
         finally:
             container.close()
-        if len(pts) >= 2 and self.info.fps:
-            pts[-1] = true_last_pts(pts[-2], pts[-1], round(1 / (self.info.fps * self.info.time_base)))
+        if len(pts) >= 2:
+            pts[-1] = true_last_pts(pts[-2], pts[-1], frame_ticks(self.info.fps, self.info.time_base))
         return pts if len(pts) == n else None
 
     def _frame_times(self, vr: Any) -> np.ndarray:

@@ -38,7 +38,7 @@ from av.video.reformatter import VideoReformatter
 
 from vidline.log import logger
 from vidline.media.pixels import FORMATS, frame_array, i420_rotate
-from vidline.media.probe import open_container, true_last_pts
+from vidline.media.probe import frame_ticks, open_container, true_last_pts
 from vidline.media.source import FrameSource, Target, check_sorted
 from vidline.types import Frame, VideoInfo
 
@@ -108,9 +108,8 @@ class PyAVSource(FrameSource):
         except av.error.FFmpegError as exc:  # demuxer gave up (e.g. data missing)
             logger.debug("%s: demuxing stopped: %s", self.path, exc)
         if held is not None:
-            step = round(1 / (self.info.fps * stream.time_base)) if self.info.fps and stream.time_base else 0
             if before is not None and held.pts is not None:
-                held.pts = true_last_pts(before, held.pts, step)
+                held.pts = true_last_pts(before, held.pts, frame_ticks(self.info.fps, stream.time_base))
             yield held
 
     def _keyframe_times(self, stream: Any, tb: Fraction, first: int) -> list[float] | None:
