@@ -86,9 +86,6 @@ def ensure_video(minutes: float, fps: float, size: tuple[int, int]) -> Path:
     return path
 
 
-LAST_CPU = [0.0]
-
-
 def lower_bound(floor: float, latency: float, n_windows: int, concurrency: int) -> float:
     """The least wall time any one-pass client could reach (no start-up cost at all): the last window's
     request starts when the decode ends and takes L; and the c request slots only start filling once
@@ -96,20 +93,81 @@ def lower_bound(floor: float, latency: float, n_windows: int, concurrency: int) 
     return max(floor + latency, floor * concurrency / n_windows + n_windows * latency / concurrency)
 
 
-def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int, str, str]:
-    """(wall s, peak RSS MB, exit code, stdout, stderr) of one subprocess, RSS from wait4.
+LAST_CPU = [0.0]
+LAST_PSS = [0.0]  # the last run's peak PSS summed over its process tree (MB)
 
-    The subprocess's CPU seconds (user + sys) are left in LAST_CPU[0]."""
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the timeline's decode worker processes), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, ()))
+    return out
+
+
+def _tree_memory(pid: int) -> tuple[float, float]:
+    """(RSS, PSS) in MB summed over ``pid``'s process tree now. The RSS sum counts the pages that
+    forked workers share with the run once per process (an over-count); PSS splits them."""
+    rss = pss = 0.0
+    page = os.sysconf("SC_PAGE_SIZE")
+    for p in _tree(pid):
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                rss += int(f.read().split()[1]) * page / 2**20
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        pss += int(line.split()[1]) / 1024
+                        break
+        except (OSError, IndexError, ValueError):
+            continue
+    return rss, pss
+
+
+def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int, str, str]:
+    """(wall s, peak RSS MB, exit code, stdout, stderr) of one subprocess. Peak RSS is the larger of
+    wait4's (the biggest single process) and the peak of the RSS summed over the process tree (the
+    run and its decode workers, sampled every 50 ms), so forked workers cannot hide memory.
+
+    The subprocess's CPU seconds (user + sys, its workers included) are left in LAST_CPU[0], the
+    tree's peak PSS in LAST_PSS[0]."""
+    import threading
+
+    peak = [0.0, 0.0]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.monotonic()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.05):
+                rss, pss = _tree_memory(proc.pid)
+                peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - t0
+        done.set()
+        sampler.join()
         LAST_CPU[0] = usage.ru_utime + usage.ru_stime
+        LAST_PSS[0] = peak[1]
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return wall, usage.ru_maxrss / 1024.0, proc.returncode, out.read().decode(), err.read().decode()
+        return wall, max(usage.ru_maxrss / 1024.0, peak[0]), proc.returncode, out.read().decode(), err.read().decode()
 
 
 DECODE_SNIPPET = """
@@ -324,12 +382,13 @@ def main() -> int:
                        "ratio2": round(wall / max(floor2, n_windows * latency / args.concurrency), 3),
                        "bound": round(bound, 1),
                        "wall_ok": wall <= target, "wall_ok2": wall <= target2, "cpu_s": round(LAST_CPU[0], 1), "load": round(os.getloadavg()[0], 1),
-                       "peak_rss_mb": round(rss), "rss_ok": rss <= 300, "requests": server.count,
+                       "peak_rss_mb": round(rss), "peak_pss_mb": round(LAST_PSS[0]), "rss_ok": rss <= 300,
+                       "requests": server.count,
                        "decode_floor": round(floor, 1), "n_windows": n_windows}
                 results.append(row)
                 print(f"latency-only L={latency:g}s: wall {wall:.1f} s (floor {floor:.1f}, 2-lane floor {floor2:.1f}, "
                       f"target {target:.1f}), "
-                      f"CPU {LAST_CPU[0]:.1f} s, peak RSS {rss:.0f} MB, {server.count} requests", file=sys.stderr)
+                      f"CPU {LAST_CPU[0]:.1f} s, peak RSS {rss:.0f} MB (PSS {LAST_PSS[0]:.0f}), {server.count} requests", file=sys.stderr)
     # 2. perception: the reference server really looks at every frame (its CPU shares this machine)
     for latency in args.perception_latency:
         with RefServer(latency=latency) as server, tempfile.TemporaryDirectory() as tmp:
@@ -342,7 +401,8 @@ def main() -> int:
             check = check_events(doc, truth, static)
             row = {"server": "refserver", "latency": latency, "wall": round(wall, 1), "target": None,
                    "cpu_s": round(LAST_CPU[0], 1), "load": round(os.getloadavg()[0], 1),
-                   "peak_rss_mb": round(rss), "rss_ok": rss <= 300, "requests": len(server.generation_requests),
+                   "peak_rss_mb": round(rss), "peak_pss_mb": round(LAST_PSS[0]), "rss_ok": rss <= 300,
+                   "requests": len(server.generation_requests),
                    "decode_floor": round(decode_floor, 1), "n_windows": n_windows, **check}
             row["events_ok"] = check["min_iou"] >= 0.5 and not check["duplicates"] and not check["static_events"]
             results.append(row)
@@ -359,8 +419,8 @@ def main() -> int:
           + f"), two-lane decode floor {lanes_floor:.1f} s ({lanes_cpu:.1f} CPU-s)\n")
     print("| server | L (s) | floor (s) | 2-lane floor (s) | wall (s) | wall / max(floor, nL/c) | "
           "wall / max(2-lane floor, nL/c) | bound (s) | client CPU (s) | load avg | "
-          "peak RSS (MB) | min IoU | dup | static | ok (floor / 2-lane floor) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "peak RSS (MB) | peak PSS (MB) | min IoU | dup | static | ok (floor / 2-lane floor) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         perception = r["server"] == "refserver"
         if perception:
@@ -369,7 +429,7 @@ def main() -> int:
             ok = " / ".join("yes" if r["rss_ok"] and r[k] else "NO" for k in ("wall_ok", "wall_ok2"))
         print(f"| {r['server']} | {r['latency']:g} | {r['decode_floor']} | {r.get('floor2', '-')} | {r['wall']} | "
               f"{r.get('ratio', '-')} | {r.get('ratio2', '-')} | {r.get('bound', '-')} | "
-              f"{r['cpu_s']} | {r['load']} | {r['peak_rss_mb']} | {r.get('min_iou', '-')} | "
+              f"{r['cpu_s']} | {r['load']} | {r['peak_rss_mb']} | {r.get('peak_pss_mb', '-')} | {r.get('min_iou', '-')} | "
               f"{r.get('duplicates', '-')} | {r.get('static_events', '-')} | {ok} |")
     for latency in args.latency:
         rows = [r for r in results if r["server"] == "latency-only" and r["latency"] == latency]

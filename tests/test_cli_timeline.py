@@ -284,6 +284,17 @@ def test_ctrl_c_exits_130_and_leaves_cache_consistent(clip: Path, refserver: Any
     assert b"interrupted" in err and b"Traceback" not in err
     entries = list(cache.glob("windows/*/*.json"))
     assert entries and not list(cache.rglob(".tmp-*"))
+    # no decode worker process is left behind (they share the run's command line)
+    time.sleep(0.2)
+    left = []
+    for pid in os.listdir("/proc") if sys.platform.startswith("linux") else ():
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if str(cache).encode() in cmdline:
+            left.append(pid)
+    assert not left
     for e in entries:  # every entry is complete JSON
         assert "text" in json.loads(e.read_text())
 

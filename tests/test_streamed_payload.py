@@ -26,7 +26,10 @@ from vidline.synth import Marker, make_video
 from vidline.types import Frame, Window
 
 MARKERS = [Marker("red square", 2.0, 6.0), Marker("green circle", 9.0, 13.0)]
-URL = "http://127.0.0.1:9/v1"  # never contacted: building a payload needs no I/O once the flavour is set
+# never contacted: building a payload needs no I/O once the flavour is set. Not a nearby host (a
+# server on this machine gets every clip x264-ultrafast: ``Backend.nearby``), so the streamed clip is
+# encoded as the collected one
+URL = "http://vllm.test:9/v1"
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +38,43 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
                       markers=MARKERS)
 
 
+class Passes:
+    """The decode passes of a run, as the number of windows each was asked for. Kept in a file, so a
+    pass made in a forked decode worker process counts too."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def add(self, n: int) -> None:
+        with open(self.path, "a") as f:  # one short O_APPEND write: whole lines from any process
+            f.write(f"{n}\n")
+
+    def read(self) -> list[int]:
+        return [int(x) for x in self.path.read_text().split()] if self.path.exists() else []
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def __eq__(self, other: object) -> bool:
+        return self.read() == other
+
+    def __getitem__(self, k: Any) -> Any:
+        return self.read()[k]
+
+    def __repr__(self) -> str:
+        return repr(self.read())
+
+
 @pytest.fixture
-def calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The decode passes of a run: how many windows each was asked for."""
+def calls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Passes:
+    """The decode passes of a run: how many windows each was asked for (in this process or a worker)."""
     import vidline.media.sampler as sampler
 
-    seen: list[int] = []
+    seen = Passes(tmp_path / "passes.txt")
     real = sampler.stream_windows
 
     def counting(*a: Any, **k: Any) -> Any:
-        seen.append(len(a[1]))
+        seen.add(len(a[1]))
         return real(*a, **k)
 
     monkeypatch.setattr(sampler, "stream_windows", counting)
@@ -250,17 +280,19 @@ def test_streamed_clip_over_the_limit_is_refused(video: Path) -> None:
         analyzer.prepare_stream(wf.window, wf.plan, iter([]))
 
 
-def test_run_decodes_a_refused_streamed_window_again(refserver: RefServer, video: Path, calls: list[int]) -> None:
+@pytest.mark.parametrize("processes", [True, False], ids=["worker-processes", "threads"])
+def test_run_decodes_a_refused_streamed_window_again(refserver: RefServer, video: Path, calls: Passes,
+                                                     processes: bool) -> None:
     """Over the data-URI limit, the run decodes the window a second time and sends the collected
     clip at lower quality; the events are right."""
     from vidline.pipeline import analyze
 
     kw = {"base_url": refserver.openai_base_url, "api_key": "sk-test", "model": refserver.model, "server": "vllm"}
-    small = analyze(video, window=8.0, overlap=2.0, fps=2.0, cache=False, **kw)
+    small = analyze(video, window=8.0, overlap=2.0, fps=2.0, cache=False, decoders=1, processes=processes, **kw)
     assert calls == [len(small.windows)] and all(w.status == "ok" for w in small.windows)
     calls.clear()
     cfg = ModelConfig(backend="openai", max_data_uri_bytes=6000, **kw)  # type: ignore[arg-type]
-    tl = analyze(video, config=cfg, window=8.0, overlap=2.0, fps=2.0, cache=False)
+    tl = analyze(video, config=cfg, window=8.0, overlap=2.0, fps=2.0, cache=False, decoders=1, processes=processes)
     assert calls[0] == len(tl.windows) and calls[1:] == [1] * len(tl.windows)  # one more decode per window
     assert all(w.status == "ok" for w in tl.windows)
     spans = [(e.label, round(e.start), round(e.end)) for e in tl.events]
@@ -268,8 +300,9 @@ def test_run_decodes_a_refused_streamed_window_again(refserver: RefServer, video
     assert [(m.label, m.start, m.end) for m in MARKERS] == [(lab, float(s), float(e)) for lab, s, e in spans]
 
 
+@pytest.mark.parametrize("processes", [True, False], ids=["worker-processes", "threads"])
 def test_timeline_of_a_truncated_file_streams_what_exists(refserver: RefServer, tmp_path: Path,
-                                                           calls: list[int]) -> None:
+                                                           calls: Passes, processes: bool) -> None:
     """The file ends inside a window: that window's streamed clip is dropped and the window is encoded
     from a second decode (an even count of the frames that exist); the windows before are streamed,
     the ones after fail as not decoded; nothing raises."""
@@ -288,7 +321,7 @@ def test_timeline_of_a_truncated_file_streams_what_exists(refserver: RefServer, 
     logging.getLogger("vidline").addHandler(handler)
     try:
         tl = analyze(cut, window=5.0, overlap=1.0, fps=2.0, cache=False, base_url=refserver.openai_base_url,
-                     api_key="sk-test", model=refserver.model, server="vllm")
+                     api_key="sk-test", model=refserver.model, server="vllm", decoders=1, processes=processes)
     finally:
         logging.getLogger("vidline").removeHandler(handler)
     status = [w.status for w in tl.windows]
@@ -298,11 +331,12 @@ def test_timeline_of_a_truncated_file_streams_what_exists(refserver: RefServer, 
     assert ok[-1].frames < ok[0].frames  # the cut window: only the frames that exist
     assert calls == [len(tl.windows), 1]  # one second decode: the cut window
     assert all(w.error == "window was not decoded" for w in tl.windows if w.status == "failed")
-    # the file's end is reported once, not again by the second decode of the cut window
+    # the file's end is reported once (a worker process's warning through this process's handlers),
+    # not again by the second decode of the cut window
     assert len([w for w in warnings if "decoding stopped" in w]) == 1
     # a cached re-run reports the frames that were sent, not the planned ones
     opts: dict[str, Any] = {"window": 5.0, "overlap": 1.0, "fps": 2.0, "base_url": refserver.openai_base_url,
-                            "api_key": "sk-test", "model": refserver.model, "server": "vllm"}
+                            "api_key": "sk-test", "model": refserver.model, "server": "vllm", "processes": processes}
     first = analyze(cut, cache=tmp_path / "cache", **opts)
     again = analyze(cut, cache=tmp_path / "cache", **opts)
     assert {w.status for w in again.windows if w.status != "failed"} == {"cached"}
@@ -310,12 +344,15 @@ def test_timeline_of_a_truncated_file_streams_what_exists(refserver: RefServer, 
                                                                         if w.status == "ok"]
 
 
+@pytest.mark.parametrize("processes", [True, False], ids=["worker-processes", "threads"])
 @pytest.mark.parametrize("flavour", ["dashscope", "vllm-frames"])
 def test_run_streams_frame_lists_in_one_decode_with_few_frames_alive(
-        refserver: RefServer, video: Path, monkeypatch: pytest.MonkeyPatch, flavour: str) -> None:
+        refserver: RefServer, video: Path, monkeypatch: pytest.MonkeyPatch, flavour: str, processes: bool,
+        tmp_path: Path) -> None:
     """A ``frames``-mode timeline compresses each frame as it is decoded: one decode pass (no window
     refused and decoded again), the events right, and far fewer frames alive at once than a window
-    has (a collected window holds all of its frames until it is encoded)."""
+    has (a collected window holds all of its frames until it is encoded). The frames alive are
+    counted in the process that decodes (a worker writes its peak to a file)."""
     import threading
     import weakref
 
@@ -325,6 +362,7 @@ def test_run_streams_frame_lists_in_one_decode_with_few_frames_alive(
     lock = threading.Lock()
     alive = {"now": 0, "peak": 0, "passes": 0}
     real = sampler.stream_windows
+    record = tmp_path / "alive.txt"
 
     def gone() -> None:
         with lock:
@@ -340,6 +378,7 @@ def test_run_streams_frame_lists_in_one_decode_with_few_frames_alive(
                 weakref.finalize(frame, gone)
             yield i, frame
             del frame
+        record.write_text(f"{alive['passes']} {alive['peak']}")
 
     monkeypatch.setattr(sampler, "stream_windows", tracking)
     if flavour == "dashscope":
@@ -347,9 +386,12 @@ def test_run_streams_frame_lists_in_one_decode_with_few_frames_alive(
     else:
         cfg = ModelConfig("openai", base_url=refserver.openai_base_url, api_key="sk-test", model=refserver.model,
                           server="vllm", mode="frames")
-    tl = analyze(video, config=cfg, window=8.0, overlap=1.0, fps=5.0, cache=False, decoders=1, concurrency=1)
+    tl = analyze(video, config=cfg, window=8.0, overlap=1.0, fps=5.0, cache=False, decoders=1, concurrency=1,
+                 processes=processes)
     assert all(w.status == "ok" for w in tl.windows) and len(tl.windows) >= 2
-    assert alive["passes"] == 1  # every streamed list was used
+    passes, peak = (int(x) for x in record.read_text().split())
+    alive["peak"] = peak
+    assert passes == 1  # every streamed list was used
     per_window = max(w.frames for w in tl.windows)
     assert per_window >= 30
     assert alive["peak"] <= 20  # the frame budget (overlap 5 + 1 + 8) and the frames in hand

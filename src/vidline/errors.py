@@ -26,10 +26,23 @@ import math
 import numbers
 
 
+def _restore(cls: type[VidlineError], args: tuple[object, ...], state: dict[str, object]) -> VidlineError:
+    """Unpickle a ``VidlineError`` without calling its subclass's ``__init__`` (whose arguments differ
+    from ``args``)."""
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, *args)
+    exc.__dict__.update(state)
+    return exc
+
+
 class VidlineError(Exception):
-    """Base class of every error vidline raises on purpose."""
+    """Base class of every error vidline raises on purpose. Picklable with its attributes (a decode
+    worker process hands its errors to the run)."""
 
     exit_code: int = 1
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_restore, (type(self), self.args, dict(self.__dict__)))
 
     def __str__(self) -> str:
         # Always one line: the CLI prints str(exc) as its only output on error.

@@ -6,18 +6,18 @@ Model path, in order:
 2. plan the windows and each window's sampling (pure; no decoding yet);
 3. answer windows from the cache (no decoding, no request for those);
 4. decode the missing windows in one streaming pass per decode lane (``media.stream_windows``;
-   planar yuv420p frames when the payload is an mp4, so x264 needs no colour conversion). Where
-   decoding outweighs encoding the windows are cut into contiguous stretches of the video decoded
-   side by side (``decode_lanes``; PyAV decodes without the GIL);
-5. encode each window's payload while it is decoded (encoder threads beside the decoder: an mp4
-   takes each frame as it comes, so a window's frames are never all held; other payloads collect
-   the window first), and send the payloads from a pool of ``concurrency`` request threads while
-   decoding continues. Memory is bounded three ways: frames decoded but not yet taken by an encoder
-   (per lane, about the windows' overlap; the decoder waits beyond), the encoder threads (half the
-   CPUs, taking the windows in the order they start), and windows between the end of their decoding
-   and a finished request (``concurrency`` + ``prefetch``,
-   the waiting ones holding only their small encoded payload). Decoding pauses when the server is
-   slower than the decoder; a request slot that frees up finds its next payload ready;
+   planar yuv420p frames when the payload is an mp4, so x264 needs no colour conversion). The
+   windows are cut into contiguous stretches of the video decoded side by side (``decode_lanes``);
+5. encode each window's payload while it is decoded (an mp4 takes each frame as it comes, so a
+   window's frames are never all held), and send the payloads from a pool of ``concurrency``
+   request threads while decoding continues. On Linux each lane is a forked worker process that
+   decodes and encodes (``vidline.workers``: neither waits for the GIL of the process that sends);
+   elsewhere (or ``processes=False``) a lane is a decoder thread feeding encoder threads. Memory is
+   bounded: the frames a lane holds (a worker only x264's; a thread lane about the windows'
+   overlap, waiting for an encoder) and the windows between the end of their decoding and a
+   finished request (``concurrency`` + ``prefetch``, holding only their small encoded payload).
+   Decoding pauses when the server is slower than the decoders; a request slot that frees up finds
+   its next payload ready;
 6. parse each answer (``WindowAnalyzer.to_events``), store it in the cache (atomic write);
 7. merge the events of all windows (``merge.merge_events``) into a :class:`~vidline.timeline.Timeline`.
 
@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     from vidline.models.window import WindowAnalyzer
     from vidline.scenes import SceneParams
     from vidline.timeline import Timeline
+    from vidline.workers import DecodeWorker
 
 _T = TypeVar("_T")
 AUTO_LANES = 2  # parallel decoders at most by default (each adds a decoder and an x264 instance)
@@ -107,6 +108,7 @@ class RunOptions:
     queue: int | None = None  # payloads encoded ahead of a free request slot (--prefetch); None: concurrency
     cache_dir: Path | None = None
     decoders: int | None = None  # parallel decoders, each over its own stretch of the video; None: auto
+    processes: bool = True  # decode lanes as worker processes where the platform forks (else threads)
 
     @property
     def prefetch(self) -> int:
@@ -226,6 +228,7 @@ def analyze(
     progress: bool | Progress = False,
     prefetch: int | None = None,
     decoders: int | None = None,
+    processes: bool = True,
     **options: Any,
 ) -> Timeline:
     """Find the events of a video (matching ``query`` when given) and return a merged Timeline.
@@ -239,7 +242,9 @@ def analyze(
     ``motion_width`` set its analysis rate and width too). ``prefetch``: window payloads
     encoded ahead of a free request slot (default: ``concurrency``; each holds only its encoded payload).
     ``decoders``: parallel decoders, each over its own stretch of the video (default: one per CPU, at
-    most 2, with at least 4 windows each).
+    most 2, with at least 4 windows each). ``processes``: on Linux each decoder is a forked worker
+    process that also encodes its windows' payloads (no GIL shared with the requests); False keeps
+    them threads of this process (a program that must not fork).
     Raises ConfigError, VideoError, AuthenticationError, CacheError; other window failures are
     recorded in the Timeline (``timeline.partial``).
     """
@@ -247,7 +252,7 @@ def analyze(
     model_opts, motion_params = _split_options(options)
     run_opts = RunOptions(window=window, overlap=overlap, fps=fps, max_frames=max_frames,
                           concurrency=concurrency, queue=prefetch, cache_dir=resolve_cache_dir(cache),
-                          decoders=decoders)
+                          decoders=decoders, processes=bool(processes))
     run_opts.validate()
     cfg = select_model(config, backend, query, model_opts)
     reporter, owned = _progress_for(progress)
@@ -440,9 +445,6 @@ class ModelRun:
         self.mode = payload_mode(self.config, getattr(self.analyzer, "backend", None))
         missing = [job for job in jobs if not self._answer_from_cache(job)]
         if missing:
-            # the SDK's import (~0.5 s), unless asking the server about itself made it already,
-            # overlaps the first windows' decoding
-            warm_up_in_background(getattr(self.analyzer, "backend", None))
             try:
                 self._send(info, missing)
             except BackendError as exc:
@@ -569,33 +571,41 @@ class ModelRun:
         return True
 
     def _send(self, info: VideoInfo, jobs: Sequence[WindowJob]) -> None:
-        """Stream-decode ``jobs``' windows, encode each window while it is decoded (encoder threads; an
-        mp4 payload takes each frame as it comes, other payloads collect the window first) and send the
-        payloads concurrently (request threads).
+        """Stream-decode ``jobs``' windows, encode each window while it is decoded and send the payloads
+        concurrently (request threads).
 
         The windows are split into ``decode_lanes``: contiguous stretches of the video, each decoded by
-        its own decoder (this thread when there is one lane, else one thread per lane: the decoders
-        release the GIL, so two lanes decode an hour about twice as fast on two CPUs). Each lane has its
-        own encoder threads and frame budget; the request threads and slots are shared.
+        its own decoder. Where it can (Linux, a backend that says how it encodes), each lane is a
+        worker process that decodes and encodes (``vidline.workers``: no GIL shared with the requests);
+        else a lane is a decoder thread (this thread when there is one) feeding encoder threads. The
+        request threads and slots are shared.
 
-        Three bounds keep memory flat, per lane: the frames decoded but not yet taken by an encoder
-        (``frame_budget``: about the windows' overlap), so decoding waits for encoders that fall behind; the
-        encoder threads (windows are encoded in the order they start); and, shared, at most
-        ``concurrency + prefetch`` windows between the end of their decoding and a finished request
-        (the waiting ones hold only their small encoded payload), so decoding pauses when the server is
-        slower than the decoders, and a request slot that frees up finds its next payload ready.
+        Bounds keep memory flat: per lane, the frames decoded but not yet taken by an encoder
+        (``frame_budget``, thread lanes; a worker encodes each frame as it is decoded) and the windows
+        being encoded; and, shared, at most ``concurrency + prefetch`` windows between the end of their
+        decoding and a finished request (the waiting ones hold only their small encoded payload), so
+        decoding pauses when the server is slower than the decoders, and a request slot that frees up
+        finds its next payload ready.
         """
-        lanes = decode_lanes(jobs, self.options.decoders, heavy=decode_heavy(info, jobs))
-        n_encoders = lane_encoders(self.options.concurrency, len(lanes))
-        # the decoders get the CPUs the encoders do not use (oversubscribed frame threads cost CPU)
-        threads = max(1, (usable_cpus() - n_encoders * len(lanes)) // len(lanes))
+        processes = self._use_processes(jobs)
+        lanes = decode_lanes(jobs, self.options.decoders, heavy=processes or decode_heavy(info, jobs))
         slots = threading.BoundedSemaphore(self.options.concurrency + self.options.prefetch)
         requests = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="vidline-request")
         try:
-            if len(lanes) == 1:
-                self._lane(info, lanes[0], slots, requests, n_encoders, threads)
+            if processes:
+                self._process_lanes(info, lanes, slots, requests)
             else:
-                self._lanes(info, lanes, slots, requests, n_encoders, threads)
+                # the SDK's import (~0.5 s), unless asking the server about itself made it already,
+                # overlaps the first windows' decoding
+                warm_up_in_background(getattr(self.analyzer, "backend", None))
+                n_encoders = lane_encoders(self.options.concurrency, len(lanes))
+                # the decoders get the CPUs the encoders do not use (oversubscribed frame threads cost CPU)
+                threads = max(1, (usable_cpus() - n_encoders * len(lanes)) // len(lanes))
+                if len(lanes) == 1:
+                    self._lane(info, lanes[0], slots, requests, n_encoders, threads)
+                else:
+                    self._run_lanes([functools.partial(self._lane, info, lane, slots, requests, n_encoders, threads)
+                                     for lane in lanes])
         except BaseException:
             self._stop.set()
             cancel = getattr(getattr(self.analyzer, "backend", None), "cancel", None)
@@ -607,30 +617,41 @@ class ModelRun:
         if self._fatal is not None:
             raise self._fatal
 
-    def _lanes(self, info: VideoInfo, lanes: Sequence[Sequence[WindowJob]], slots: threading.BoundedSemaphore,
-               requests: ThreadPoolExecutor, n_encoders: int, threads: int) -> None:
-        """Run each lane in its own decoder thread; this thread waits (and takes Ctrl-C). The first
-        error of a lane stops the others and is raised here."""
+    def _use_processes(self, jobs: Sequence[WindowJob]) -> bool:
+        """Whether the lanes are worker processes: forking is available and the analyzer says how each
+        payload is encoded (``stream_spec``; an injected test double may not)."""
+        from vidline.workers import processes_available
+
+        if not self.options.processes or not jobs or not processes_available():
+            return False
+        spec = getattr(self.analyzer, "stream_spec", None)
+        return callable(spec) and spec(jobs[0].window, jobs[0].plan) is not None
+
+    def _run_lanes(self, runs: Sequence[Callable[[], None]], abandon: Callable[[], None] | None = None) -> None:
+        """Run each lane in its own thread; this thread waits (and takes Ctrl-C, after which ``abandon``
+        stops what the lanes wait on). The first error of a lane stops the others and is raised here."""
         errors: list[BaseException] = []
 
-        def run(lane: Sequence[WindowJob]) -> None:
+        def run(lane: Callable[[], None]) -> None:
             try:
-                self._lane(info, lane, slots, requests, n_encoders, threads)
+                lane()
             except BaseException as exc:  # handed to the waiting thread
                 errors.append(exc)
                 self._stop.set()
 
-        workers = [threading.Thread(target=run, args=(lane,), name=f"vidline-decode_{k}", daemon=True)
-                   for k, lane in enumerate(lanes)]
+        workers = [threading.Thread(target=run, args=(lane,), name=f"vidline-lane_{k}", daemon=True)
+                   for k, lane in enumerate(runs)]
         try:
             for worker in workers:
                 worker.start()
             for worker in workers:
                 while worker.is_alive():
-                    worker.join(0.2)
+                    worker.join(POLL)
         except BaseException:  # Ctrl-C: the lanes stop at their next frame and leave in-flight requests
             self._abandon = True
             self._stop.set()
+            if abandon is not None:
+                abandon()
             for worker in workers:
                 if worker.ident is not None:  # started
                     worker.join()
@@ -638,33 +659,108 @@ class ModelRun:
         if errors:
             raise errors[0]
 
+    def _process_lanes(self, info: VideoInfo, lanes: Sequence[Sequence[WindowJob]], slots: threading.BoundedSemaphore,
+                       requests: ThreadPoolExecutor) -> None:
+        """One decode worker process per lane (``vidline.workers``), each read by a thread of this
+        process that queues the payloads' requests."""
+        from vidline.workers import DecodeWorker
+
+        pixel_format = getattr(self.analyzer, "pixel_format", "rgb24")
+        # each worker decodes and encodes in one thread: a decoder thread per CPU the lanes leave over
+        threads = max(1, usable_cpus() // len(lanes) - 1)
+        workers: list[DecodeWorker] = []
+
+        def stop_all() -> None:
+            for worker in workers:
+                worker.stop()
+
+        try:
+            for k, lane in enumerate(lanes):
+                workers.append(DecodeWorker(self._decode, self.path, info, [job.window for job in lane], self.budget,
+                                            pixel_format, threads, name=f"vidline-decode_{k}"))
+            # the SDK's import (~0.5 s) overlaps the first windows' decoding; only after the forks, which
+            # must not copy an import under way
+            warm_up_in_background(getattr(self.analyzer, "backend", None))
+            self._run_lanes([functools.partial(self._read_worker, info, worker, lane, slots, requests, pixel_format,
+                                               threads) for worker, lane in zip(workers, lanes, strict=True)],
+                            abandon=stop_all)
+        finally:
+            stop_all()
+
+    def _read_worker(self, info: VideoInfo, worker: DecodeWorker, jobs: Sequence[WindowJob],
+                     slots: threading.BoundedSemaphore, requests: ThreadPoolExecutor, pixel_format: str,
+                     threads: int) -> None:
+        """A lane's thread: answer its worker's questions (each window's encoding) and queue the request
+        of each payload it hands over, once a request slot is free."""
+        from vidline.workers import CLIP, SPEC
+
+        for message in worker.messages():
+            if self._stop.is_set():
+                return
+            kind, job = message[0], jobs[message[1]]
+            if kind == SPEC:
+                worker.reply(self.analyzer.stream_spec(job.window, job.plan, urgent=self._slot_was_free))
+                continue
+            if not acquire_unless_stopped(slots, self._stop):
+                return
+            reload = functools.partial(self._reload, info, job, pixel_format, threads)
+            step = (functools.partial(self._prepare_clip, job, message[2], message[3], reload) if kind == CLIP
+                    else functools.partial(self._after_stream_failed, message[2], reload))  # FAILED: not encoded
+            self._queue(job, self._guarded(job, job.plan.n_frames, step), slots, requests, reload)
+
+    def _prepare_clip(self, job: WindowJob, encoded: Any, count: int,
+                      reload: Callable[[], WindowFrames]) -> tuple[Any, int]:
+        """(the window's prepared request, frames in it) around a worker's payload; built again from a
+        second decode when it is over the size limit or the file ended inside the window."""
+        if count >= job.plan.n_frames:
+            try:
+                return self.analyzer.prepared_from(job.window, job.plan, encoded), count
+            except StalePayloadError as exc:
+                return self._after_stream_failed(exc, reload)
+        return self._after_stream_failed(StalePayloadError(f"{count} of {job.plan.n_frames} frames: the file ends"
+                                                           " inside the window"), reload)
+
+    def _after_stream_failed(self, error: BaseException, reload: Callable[[], WindowFrames]) -> tuple[Any, int]:
+        if not isinstance(error, StalePayloadError):
+            raise error
+        logger.debug("%s; encoding the window again from a second decode", error)
+        return self._prepare_collected(reload())
+
+    def _decode(self, path: str | os.PathLike[str], windows: Sequence[Window], budget: SamplingBudget,
+                **kwargs: Any) -> Iterable[tuple[int, Frame | None]]:
+        """The run's streaming decoder (``media.stream_windows``, or the one injected)."""
+        stream = self._decoder
+        if stream is None:
+            from vidline.media.sampler import stream_windows
+
+            stream = self._decoder = stream_windows
+        return stream(path, windows, budget, **kwargs)
+
+    def _reload(self, info: VideoInfo, job: WindowJob, pixel_format: str, threads: int) -> WindowFrames:
+        """The window decoded again (a payload outdated by a server fallback, a shrink, a window cut by
+        the end of a truncated file)."""
+        from vidline.media.sampler import collect_windows
+
+        again = self._decode(self.path, [job.window], self.budget, info=info, pixel_format=pixel_format,
+                             threads=threads, warn_truncated=False)  # the first pass warned already
+        for wf in collect_windows(self.path, [job.window], [job.plan], again):
+            return wf
+        raise _too_few_frames(self.path, job)
+
     def _lane(self, info: VideoInfo, jobs: Sequence[WindowJob], slots: threading.BoundedSemaphore,
               requests: ThreadPoolExecutor, n_encoders: int, threads: int) -> None:
         """One decoder over ``jobs``' windows (in one pass), feeding ``n_encoders`` encoder threads that
         queue each finished payload on ``requests``; returns when its windows are answered (or, when
         the run is abandoned, as soon as it has stopped decoding)."""
 
-        stream = self._decoder
-        if stream is None:
-            from vidline.media.sampler import stream_windows
-
-            stream = self._decoder = stream_windows
         pixel_format = getattr(self.analyzer, "pixel_format", "rgb24")
         budget = threading.Semaphore(frame_budget(jobs))
         windows = [job.window for job in jobs]
         events: Iterator[tuple[int, Frame | None]] = iter(
-            stream(self.path, windows, self.budget, info=info, pixel_format=pixel_format, threads=threads))
+            self._decode(self.path, windows, self.budget, info=info, pixel_format=pixel_format, threads=threads))
 
         def reload(job: WindowJob) -> WindowFrames:
-            """The window decoded again (a payload outdated by a server fallback, a shrink, a window cut
-            by the end of a truncated file)."""
-            from vidline.media.sampler import collect_windows
-
-            again = stream(self.path, [job.window], self.budget, info=info, pixel_format=pixel_format,
-                           threads=threads, warn_truncated=False)  # the first pass warned already
-            for wf in collect_windows(self.path, [job.window], [job.plan], again):
-                return wf
-            raise _too_few_frames(self.path, job)
+            return self._reload(info, job, pixel_format, threads)
 
         # windows are encoded in the order they start, n_encoders at a time: the frames of the next
         # window(s) wait in the budget until an encoder is free (one x264 instance per encoder thread:
@@ -735,6 +831,13 @@ class ModelRun:
         feed.wait_closed()
         if not feed.slot:
             return None
+        return self._queue(job, built, slots, requests, reload)
+
+    def _queue(self, job: WindowJob, built: tuple[Any, int] | None, slots: threading.BoundedSemaphore,
+               requests: ThreadPoolExecutor, reload: Callable[[], WindowFrames]) -> Future[None] | None:
+        """Queue the request of a prepared window (``built``: (request, frames); None: nothing to send),
+        which holds one of ``slots`` until it is answered; the slot is given back at once when no request
+        is queued. Remembers whether the request found a free slot (then the next payload is urgent)."""
         if built is not None and not self._stop.is_set():
             prepared, n_frames = built
 
@@ -1213,7 +1316,9 @@ def dry_run(
     server, assumed = _dry_run_server(cfg, getattr(analyzer, "backend", None))
     # frames held, per decode lane: a payload (mp4 or JPEG list) is encoded as its window is decoded,
     # so only the frames waiting for an encoder (frame_budget: about the windows' overlap)
-    lanes = decode_lanes(jobs, run_opts.decoders, heavy=decode_heavy(info, jobs))
+    from vidline.workers import processes_available
+
+    lanes = decode_lanes(jobs, run_opts.decoders, heavy=processes_available() or decode_heavy(info, jobs))
     held = sum(frame_budget(lane) for lane in lanes)
     model = cfg.model
     if model is None and cfg.backend == "dashscope":

@@ -100,6 +100,31 @@ class ChatResponse:
     extra: dict[str, object] = field(default_factory=dict)
 
 
+def nearby_host(url: str | None) -> bool:
+    """Whether ``url``'s host is this machine or a private network (loopback, RFC 1918 / 4193,
+    link-local, ``localhost``, ``*.local``); False for public hosts, names that need a lookup, and no
+    URL (an SDK's cloud default). Pure: no DNS."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    if not url:
+        return False
+    try:
+        host = urlsplit(url if "//" in url else f"//{url}").hostname
+    except ValueError:
+        return False
+    if not host:
+        return False
+    host = host.rstrip(".").lower()
+    if host == "localhost" or host.endswith((".localhost", ".local")):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private or address.is_link_local
+
+
 class Backend(abc.ABC):
     """One model server. Implementations retry, time out and translate errors themselves."""
 
@@ -113,6 +138,12 @@ class Backend(abc.ABC):
         self.config = config
         #: set by ``cancel()``: no more retries or backoff waits (requests already sent still finish)
         self.cancelled = threading.Event()
+
+    @property
+    def nearby(self) -> bool:
+        """Whether the server is on this machine or the local network (``nearby_host``): its uploads
+        cost next to nothing, so a clip is encoded for the least CPU rather than the fewest bytes."""
+        return nearby_host(self.config.base_url)
 
     def cancel(self) -> None:
         """Stop retrying (Ctrl-C: the run stops sending): a failing request fails now instead of

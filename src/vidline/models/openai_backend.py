@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from vidline.errors import BackendError, ConfigError, ServerError, ServerUnreachableError, redact
@@ -36,6 +37,7 @@ from vidline.types import Usage
 if TYPE_CHECKING:
     import openai
 
+DEFAULT_BASE_URL = "https://api.openai.com/v1"  # the SDK's, when neither --base-url nor OPENAI_BASE_URL says
 _RESPONSE_FORMAT_REJECTED = ("response_format", "json_object", "guided", "structured output")
 
 
@@ -76,6 +78,7 @@ class OpenAIBackend(Backend):
     def __init__(self, config: ModelConfig, *, client: openai.OpenAI | None = None) -> None:
         super().__init__(config)
         self._client_obj: openai.OpenAI | None = client  # made on first use (``_client``)
+        self._injected = client is not None  # a caller's client: every request goes through it
         self._client_lock = threading.Lock()
         self._lock = threading.Lock()
         self._model: str | None = config.model
@@ -128,22 +131,12 @@ class OpenAIBackend(Backend):
         return (self.config.api_key,)
 
     def _translate(self, exc: Exception) -> BackendError:
+        if isinstance(exc, BackendError):  # already ours (GET /models)
+            return exc
         where = "openai"
         openai = _sdk()
         if isinstance(exc, openai.APIStatusError):
-            msg = _error_message(exc)
-            status = exc.status_code
-            if status == 400 and MEDIA_IO_DISABLED.search(msg):
-                return _MediaIoRejected(redact(msg, *self._secrets()), status=400)
-            if status == 400 and any(k in msg.lower() for k in _RESPONSE_FORMAT_REJECTED):
-                return _ResponseFormatRejected(redact(msg, *self._secrets()), status=400)
-            base = (self.config.base_url or "").rstrip("/")
-            if status == 404 and base and not base.endswith("/v1"):
-                msg += f" (is {base} missing /v1? OpenAI-compatible servers serve /v1/chat/completions)"
-            elif status in (400, 404) and NO_SUCH_MODEL.search(msg):
-                msg += self._served_models_hint()
-            return error_for_status(status, msg, secrets=self._secrets(),
-                                    retry_after=parse_retry_after(exc.response.headers), where=where)
+            return self._status_error(exc.status_code, _error_message(exc), exc.response.headers)
         url = str(getattr(self._client_obj, "base_url", "") or self.config.base_url or "").rstrip("/")
         at = f"{where} at {url}" if url else where  # a typo'd URL, or the SDK's default, is named
         if isinstance(exc, openai.APITimeoutError):
@@ -156,16 +149,27 @@ class OpenAIBackend(Backend):
             code = exc.body.get("code")
             status = int(code) if isinstance(code, int) or (isinstance(code, str) and code.isdigit()) else 500
             return error_for_status(status, exc.message, secrets=self._secrets(), where=where)
-        if isinstance(exc, BackendError):
-            return exc
         return ServerError(redact(f"{where}: unexpected {type(exc).__name__}: {exc}", *self._secrets()))
+
+    def _status_error(self, status: int, msg: str, headers: Any) -> BackendError:
+        """The BackendError of an HTTP error answer (a request's, or ``GET /models``')."""
+        if status == 400 and MEDIA_IO_DISABLED.search(msg):
+            return _MediaIoRejected(redact(msg, *self._secrets()), status=400)
+        if status == 400 and any(k in msg.lower() for k in _RESPONSE_FORMAT_REJECTED):
+            return _ResponseFormatRejected(redact(msg, *self._secrets()), status=400)
+        base = (self.config.base_url or "").rstrip("/")
+        if status == 404 and base and not base.endswith("/v1"):
+            msg += f" (is {base} missing /v1? OpenAI-compatible servers serve /v1/chat/completions)"
+        elif status in (400, 404) and NO_SUCH_MODEL.search(msg):
+            msg += self._served_models_hint()
+        return error_for_status(status, msg, secrets=self._secrets(), retry_after=parse_retry_after(headers),
+                                where="openai")
 
     def _served_models_hint(self) -> str:
         """`` (the server serves: a, b)`` after a "no such model" answer (one GET, one attempt), or ""."""
         try:
             if self._models_cache is None:
-                page = self._client.models.list()
-                self._models_cache = list(page.data if hasattr(page, "data") else page)
+                self._models_cache = self._get_models()
             names = [str(m.id) for m in self._models_cache]
         except Exception:  # noqa: BLE001 - only a hint: no list, no hint
             return ""
@@ -184,13 +188,45 @@ class OpenAIBackend(Backend):
         nice to know (a server that fails it is not waited for)."""
         if self._models_cache is None:
             try:
-                page = self._call(lambda: self._client.models.list(), "GET /models", retry=retry)
+                models = self._call(self._get_models, "GET /models", retry=retry)
             except ServerUnreachableError as exc:
                 self.unreachable = exc
                 raise
-            self._models_cache = list(page.data if hasattr(page, "data") else page)
+            self._models_cache = models
             self.unreachable = None
         return self._models_cache
+
+    def _get_models(self) -> list[Any]:
+        """``GET {base_url}/models``' entries (``id``, ``owned_by``, vLLM's ``max_model_len``...), asked
+        with the standard library: what a run asks before its first request (the model, the server's
+        flavour, its context) then does not wait for the SDK's ~0.5-s import, which overlaps decoding
+        instead. Errors are translated as the SDK's are. A client given to the backend is asked instead."""
+        import json
+        import urllib.error
+        import urllib.request
+
+        if self._injected:  # the caller's client (its transport, headers, proxies) asks
+            page = self._client.models.list()
+            return list(page.data if hasattr(page, "data") else page)
+        base = (self.config.base_url or DEFAULT_BASE_URL).rstrip("/")
+        request = urllib.request.Request(f"{base}/models", headers={
+            "Authorization": f"Bearer {self.config.api_key or 'EMPTY'}", "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.config.timeout.read) as answer:  # noqa: S310 - http(s) base URL
+                body = answer.read()
+        except urllib.error.HTTPError as exc:
+            text = exc.read().decode("utf-8", "replace")
+            raise self._status_error(exc.code, _message_of(text) or f"HTTP {exc.code}", exc.headers) from exc
+        except (urllib.error.URLError, OSError, ValueError) as exc:  # refused, DNS, timeout, a bad URL
+            reason = exc.reason if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, BaseException) else exc
+            timeout = isinstance(reason, TimeoutError) or "timed out" in str(reason)
+            raise connection_error(reason, secrets=self._secrets(), where=f"openai at {base}", timeout=timeout) from exc
+        try:
+            doc = json.loads(body)
+        except ValueError as exc:
+            raise ServerError(f"openai at {base}: GET /models did not answer JSON") from exc
+        data = doc.get("data") if isinstance(doc, dict) else doc
+        return [SimpleNamespace(**entry) for entry in data or () if isinstance(entry, dict) and "id" in entry]
 
     def list_models(self) -> list[str]:
         return [str(m.id) for m in self._list_raw()]
@@ -409,8 +445,8 @@ class OpenAIBackend(Backend):
             self._client_obj.close()
 
 
-def _error_message(exc: openai.APIStatusError) -> str:
-    body = exc.body
+def _body_message(body: Any) -> str | None:
+    """The message of an error answer's JSON body (``{"error": {"message": ...}}``, ``{"message": ...}``)."""
     if isinstance(body, dict):
         err = body.get("error", body)
         if isinstance(err, dict):
@@ -421,6 +457,23 @@ def _error_message(exc: openai.APIStatusError) -> str:
             return err
         if "message" in body:
             return str(body["message"])
+    return None
+
+
+def _message_of(text: str) -> str:
+    """The message of an error answer's body text (JSON or not)."""
+    import json
+
+    try:
+        return _body_message(json.loads(text)) or text.strip()
+    except ValueError:
+        return text.strip()
+
+
+def _error_message(exc: openai.APIStatusError) -> str:
+    msg = _body_message(exc.body)
+    if msg is not None:
+        return msg
     try:
         text = exc.response.text
     except Exception:  # pragma: no cover - streamed bodies

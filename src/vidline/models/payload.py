@@ -471,6 +471,28 @@ class StreamedFrames:
         self._data.clear()
 
 
+@dataclass(frozen=True)
+class StreamSpec:
+    """How one window's payload is encoded while its frames are decoded (picklable: a decode worker
+    process gets it from the run): the window's sampling fps and start, the payload's flavour, mode and
+    options, the frames planned, and x264's preset (``video`` mode)."""
+
+    fps: float
+    origin: float
+    flavour: Flavour
+    mode: PayloadMode
+    opts: EncodeOptions
+    n_planned: int
+    preset: str = X264_PRESET
+
+
+def open_stream(spec: StreamSpec) -> StreamedVideo | StreamedFrames:
+    """The streamed encoder ``spec`` asks for: an mp4 (``video``) or a JPEG list (``frames``)."""
+    if spec.mode == "video":
+        return StreamedVideo(spec.fps, spec.origin, spec.flavour, spec.opts, preset=spec.preset)
+    return StreamedFrames(spec.fps, spec.origin, spec.flavour, spec.opts, spec.n_planned)
+
+
 def encode_video_part(part: VideoPart, flavour: Flavour, mode: PayloadMode, opts: EncodeOptions) -> EncodedVideo:
     """Encode a video part, lowering quality / size until it fits ``opts.max_data_uri_bytes`` (each
     JPEG's URI or the whole part's, per ``limit_per_item``)."""

@@ -14,14 +14,15 @@ from vidline.models.payload import (
     CHAT_TEMPLATE_TOKENS,
     DEFAULT_MODES,
     PAYLOAD_VERSION,
+    EncodedVideo,
     EncodeOptions,
     Flavour,
-    StreamedFrames,
-    StreamedVideo,
+    StreamSpec,
     estimate_payload_bytes,
     estimate_text_tokens,
     estimate_video_part_tokens,
     frames_sent,
+    open_stream,
 )
 from vidline.models.prompts import PROMPT_VERSION, system_prompt_for, timeline_prompt
 from vidline.types import Event, Frame, Usage, Window
@@ -169,18 +170,12 @@ class WindowAnalyzer:
         missing, or a server fallback changed the encoding meanwhile): the caller decodes the window
         again and uses ``prepare``, which lowers the quality until the payload fits. ``urgent``: a
         request slot is waiting for this payload, so an mp4 is encoded with x264's fastest preset
-        (about half the CPU, a larger clip of the same frames)."""
-        template = self._request(window, VideoPart(frames=[], fps=float(plan.fps), origin=window.start))
-        encoding = self.backend.stream_encoding(template)
-        if encoding is None:
+        (about half the CPU, a larger clip of the same frames); so is every clip for a server on this
+        machine or the local network (``Backend.nearby``), where the larger upload costs nothing."""
+        spec = self.stream_spec(window, plan, urgent=urgent)
+        if spec is None:
             return None
-        flavour, mode, opts = encoding
-        stream: StreamedVideo | StreamedFrames
-        if mode == "video":
-            stream = StreamedVideo(float(plan.fps), window.start, flavour, opts,
-                                   preset=X264_FAST_PRESET if urgent else X264_PRESET)
-        else:
-            stream = StreamedFrames(float(plan.fps), window.start, flavour, opts, plan.n_frames)
+        stream = open_stream(spec)
         try:
             for frame in frames:
                 stream.add(frame)
@@ -189,6 +184,26 @@ class WindowAnalyzer:
             encoded = stream.finish()
         finally:
             stream.close()
+        return self.prepared_from(window, plan, encoded)
+
+    def stream_spec(self, window: Window, plan: SamplingPlan, *, urgent: bool = False) -> StreamSpec | None:
+        """How the window's payload is encoded while it is decoded, as the backend now sends it (see
+        ``prepare_stream``); None when the backend cannot say in advance. A decode worker process
+        encodes from it (``payload.open_stream``) and the run turns the result into a request with
+        ``prepared_from``."""
+        template = self._request(window, VideoPart(frames=[], fps=float(plan.fps), origin=window.start))
+        encoding = self.backend.stream_encoding(template)
+        if encoding is None:
+            return None
+        flavour, mode, opts = encoding
+        fast = urgent or bool(getattr(self.backend, "nearby", False))
+        return StreamSpec(float(plan.fps), window.start, flavour, mode, opts, plan.n_frames,
+                          X264_FAST_PRESET if fast else X264_PRESET)
+
+    def prepared_from(self, window: Window, plan: SamplingPlan, encoded: EncodedVideo | None) -> PreparedRequest:
+        """The window's request around a payload streamed from ``stream_spec`` (it carries no frames).
+        StalePayloadError when there is none (over the data-URI limit); a payload encoded for settings
+        a fallback has changed since is refused when it is sent, and the window decoded again."""
         if encoded is None:
             raise StalePayloadError("the streamed payload is over the data-URI limit")
         video = VideoPart(frames=[], fps=float(plan.fps), origin=window.start, encoded=encoded)

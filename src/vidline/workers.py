@@ -1,0 +1,223 @@
+"""Decode lanes as worker processes: each worker decodes its stretch of the video and encodes every
+window's payload (an mp4 through x264, or a JPEG list) itself, and hands the run the encoded payload.
+
+Why processes: in one process, the decoder, the encoders, the openai SDK's import and the request
+threads all take turns at the GIL. PyAV releases it inside FFmpeg and x264, but every frame still
+passes through Python (the frame object, the sampler, the hand-off to an encoder), and each hand-off
+waits for the GIL behind the others. A worker that decodes and encodes in one thread never waits, and
+two of them keep two CPUs busy while the run's process only sends requests.
+
+The conversation over each worker's pipe (worker -> run):
+
+* ``("spec", i)``: window ``i``'s first frame is decoded; the run answers with the window's
+  ``payload.StreamSpec`` as the backend now sends it (the x264 preset follows the request slots, a
+  server fallback changes the options), or None: stop.
+* ``("clip", i, encoded, n_frames)``: window ``i`` is encoded (``encoded`` is None when it is over the
+  data-URI limit).
+* ``("failed", i, error)``: window ``i`` could not be encoded (``StalePayloadError``: the run decodes
+  it again and builds its payload from the frames).
+* ``("error", error)``: the decode failed; ``("end",)``: every window is done.
+* ``("log", level, message)``: a record of the ``vidline`` logger (a truncated file's warning), which
+  the run logs again through its own handlers (a caller's handler in this process sees it).
+
+The pipe is the back-pressure: a worker blocks on sending a payload that the run has not taken, and
+the run takes one only when a request slot is free. Workers are forked (Linux), so they need nothing
+pickled but their messages, and they start in milliseconds with the modules already imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import multiprocessing
+import os
+import pickle
+import signal
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
+
+from vidline.errors import DecodeError
+from vidline.log import logger
+from vidline.models.payload import StreamedFrames, StreamedVideo, StreamSpec, open_stream
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+
+    from vidline.media.plan import SamplingBudget
+    from vidline.types import Frame, VideoInfo, Window
+
+SPEC, CLIP, FAILED, ERROR, END, LOG = "spec", "clip", "failed", "error", "end", "log"
+STOP_WAIT = 2.0  # seconds a stopping worker gets before it is killed
+
+Decoder = Callable[..., Iterable[tuple[int, "Frame | None"]]]
+
+
+def processes_available() -> bool:
+    """Whether decode lanes can be worker processes here: forked (Linux), so a worker starts with the
+    run's modules and needs nothing pickled but its messages. Elsewhere lanes are threads."""
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+
+
+def portable(exc: BaseException) -> BaseException:
+    """``exc`` when it survives pickling (vidline's errors do), else a RuntimeError with its text."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:  # an exception class that cannot be rebuilt from its args
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc
+
+
+def encode_windows(events: Iterable[tuple[int, Frame | None]], ask: Callable[[int], StreamSpec | None],
+                   tell: Callable[[tuple[Any, ...]], None]) -> bool:
+    """The worker's loop, over a ``media.stream_windows`` pass: open each window's streamed encoder at
+    its first frame (``ask(i)`` for its spec; None: stop), feed it every frame, and ``tell`` each
+    finished or failed window. Only the frames x264 looks ahead on are held. False when told to stop."""
+    streams: dict[int, StreamedVideo | StreamedFrames] = {}
+    skipped: set[int] = set()  # windows that failed: their later frames are dropped
+    try:
+        for i, frame in events:
+            if frame is not None:
+                if i in skipped:
+                    continue
+                stream = streams.get(i)
+                if stream is None:
+                    spec = ask(i)
+                    if spec is None:
+                        return False
+                    stream = streams[i] = open_stream(spec)
+                try:
+                    stream.add(frame)
+                except Exception as exc:
+                    skipped.add(i)
+                    streams.pop(i).close()
+                    tell((FAILED, i, portable(exc)))
+                continue
+            stream = streams.pop(i, None)
+            if stream is None:  # no frame came for it, or it failed
+                continue
+            try:
+                encoded = stream.finish()
+            except Exception as exc:
+                tell((FAILED, i, portable(exc)))
+            else:
+                tell((CLIP, i, encoded, stream.n_frames))
+            finally:
+                stream.close()
+        return True
+    finally:
+        for stream in streams.values():
+            stream.close()
+
+
+def _worker_main(conn: Connection, decoder: Decoder, path: str | os.PathLike[str], info: VideoInfo,
+                 windows: Sequence[Window], budget: SamplingBudget, pixel_format: str, threads: int) -> None:
+    """A decode worker process: decode ``windows`` in one pass and encode them, talking over ``conn``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle: it stops this process
+    nice = int(os.environ.get("VIDLINE_WORKER_NICE", "5"))
+    if nice:
+        with contextlib.suppress(OSError):
+            os.nice(nice)
+    gc.freeze()  # what the fork copied stays out of collections (their scans would copy its pages)
+    _forward_logs(conn)
+
+    def ask(i: int) -> StreamSpec | None:
+        conn.send((SPEC, i))
+        spec: StreamSpec | None = conn.recv()
+        return spec
+
+    try:
+        events = decoder(path, windows, budget, info=info, pixel_format=pixel_format, threads=threads)
+        try:
+            finished = encode_windows(events, ask, conn.send)
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+        if finished:
+            conn.send((END,))
+    except (BrokenPipeError, EOFError):  # the run stopped listening
+        pass
+    except BaseException as exc:  # handed to the run, which raises it
+        with contextlib.suppress(BrokenPipeError, EOFError, OSError):
+            conn.send((ERROR, portable(exc)))
+    finally:
+        conn.close()
+
+
+class _Forward(logging.Handler):
+    """The worker's ``vidline`` log records, sent to the run (``("log", level, message)``)."""
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__()
+        self.conn = conn
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):  # the run stopped listening: nothing to tell
+            self.conn.send((LOG, record.levelno, record.getMessage()))
+
+
+def _forward_logs(conn: Connection) -> None:
+    """Send the worker's records to the run instead of the handlers the fork copied."""
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    logger.addHandler(_Forward(conn))
+    logger.propagate = False
+
+
+class DecodeWorker:
+    """One decode worker process over ``windows`` and the run's end of its pipe."""
+
+    def __init__(self, decoder: Decoder, path: str | os.PathLike[str], info: VideoInfo, windows: Sequence[Window],
+                 budget: SamplingBudget, pixel_format: str, threads: int, name: str) -> None:
+        self.path = path
+        ctx = multiprocessing.get_context("fork")
+        self.conn, child = ctx.Pipe(duplex=True)
+        self.process: BaseProcess = ctx.Process(
+            target=_worker_main, args=(child, decoder, path, info, list(windows), budget, pixel_format, threads),
+            name=name, daemon=True)
+        with warnings.catch_warnings():  # Python >= 3.12 warns of forking beside threads: the worker
+            warnings.simplefilter("ignore", DeprecationWarning)  # imports nothing and takes no lock
+            self.process.start()
+        child.close()
+        self.finished = False  # the worker said it is done ("end"): it exits by itself
+
+    def messages(self) -> Iterator[tuple[Any, ...]]:
+        """The worker's messages up to ``("end",)``; an ``("error", exc)`` is raised. A worker that dies
+        without saying why (killed, or a crash inside FFmpeg) is a DecodeError naming the file."""
+        while True:
+            try:
+                message: tuple[Any, ...] = self.conn.recv()
+            except (EOFError, OSError):
+                self.process.join(STOP_WAIT)
+                code = self.process.exitcode
+                raise DecodeError(self.path, f"the decoding process stopped unexpectedly (exit code {code})") from None
+            if message[0] == END:
+                self.finished = True
+                return
+            if message[0] == ERROR:
+                raise message[1]
+            if message[0] == LOG:
+                logger.log(message[1], "%s", message[2])
+                continue
+            yield message
+
+    def reply(self, spec: StreamSpec | None) -> None:
+        self.conn.send(spec)
+
+    def stop(self) -> None:
+        """End the worker (at once if it is still decoding; one that is done exits by itself) and close
+        the pipe."""
+        if self.finished:
+            self.process.join(STOP_WAIT)
+        if self.process.is_alive():
+            self.process.terminate()
+        self.process.join(STOP_WAIT)
+        if self.process.is_alive():
+            logger.debug("decode worker %s did not stop: killing it", self.process.name)
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
