@@ -15,9 +15,11 @@ windows and budget) with no requests, measured in a subprocess too: the fastest 
 (RGB or planar YUV frames, automatic decoder threads or one), so the pipeline is held to the best
 decode the sampler can do, not to the one it happens to use.
 
-The timeline decodes in two lanes by default on two CPUs (contiguous stretches of the video, one
-decoder thread each), so the table also gives the **2-lane floor**: the same two decoders with
-nothing else to do, and the ratio against it. Against the single-decoder floor the pipeline can be
+The timeline decodes in two lanes by default on two CPUs (contiguous stretches of the video; on
+Linux each lane is a forked worker process that also encodes its windows), so the table also gives
+the **2-lane floor**: the same two decoders (threads) with nothing else to do, and the ratio against
+it. Peak RSS is summed over the run's process tree (sampled every 50 ms; shared pages counted once per
+process, an over-count), next to the tree's summed PSS. Against the single-decoder floor the pipeline can be
 faster than "the decode"; against the 2-lane floor it pays for its encoding on the same CPUs.
 
 The table also gives `bound`, the least wall time any client that decodes the video with two lanes

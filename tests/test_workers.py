@@ -27,7 +27,15 @@ from vidline.models.base import nearby_host
 from vidline.models.payload import EncodedVideo, EncodeOptions, StreamSpec
 from vidline.synth import Marker, make_video
 from vidline.types import Frame, Window
-from vidline.workers import CLIP, FAILED, DecodeWorker, encode_windows, portable, processes_available
+from vidline.workers import (
+    CLIP,
+    FAILED,
+    DecodeWorker,
+    WindowChunks,
+    encode_windows,
+    portable,
+    processes_available,
+)
 
 needs_fork = pytest.mark.skipif(not processes_available(), reason="decode worker processes need fork (Linux)")
 
@@ -96,6 +104,47 @@ def test_encode_windows_stops_when_the_run_answers_none() -> None:
     answers = iter([_spec(0.0), None])
     assert encode_windows(events, lambda i: next(answers), told.append) is False
     assert [(m[0], m[1]) for m in told] == [(CLIP, 0)]
+
+
+# -------------------------------------------------------------------------------- stretches of windows
+
+@pytest.mark.parametrize(("windows", "workers", "chunks"), [
+    (32, 2, 8),  # the bench hour: 4 stretches of 4 windows per worker
+    (32, 1, 1),  # one worker: one pass, no extra seek
+    (9, 2, 2),  # too few windows for more than one stretch of 4 each per worker
+    (12, 2, 3),
+    (100, 2, 8),
+    (100, 4, 16),
+    (3, 2, 2),
+])
+def test_chunk_count(windows: int, workers: int, chunks: int) -> None:
+    from vidline.pipeline import chunk_count
+
+    assert chunk_count(windows, workers) == chunks
+
+
+def test_window_chunks_are_handed_out_in_order_once_each_across_threads() -> None:
+    import threading
+
+    stretches = [[Window(i * 4 + k, float(i * 4 + k), float(i * 4 + k + 1)) for k in range(4)] for i in range(50)]
+    chunks = WindowChunks(stretches)
+    taken: list[tuple[int, list[Window]]] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while (chunk := chunks.take()) is not None:
+            with lock:
+                taken.append(chunk)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(offset for offset, _ in taken) == list(range(0, 200, 4))
+    for offset, windows in taken:  # a window's place is its offset + its position in the stretch
+        assert [w.index for w in windows] == list(range(offset, offset + 4))
+    assert chunks.take() is None
 
 
 # -------------------------------------------------------------------------------- what crosses the pipe
@@ -178,7 +227,8 @@ def _worker(video: Path, decoder: Any, windows: list[Window]) -> DecodeWorker:
     from vidline.media.plan import SamplingBudget
     from vidline.media.probe import probe
 
-    return DecodeWorker(decoder, video, probe(video), windows, SamplingBudget(fps=2.0), "yuv420p", 1, "test-worker")
+    return DecodeWorker(decoder, video, probe(video), WindowChunks([windows]), SamplingBudget(fps=2.0), "yuv420p", 1,
+                        "test-worker")
 
 
 @needs_fork
@@ -245,11 +295,17 @@ def test_stopping_a_busy_worker_ends_its_process(small_video: Path) -> None:
 
 
 @needs_fork
-def test_process_lanes_and_thread_lanes_give_the_same_timeline(refserver: Any, small_video: Path) -> None:
+@pytest.mark.parametrize("stretches", ["one per worker", "one window each"])
+def test_process_lanes_and_thread_lanes_give_the_same_timeline(refserver: Any, small_video: Path,
+                                                               monkeypatch: pytest.MonkeyPatch, stretches: str) -> None:
+    import vidline.pipeline
     import vidline.workers as workers
     from vidline.models.config import ModelConfig
     from vidline.pipeline import analyze
 
+    if stretches == "one window each":  # 8 windows: 8 stretches handed out to the two workers as they ask
+        monkeypatch.setattr(vidline.pipeline, "MIN_WINDOWS_PER_LANE", 1)
+        monkeypatch.setattr(vidline.pipeline, "CHUNKS_PER_WORKER", 100)
     refserver.configure(latency=0.0)
     cfg = ModelConfig("openai", base_url=refserver.openai_base_url, api_key="sk-test", model=refserver.model,
                       server="vllm")
@@ -267,7 +323,7 @@ def test_process_lanes_and_thread_lanes_give_the_same_timeline(refserver: Any, s
         mp = pytest.MonkeyPatch()
         mp.setattr(workers.DecodeWorker, "__init__", counting)
         try:
-            runs[p] = analyze(small_video, config=cfg, window=4.0, overlap=1.0, fps=2.0, cache=False, decoders=2,
+            runs[p] = analyze(small_video, config=cfg, window=2.0, overlap=0.5, fps=2.0, cache=False, decoders=2,
                               processes=p)
         finally:
             mp.undo()
@@ -282,3 +338,41 @@ def test_process_lanes_and_thread_lanes_give_the_same_timeline(refserver: Any, s
     for x, y in zip(a.events, b.events, strict=True):
         assert (x.label, x.windows) == (y.label, y.windows)
         assert x.start == pytest.approx(y.start, abs=0.05) and x.end == pytest.approx(y.end, abs=0.05)
+
+
+def _breaks_after_a_window(path: Any, windows: Any, budget: Any, **kwargs: Any) -> Iterator[tuple[int, Frame | None]]:
+    """The real decode pass of a lane's first window, then a decode error (a corrupt stretch)."""
+    from vidline.media.sampler import stream_windows
+
+    for i, frame in stream_windows(path, windows, budget, **kwargs):
+        if i > 0:
+            raise DecodeError(path, "corrupt data at 6.0 s")
+        yield i, frame
+
+
+@needs_fork
+@pytest.mark.parametrize("fault", ["decode error", "wrong key"])
+def test_a_run_with_worker_processes_stops_at_once_with_the_first_error(
+        refserver: Any, small_video: Path, fault: str) -> None:
+    """A worker's decode error, or a 401 from the server, ends the run with that error: the other
+    workers are stopped at once (none left running), not waited for."""
+    import multiprocessing
+    import time
+
+    from vidline.errors import AuthenticationError
+    from vidline.models.config import ModelConfig
+    from vidline.pipeline import ModelRun, RunOptions
+    from vidline.progress import Progress
+
+    refserver.configure(latency=0.0)
+    key = "sk-test" if fault == "decode error" else "wrong-key"
+    cfg = ModelConfig("openai", base_url=refserver.openai_base_url, api_key=key, model=refserver.model, server="vllm")
+    decoder = _breaks_after_a_window if fault == "decode error" else None
+    run = ModelRun(small_video, None, cfg, RunOptions(window=2.0, overlap=0.5, fps=2.0, decoders=2),
+                   Progress(enabled=False), decoder=decoder)
+    t0 = time.monotonic()
+    with pytest.raises(DecodeError if fault == "decode error" else AuthenticationError) as info:
+        run.execute()
+    assert time.monotonic() - t0 < 10
+    assert ("corrupt data at 6.0 s" if fault == "decode error" else "401") in str(info.value)
+    assert not multiprocessing.active_children()

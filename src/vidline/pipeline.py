@@ -75,6 +75,7 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 AUTO_LANES = 2  # parallel decoders at most by default (each adds a decoder and an x264 instance)
 MIN_WINDOWS_PER_LANE = 4
+CHUNKS_PER_WORKER = 4  # stretches per decode worker process, handed out as workers become free
 ENCODE_COST = 5.0  # x264 (superfast) CPU per pixel sent / H.264 decoding CPU per pixel decoded (measured)
 BASE_MB = 125  # the libraries (numpy, PyAV, openai, dashscope: ~121 MB imported), one decoder and x264
 LANE_MB = 60  # a further decode lane's decoder and x264 instance (measured: 720p source, 1008x560 clips)
@@ -593,7 +594,7 @@ class ModelRun:
         requests = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="vidline-request")
         try:
             if processes:
-                self._process_lanes(info, lanes, slots, requests)
+                self._process_lanes(info, jobs, len(lanes), slots, requests)
             else:
                 # the SDK's import (~0.5 s), unless asking the server about itself made it already,
                 # overlaps the first windows' decoding
@@ -628,8 +629,9 @@ class ModelRun:
         return callable(spec) and spec(jobs[0].window, jobs[0].plan) is not None
 
     def _run_lanes(self, runs: Sequence[Callable[[], None]], abandon: Callable[[], None] | None = None) -> None:
-        """Run each lane in its own thread; this thread waits (and takes Ctrl-C, after which ``abandon``
-        stops what the lanes wait on). The first error of a lane stops the others and is raised here."""
+        """Run each lane in its own thread; this thread waits (and takes Ctrl-C). The first error of a
+        lane stops the others and is raised here. ``abandon`` stops what the lanes wait on (worker
+        processes) once the run stops (Ctrl-C, a wrong key, a lane's error)."""
         errors: list[BaseException] = []
 
         def run(lane: Callable[[], None]) -> None:
@@ -647,6 +649,9 @@ class ModelRun:
             for worker in workers:
                 while worker.is_alive():
                     worker.join(POLL)
+                    if abandon is not None and self._stop.is_set():
+                        abandon()  # the lanes still waiting for their worker return at once
+                        abandon = None
         except BaseException:  # Ctrl-C: the lanes stop at their next frame and leave in-flight requests
             self._abandon = True
             self._stop.set()
@@ -659,15 +664,19 @@ class ModelRun:
         if errors:
             raise errors[0]
 
-    def _process_lanes(self, info: VideoInfo, lanes: Sequence[Sequence[WindowJob]], slots: threading.BoundedSemaphore,
-                       requests: ThreadPoolExecutor) -> None:
-        """One decode worker process per lane (``vidline.workers``), each read by a thread of this
-        process that queues the payloads' requests."""
-        from vidline.workers import DecodeWorker
+    def _process_lanes(self, info: VideoInfo, jobs: Sequence[WindowJob], n_workers: int,
+                       slots: threading.BoundedSemaphore, requests: ThreadPoolExecutor) -> None:
+        """``n_workers`` decode worker processes (``vidline.workers``) taking contiguous stretches of the
+        windows as they become free, each read by a thread of this process that queues the payloads'
+        requests."""
+        from vidline.workers import DecodeWorker, WindowChunks
 
         pixel_format = getattr(self.analyzer, "pixel_format", "rgb24")
-        # each worker decodes and encodes in one thread: a decoder thread per CPU the lanes leave over
-        threads = max(1, usable_cpus() // len(lanes) - 1)
+        # each worker decodes and encodes in one thread: a decoder thread per CPU the workers leave over
+        threads = max(1, usable_cpus() // n_workers - 1)
+        stretches = decode_lanes(jobs, chunk_count(len(jobs), n_workers))
+        chunks = WindowChunks([[job.window for job in stretch] for stretch in stretches])
+        placed = [job for stretch in stretches for job in stretch]  # the workers name windows by place
         workers: list[DecodeWorker] = []
 
         def stop_all() -> None:
@@ -675,15 +684,14 @@ class ModelRun:
                 worker.stop()
 
         try:
-            for k, lane in enumerate(lanes):
-                workers.append(DecodeWorker(self._decode, self.path, info, [job.window for job in lane], self.budget,
-                                            pixel_format, threads, name=f"vidline-decode_{k}"))
+            for k in range(n_workers):
+                workers.append(DecodeWorker(self._decode, self.path, info, chunks, self.budget, pixel_format, threads,
+                                            name=f"vidline-decode_{k}"))
             # the SDK's import (~0.5 s) overlaps the first windows' decoding; only after the forks, which
             # must not copy an import under way
             warm_up_in_background(getattr(self.analyzer, "backend", None))
-            self._run_lanes([functools.partial(self._read_worker, info, worker, lane, slots, requests, pixel_format,
-                                               threads) for worker, lane in zip(workers, lanes, strict=True)],
-                            abandon=stop_all)
+            self._run_lanes([functools.partial(self._read_worker, info, worker, placed, slots, requests, pixel_format,
+                                               threads) for worker in workers], abandon=stop_all)
         finally:
             stop_all()
 
@@ -1088,6 +1096,16 @@ def decode_lanes(jobs: Sequence[WindowJob], decoders: int | None = None, cpus: i
         lanes[min(n - 1, int(n * (done + span / 2) / total))].append(job)
         done += span
     return [lane for lane in lanes if lane]
+
+
+def chunk_count(n_windows: int, workers: int) -> int:
+    """Stretches of the video for ``workers`` decode worker processes to share: ``CHUNKS_PER_WORKER``
+    each (a worker that gets through its stretches sooner takes more), with at least
+    ``MIN_WINDOWS_PER_LANE`` windows in each (every stretch costs a seek and decodes its first window's
+    overlap again); one for one worker."""
+    if workers <= 1:
+        return 1
+    return max(workers, min(n_windows // MIN_WINDOWS_PER_LANE, CHUNKS_PER_WORKER * workers))
 
 
 def lane_encoders(concurrency: int, lanes: int) -> int:

@@ -9,6 +9,9 @@ two of them keep two CPUs busy while the run's process only sends requests.
 
 The conversation over each worker's pipe (worker -> run):
 
+* ``("next",)``: the worker is free; the run answers with the next stretch of windows
+  (``WindowChunks``: contiguous runs, several per worker, handed out in time order so that a worker
+  whose stretches decode faster takes more), or None: done.
 * ``("spec", i)``: window ``i``'s first frame is decoded; the run answers with the window's
   ``payload.StreamSpec`` as the backend now sends it (the x264 preset follows the request slots, a
   server fallback changes the options), or None: stop.
@@ -35,7 +38,9 @@ import os
 import pickle
 import signal
 import sys
+import threading
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
@@ -50,7 +55,8 @@ if TYPE_CHECKING:
     from vidline.media.plan import SamplingBudget
     from vidline.types import Frame, VideoInfo, Window
 
-SPEC, CLIP, FAILED, ERROR, END, LOG = "spec", "clip", "failed", "error", "end", "log"
+NEXT, SPEC, CLIP, FAILED, ERROR, END, LOG = "next", "spec", "clip", "failed", "error", "end", "log"
+WORKER_NICE = 5  # a worker's CPU priority below the run's: its requests never wait for a CPU
 STOP_WAIT = 2.0  # seconds a stopping worker gets before it is killed
 
 Decoder = Callable[..., Iterable[tuple[int, "Frame | None"]]]
@@ -114,31 +120,27 @@ def encode_windows(events: Iterable[tuple[int, Frame | None]], ask: Callable[[in
 
 
 def _worker_main(conn: Connection, decoder: Decoder, path: str | os.PathLike[str], info: VideoInfo,
-                 windows: Sequence[Window], budget: SamplingBudget, pixel_format: str, threads: int) -> None:
-    """A decode worker process: decode ``windows`` in one pass and encode them, talking over ``conn``."""
+                 budget: SamplingBudget, pixel_format: str, threads: int) -> None:
+    """A decode worker process: take the next stretch of windows from the run (``("next",)``), decode it
+    in one pass and encode its windows, until none is left; talking over ``conn``. Windows are named by
+    their place in the run's list of all the stretches' windows."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle: it stops this process
-    nice = int(os.environ.get("VIDLINE_WORKER_NICE", "5"))
+    nice = int(os.environ.get("VIDLINE_WORKER_NICE", str(WORKER_NICE)))
     if nice:
         with contextlib.suppress(OSError):
             os.nice(nice)
     gc.freeze()  # what the fork copied stays out of collections (their scans would copy its pages)
     _forward_logs(conn)
-
-    def ask(i: int) -> StreamSpec | None:
-        conn.send((SPEC, i))
-        spec: StreamSpec | None = conn.recv()
-        return spec
-
     try:
-        events = decoder(path, windows, budget, info=info, pixel_format=pixel_format, threads=threads)
-        try:
-            finished = encode_windows(events, ask, conn.send)
-        finally:
-            close = getattr(events, "close", None)
-            if close is not None:
-                close()
-        if finished:
-            conn.send((END,))
+        while True:
+            conn.send((NEXT,))
+            chunk: tuple[int, list[Window]] | None = conn.recv()
+            if chunk is None:
+                conn.send((END,))
+                return
+            if not _encode_chunk(conn, decoder(path, chunk[1], budget, info=info, pixel_format=pixel_format,
+                                               threads=threads), chunk[0]):
+                return  # told to stop
     except (BrokenPipeError, EOFError):  # the run stopped listening
         pass
     except BaseException as exc:  # handed to the run, which raises it
@@ -146,6 +148,43 @@ def _worker_main(conn: Connection, decoder: Decoder, path: str | os.PathLike[str
             conn.send((ERROR, portable(exc)))
     finally:
         conn.close()
+
+
+def _encode_chunk(conn: Connection, events: Iterable[tuple[int, Frame | None]], offset: int) -> bool:
+    """``encode_windows`` over one stretch's decode pass, its windows named ``offset + i``."""
+
+    def ask(i: int) -> StreamSpec | None:
+        conn.send((SPEC, offset + i))
+        spec: StreamSpec | None = conn.recv()
+        return spec
+
+    def tell(message: tuple[Any, ...]) -> None:
+        conn.send((message[0], offset + message[1], *message[2:]))
+
+    try:
+        return encode_windows(events, ask, tell)
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
+
+
+class WindowChunks:
+    """Contiguous stretches of windows, handed out in time order to whichever worker asks first, so a
+    worker whose stretches decode faster (a static scene) takes more of them. Thread-safe."""
+
+    def __init__(self, chunks: Sequence[Sequence[Window]]) -> None:
+        self._todo: deque[tuple[int, list[Window]]] = deque()
+        offset = 0
+        for chunk in chunks:
+            self._todo.append((offset, list(chunk)))
+            offset += len(chunk)
+        self._lock = threading.Lock()
+
+    def take(self) -> tuple[int, list[Window]] | None:
+        """(place of its first window, its windows) of the next stretch; None when none is left."""
+        with self._lock:
+            return self._todo.popleft() if self._todo else None
 
 
 class _Forward(logging.Handler):
@@ -171,19 +210,21 @@ def _forward_logs(conn: Connection) -> None:
 class DecodeWorker:
     """One decode worker process over ``windows`` and the run's end of its pipe."""
 
-    def __init__(self, decoder: Decoder, path: str | os.PathLike[str], info: VideoInfo, windows: Sequence[Window],
+    def __init__(self, decoder: Decoder, path: str | os.PathLike[str], info: VideoInfo, chunks: WindowChunks,
                  budget: SamplingBudget, pixel_format: str, threads: int, name: str) -> None:
         self.path = path
+        self.chunks = chunks
         ctx = multiprocessing.get_context("fork")
         self.conn, child = ctx.Pipe(duplex=True)
         self.process: BaseProcess = ctx.Process(
-            target=_worker_main, args=(child, decoder, path, info, list(windows), budget, pixel_format, threads),
+            target=_worker_main, args=(child, decoder, path, info, budget, pixel_format, threads),
             name=name, daemon=True)
         with warnings.catch_warnings():  # Python >= 3.12 warns of forking beside threads: the worker
             warnings.simplefilter("ignore", DeprecationWarning)  # imports nothing and takes no lock
             self.process.start()
         child.close()
         self.finished = False  # the worker said it is done ("end"): it exits by itself
+        self.stopping = False  # ``stop`` was called: the pipe's end is no error
 
     def messages(self) -> Iterator[tuple[Any, ...]]:
         """The worker's messages up to ``("end",)``; an ``("error", exc)`` is raised. A worker that dies
@@ -192,6 +233,8 @@ class DecodeWorker:
             try:
                 message: tuple[Any, ...] = self.conn.recv()
             except (EOFError, OSError):
+                if self.stopping:  # the run ended it (a stop, Ctrl-C): nothing more to say
+                    return
                 self.process.join(STOP_WAIT)
                 code = self.process.exitcode
                 raise DecodeError(self.path, f"the decoding process stopped unexpectedly (exit code {code})") from None
@@ -203,16 +246,21 @@ class DecodeWorker:
             if message[0] == LOG:
                 logger.log(message[1], "%s", message[2])
                 continue
+            if message[0] == NEXT:
+                self.reply(self.chunks.take())
+                continue
             yield message
 
-    def reply(self, spec: StreamSpec | None) -> None:
-        self.conn.send(spec)
+    def reply(self, answer: object) -> None:
+        with contextlib.suppress(OSError):  # a worker gone: the next message says why (or that it was stopped)
+            self.conn.send(answer)
 
     def stop(self) -> None:
         """End the worker (at once if it is still decoding; one that is done exits by itself) and close
         the pipe."""
         if self.finished:
             self.process.join(STOP_WAIT)
+        self.stopping = True
         if self.process.is_alive():
             self.process.terminate()
         self.process.join(STOP_WAIT)
