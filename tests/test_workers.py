@@ -376,3 +376,21 @@ def test_a_run_with_worker_processes_stops_at_once_with_the_first_error(
     assert time.monotonic() - t0 < 10
     assert ("corrupt data at 6.0 s" if fault == "decode error" else "401") in str(info.value)
     assert not multiprocessing.active_children()
+
+
+@needs_fork
+def test_a_worker_process_sets_its_own_malloc_thresholds(small_video: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import vidline.workers as workers
+    from vidline.media.sampler import stream_windows
+
+    seen = tmp_path / "thresholds.txt"
+    monkeypatch.setattr(workers, "tune_allocator", lambda mmap, trim: seen.write_text(f"{mmap} {trim}") and [])
+    worker = _worker(small_video, stream_windows, [Window(0, 0.0, 2.0)])
+    try:
+        for message in worker.messages():
+            if message[0] == "spec":
+                worker.reply(_spec(0.0))
+    finally:
+        worker.stop()
+    assert seen.read_text() == f"{2 << 20} {2 << 20}"  # in the worker, not in this process

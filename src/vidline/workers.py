@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
+from vidline.allocator import tune_allocator
 from vidline.errors import DecodeError
 from vidline.log import logger
 from vidline.models.payload import StreamedFrames, StreamedVideo, StreamSpec, open_stream
@@ -57,6 +58,10 @@ if TYPE_CHECKING:
 
 NEXT, SPEC, CLIP, FAILED, ERROR, END, LOG = "next", "spec", "clip", "failed", "error", "end", "log"
 WORKER_NICE = 5  # a worker's CPU priority below the run's: its requests never wait for a CPU
+# glibc's mmap and trim thresholds in a worker (the CLI's are 4 and 16 MB): its 720p frames (1.4 MB)
+# stay on the heap, larger blocks are handed back when freed. Measured on the 720p hour: the run's
+# process tree ~25 MB smaller, the same CPU (1 MB: ~37 MB smaller, ~15 % more CPU in page faults)
+WORKER_MALLOC_THRESHOLD = 2 << 20
 STOP_WAIT = 2.0  # seconds a stopping worker gets before it is killed
 
 Decoder = Callable[..., Iterable[tuple[int, "Frame | None"]]]
@@ -129,6 +134,7 @@ def _worker_main(conn: Connection, decoder: Decoder, path: str | os.PathLike[str
     if nice:
         with contextlib.suppress(OSError):
             os.nice(nice)
+    tune_allocator(mmap=WORKER_MALLOC_THRESHOLD, trim=WORKER_MALLOC_THRESHOLD)
     gc.freeze()  # what the fork copied stays out of collections (their scans would copy its pages)
     _forward_logs(conn)
     try:

@@ -1,6 +1,7 @@
 """Tuning of the ``vidline`` process itself (the CLI owns its process; the library never does this).
 
-* ``tune_allocator``: two fixed glibc malloc thresholds instead of its dynamic ones.
+* ``tune_allocator`` (``vidline.allocator``): two fixed glibc malloc thresholds instead of its
+  dynamic ones.
 
   - mmap threshold 4 MB: glibc raises its own after the first large block is freed (up to 32 MB),
     after which each window's multi-MB x264 buffers come from the per-thread heaps and stay
@@ -21,45 +22,18 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import importlib
 import logging
-import os
-import sys
 from collections.abc import Iterator
 
+from vidline.allocator import MMAP_THRESHOLD, TRIM_THRESHOLD, tune_allocator
 from vidline.models.base import set_import_guard
 from vidline.models.config import ModelConfig
 
 logger = logging.getLogger("vidline")
-
-# glibc's mallopt parameters, their values here, and the environment variables that set them instead
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-MMAP_THRESHOLD = 4 << 20
-TRIM_THRESHOLD = 16 << 20
-_SETTINGS = ((_M_MMAP_THRESHOLD, MMAP_THRESHOLD, "MALLOC_MMAP_THRESHOLD_"),
-             (_M_TRIM_THRESHOLD, TRIM_THRESHOLD, "MALLOC_TRIM_THRESHOLD_"))
-
-
-def tune_allocator() -> list[str]:
-    """Fix glibc's mmap threshold at 4 MB and its trim threshold at 16 MB, each unless its environment
-    variable (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``) sets it; the names of the
-    variables set here (none off glibc)."""
-    if not sys.platform.startswith("linux"):
-        return []
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        return []
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return [env for param, value, env in _SETTINGS if env not in os.environ and mallopt(param, value)]
-
-
 _SDK_MODULES = {"openai": "openai", "dashscope": "dashscope"}
-
+__all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "paused_collector", "settle_imports", "tune_allocator"]
 
 def settle_imports(config: ModelConfig | None, *, background: bool = False) -> None:
     """Import what a run with ``config`` needs (its model SDK) without garbage collections, then
