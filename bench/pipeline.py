@@ -226,6 +226,9 @@ class LatencyServer:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # TCP_NODELAY, as real servers (uvicorn) set it: the headers and the body are two writes, and
+            # Nagle held the second until the client's delayed ACK (+40 ms per answer; fixed 2026-11-23)
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:
                 pass
