@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from vidline.types import Frame, VideoInfo, Window
 
 NEXT, SPEC, CLIP, FAILED, ERROR, END, LOG = "next", "spec", "clip", "failed", "error", "end", "log"
-WORKER_NICE = 5  # a worker's CPU priority below the run's: its requests never wait for a CPU
+WORKER_NICE = 10  # a worker's CPU priority below the run's: its requests and the SDK's import never wait for a CPU
 # glibc's mmap and trim thresholds in a worker (the CLI's are 4 and 16 MB): its 720p frames (1.4 MB)
 # stay on the heap, larger blocks are handed back when freed. Measured on the 720p hour: the run's
 # process tree ~25 MB smaller, the same CPU (1 MB: ~37 MB smaller, ~15 % more CPU in page faults)
