@@ -240,6 +240,19 @@ def test_partial_failures_exit_3(capsys: pytest.CaptureFixture[str], clip: Path,
         assert f"window {w['index']} " in err and w["error"]
 
 
+def _processes_with(text: str) -> list[str]:
+    """The processes whose command line contains ``text`` (Linux; none elsewhere)."""
+    found = []
+    for pid in os.listdir("/proc") if sys.platform.startswith("linux") else ():
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if text.encode() in cmdline:
+            found.append(pid)
+    return found
+
+
 def test_resume_after_kill_sends_only_missing(clip: Path, refserver: Any, tmp_path: Path) -> None:
     cache = tmp_path / "resume-cache"
     refserver.configure(latency=0.4)
@@ -252,6 +265,11 @@ def test_resume_after_kill_sends_only_missing(clip: Path, refserver: Any, tmp_pa
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
+    # its decode worker processes (which share its command line) end with it
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _processes_with(str(cache)):
+        time.sleep(0.05)
+    assert not _processes_with(str(cache))
     done = len(WindowCache(cache).keys())  # not a write the kill cut short (its temporary file)
     assert 2 <= done < 5, done  # 5 windows of 10.4 s
     sent_before = len(refserver.generation_requests)
@@ -285,16 +303,10 @@ def test_ctrl_c_exits_130_and_leaves_cache_consistent(clip: Path, refserver: Any
     entries = list(cache.glob("windows/*/*.json"))
     assert entries and not list(cache.rglob(".tmp-*"))
     # no decode worker process is left behind (they share the run's command line)
-    time.sleep(0.2)
-    left = []
-    for pid in os.listdir("/proc") if sys.platform.startswith("linux") else ():
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if str(cache).encode() in cmdline:
-            left.append(pid)
-    assert not left
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _processes_with(str(cache)):
+        time.sleep(0.05)
+    assert not _processes_with(str(cache))
     for e in entries:  # every entry is complete JSON
         assert "text" in json.loads(e.read_text())
 

@@ -130,6 +130,9 @@ def _worker_main(conn: Connection, decoder: Decoder, path: str | os.PathLike[str
     in one pass and encode its windows, until none is left; talking over ``conn``. Windows are named by
     their place in the run's list of all the stretches' windows."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle: it stops this process
+    _die_with_parent()
+    for end in list(_RUN_ENDS):  # the run's ends of every worker's pipe, copied by the fork: closed, so
+        end.close()  # that a run that dies (SIGKILL) is an end of file here, not a pipe held open
     nice = int(os.environ.get("VIDLINE_WORKER_NICE", str(WORKER_NICE)))
     if nice:
         with contextlib.suppress(OSError):
@@ -193,6 +196,21 @@ class WindowChunks:
             return self._todo.popleft() if self._todo else None
 
 
+# the run's end of each live worker's pipe (a worker closes its copies: see ``_worker_main``)
+_RUN_ENDS: set[Connection] = set()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send this worker SIGTERM when the run's process dies (``PR_SET_PDEATHSIG``), and
+    leave now if it is already gone."""
+    with contextlib.suppress(Exception):  # not glibc / not Linux: the closed pipe ends it anyway
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:
+        os._exit(0)
+
+
 class _Forward(logging.Handler):
     """The worker's ``vidline`` log records, sent to the run (``("log", level, message)``)."""
 
@@ -222,6 +240,7 @@ class DecodeWorker:
         self.chunks = chunks
         ctx = multiprocessing.get_context("fork")
         self.conn, child = ctx.Pipe(duplex=True)
+        _RUN_ENDS.add(self.conn)
         self.process: BaseProcess = ctx.Process(
             target=_worker_main, args=(child, decoder, path, info, budget, pixel_format, threads),
             name=name, daemon=True)
@@ -274,4 +293,5 @@ class DecodeWorker:
             logger.debug("decode worker %s did not stop: killing it", self.process.name)
             self.process.kill()
             self.process.join()
+        _RUN_ENDS.discard(self.conn)
         self.conn.close()
