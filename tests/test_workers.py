@@ -394,3 +394,12 @@ def test_a_worker_process_sets_its_own_malloc_thresholds(small_video: Path, tmp_
     finally:
         worker.stop()
     assert seen.read_text() == f"{2 << 20} {2 << 20}"  # in the worker, not in this process
+
+
+@pytest.mark.parametrize("value", ["no", 0, None])
+def test_processes_must_be_a_bool(small_video: Path, value: object) -> None:
+    from vidline.errors import ConfigError
+    from vidline.pipeline import analyze
+
+    with pytest.raises(ConfigError, match="processes must be True or False"):
+        analyze(small_video, base_url="http://127.0.0.1:9/v1", model="m", processes=value)  # type: ignore[arg-type]

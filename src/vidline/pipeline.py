@@ -121,6 +121,8 @@ class RunOptions:
             require_number("--prefetch", self.queue, minimum=0, integer=True)
         if self.decoders is not None:
             require_number("--decoders", self.decoders, minimum=1, integer=True)
+        if not isinstance(self.processes, bool):
+            raise ConfigError(f"processes must be True or False, got {self.processes!r}")
         if self.window is not None:
             require_number("--window", self.window, above=0)
         if self.overlap is not None:
@@ -253,7 +255,7 @@ def analyze(
     model_opts, motion_params = _split_options(options)
     run_opts = RunOptions(window=window, overlap=overlap, fps=fps, max_frames=max_frames,
                           concurrency=concurrency, queue=prefetch, cache_dir=resolve_cache_dir(cache),
-                          decoders=decoders, processes=bool(processes))
+                          decoders=decoders, processes=processes)
     run_opts.validate()
     cfg = select_model(config, backend, query, model_opts)
     reporter, owned = _progress_for(progress)
