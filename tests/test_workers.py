@@ -403,3 +403,30 @@ def test_processes_must_be_a_bool(small_video: Path, value: object) -> None:
 
     with pytest.raises(ConfigError, match="processes must be True or False"):
         analyze(small_video, base_url="http://127.0.0.1:9/v1", model="m", processes=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("value", "nice"), [(None, 10), ("0", 0), ("3", 3)])
+def test_worker_nice_reads_its_environment_variable(monkeypatch: pytest.MonkeyPatch, value: str | None,
+                                                     nice: int) -> None:
+    from vidline.workers import worker_nice
+
+    if value is None:
+        monkeypatch.delenv("VIDLINE_WORKER_NICE", raising=False)
+    else:
+        monkeypatch.setenv("VIDLINE_WORKER_NICE", value)
+    assert worker_nice() == nice
+
+
+@needs_fork
+def test_a_bad_worker_nice_is_one_config_error_before_any_fork(refserver: Any, small_video: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import multiprocessing
+
+    from vidline.errors import ConfigError
+    from vidline.pipeline import analyze
+
+    monkeypatch.setenv("VIDLINE_WORKER_NICE", "high")
+    with pytest.raises(ConfigError, match="VIDLINE_WORKER_NICE must be an integer, got 'high'"):
+        analyze(small_video, base_url=refserver.openai_base_url, api_key="sk-test", model=refserver.model,
+                server="vllm", cache=False, window=4.0, overlap=1.0)
+    assert not multiprocessing.active_children()

@@ -671,8 +671,9 @@ class ModelRun:
         """``n_workers`` decode worker processes (``vidline.workers``) taking contiguous stretches of the
         windows as they become free, each read by a thread of this process that queues the payloads'
         requests."""
-        from vidline.workers import DecodeWorker, WindowChunks
+        from vidline.workers import DecodeWorker, WindowChunks, worker_nice
 
+        nice = worker_nice()
         pixel_format = getattr(self.analyzer, "pixel_format", "rgb24")
         # each worker decodes and encodes in one thread: a decoder thread per CPU the workers leave over
         threads = max(1, usable_cpus() // n_workers - 1)
@@ -688,7 +689,7 @@ class ModelRun:
         try:
             for k in range(n_workers):
                 workers.append(DecodeWorker(self._decode, self.path, info, chunks, self.budget, pixel_format, threads,
-                                            name=f"vidline-decode_{k}"))
+                                            name=f"vidline-decode_{k}", nice=nice))
             # the SDK's import (~0.5 s) overlaps the first windows' decoding; only after the forks, which
             # must not copy an import under way
             warm_up_in_background(getattr(self.analyzer, "backend", None))
@@ -715,7 +716,7 @@ class ModelRun:
                 return
             reload = functools.partial(self._reload, info, job, pixel_format, threads)
             step = (functools.partial(self._prepare_clip, job, message[2], message[3], reload) if kind == CLIP
-                    else functools.partial(self._after_stream_failed, message[2], reload))  # FAILED: not encoded
+                    else functools.partial(self._after_stream_failed, job, message[2], reload))  # FAILED: not encoded
             self._queue(job, self._guarded(job, job.plan.n_frames, step), slots, requests, reload)
 
     def _prepare_clip(self, job: WindowJob, encoded: Any, count: int,
@@ -726,14 +727,18 @@ class ModelRun:
             try:
                 return self.analyzer.prepared_from(job.window, job.plan, encoded), count
             except StalePayloadError as exc:
-                return self._after_stream_failed(exc, reload)
-        return self._after_stream_failed(StalePayloadError(f"{count} of {job.plan.n_frames} frames: the file ends"
-                                                           " inside the window"), reload)
+                return self._after_stream_failed(job, exc, reload)
+        return self._after_stream_failed(job, StalePayloadError(f"{count} of {job.plan.n_frames} frames: the file"
+                                                                " ends inside it"), reload)
 
-    def _after_stream_failed(self, error: BaseException, reload: Callable[[], WindowFrames]) -> tuple[Any, int]:
+    def _after_stream_failed(self, job: WindowJob, error: BaseException,
+                             reload: Callable[[], WindowFrames]) -> tuple[Any, int]:
+        """The window's payload built from a second decode when its streamed payload cannot be used
+        (``StalePayloadError``: over the size limit, or the file ended inside the window); any other
+        error is the window's failure."""
         if not isinstance(error, StalePayloadError):
             raise error
-        logger.debug("%s; encoding the window again from a second decode", error)
+        logger.debug("window %d: %s; encoding it again from a second decode", job.window.index, error)
         return self._prepare_collected(reload())
 
     def _decode(self, path: str | os.PathLike[str], windows: Sequence[Window], budget: SamplingBudget,
@@ -893,9 +898,7 @@ class ModelRun:
         if prepared is not None and feed.complete:
             return prepared, feed.count
         if streamed:  # the streamed clip is refused, or the file ended inside the window (an even count)
-            logger.debug("window %d: %s; encoding it again from a second decode", job.window.index,
-                         refused or "the file ends inside it")
-            return self._prepare_collected(reload())
+            return self._after_stream_failed(job, refused or StalePayloadError("the file ends inside it"), reload)
         wf = window_frames(self.path, job.window, job.plan, frames)
         del frames
         if wf is None:

@@ -46,7 +46,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from vidline.allocator import tune_allocator
-from vidline.errors import DecodeError
+from vidline.errors import ConfigError, DecodeError
 from vidline.log import logger
 from vidline.models.payload import StreamedFrames, StreamedVideo, StreamSpec, open_stream
 
@@ -125,22 +125,21 @@ def encode_windows(events: Iterable[tuple[int, Frame | None]], ask: Callable[[in
 
 
 def _worker_main(conn: Connection, decoder: Decoder, path: str | os.PathLike[str], info: VideoInfo,
-                 budget: SamplingBudget, pixel_format: str, threads: int) -> None:
+                 budget: SamplingBudget, pixel_format: str, threads: int, nice: int) -> None:
     """A decode worker process: take the next stretch of windows from the run (``("next",)``), decode it
     in one pass and encode its windows, until none is left; talking over ``conn``. Windows are named by
     their place in the run's list of all the stretches' windows."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle: it stops this process
-    _die_with_parent()
-    for end in list(_RUN_ENDS):  # the run's ends of every worker's pipe, copied by the fork: closed, so
-        end.close()  # that a run that dies (SIGKILL) is an end of file here, not a pipe held open
-    nice = int(os.environ.get("VIDLINE_WORKER_NICE", str(WORKER_NICE)))
-    if nice:
-        with contextlib.suppress(OSError):
-            os.nice(nice)
-    tune_allocator(mmap=WORKER_MALLOC_THRESHOLD, trim=WORKER_MALLOC_THRESHOLD)
-    gc.freeze()  # what the fork copied stays out of collections (their scans would copy its pages)
-    _forward_logs(conn)
     try:
+        _die_with_parent()
+        for end in list(_RUN_ENDS):  # the run's ends of every worker's pipe, copied by the fork: closed, so
+            end.close()  # that a run that dies (SIGKILL) is an end of file here, not a pipe held open
+        if nice:
+            with contextlib.suppress(OSError):
+                os.nice(nice)
+        tune_allocator(mmap=WORKER_MALLOC_THRESHOLD, trim=WORKER_MALLOC_THRESHOLD)
+        gc.freeze()  # what the fork copied stays out of collections (their scans would copy its pages)
+        _forward_logs(conn)
         while True:
             conn.send((NEXT,))
             chunk: tuple[int, list[Window]] | None = conn.recv()
@@ -202,13 +201,25 @@ _RUN_ENDS: set[Connection] = set()
 
 def _die_with_parent() -> None:
     """Ask Linux to send this worker SIGTERM when the run's process dies (``PR_SET_PDEATHSIG``), and
-    leave now if it is already gone."""
+    leave now if it is already gone (this process was handed to another parent)."""
     with contextlib.suppress(Exception):  # not glibc / not Linux: the closed pipe ends it anyway
         import ctypes
 
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() == 1:
+    run = multiprocessing.parent_process()
+    if run is not None and os.getppid() != run.pid:
         os._exit(0)
+
+
+def worker_nice() -> int:
+    """The decode workers' ``nice`` increment: ``VIDLINE_WORKER_NICE``, else ``WORKER_NICE``."""
+    value = os.environ.get("VIDLINE_WORKER_NICE")
+    if value is None:
+        return WORKER_NICE
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"VIDLINE_WORKER_NICE must be an integer, got {value!r}") from None
 
 
 class _Forward(logging.Handler):
@@ -232,17 +243,18 @@ def _forward_logs(conn: Connection) -> None:
 
 
 class DecodeWorker:
-    """One decode worker process over ``windows`` and the run's end of its pipe."""
+    """One decode worker process, taking its stretches of windows from ``chunks``, and the run's end of
+    its pipe. ``nice``: its CPU priority below the run's (``worker_nice``)."""
 
     def __init__(self, decoder: Decoder, path: str | os.PathLike[str], info: VideoInfo, chunks: WindowChunks,
-                 budget: SamplingBudget, pixel_format: str, threads: int, name: str) -> None:
+                 budget: SamplingBudget, pixel_format: str, threads: int, name: str, nice: int = WORKER_NICE) -> None:
         self.path = path
         self.chunks = chunks
         ctx = multiprocessing.get_context("fork")
         self.conn, child = ctx.Pipe(duplex=True)
         _RUN_ENDS.add(self.conn)
         self.process: BaseProcess = ctx.Process(
-            target=_worker_main, args=(child, decoder, path, info, budget, pixel_format, threads),
+            target=_worker_main, args=(child, decoder, path, info, budget, pixel_format, threads, nice),
             name=name, daemon=True)
         with warnings.catch_warnings():  # Python >= 3.12 warns of forking beside threads: the worker
             warnings.simplefilter("ignore", DeprecationWarning)  # imports nothing and takes no lock

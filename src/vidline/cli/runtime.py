@@ -27,13 +27,14 @@ import importlib
 import logging
 from collections.abc import Iterator
 
-from vidline.allocator import MMAP_THRESHOLD, TRIM_THRESHOLD, tune_allocator
+from vidline.allocator import tune_allocator
 from vidline.models.base import set_import_guard
 from vidline.models.config import ModelConfig
 
 logger = logging.getLogger("vidline")
 _SDK_MODULES = {"openai": "openai", "dashscope": "dashscope"}
-__all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "paused_collector", "settle_imports", "tune_allocator"]
+__all__ = ["paused_collector", "settle_imports", "tune_allocator"]
+
 
 def settle_imports(config: ModelConfig | None, *, background: bool = False) -> None:
     """Import what a run with ``config`` needs (its model SDK) without garbage collections, then

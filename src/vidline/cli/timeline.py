@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from vidline.timeline import Timeline
 
 
-
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "timeline",

@@ -201,13 +201,13 @@ class OpenAIBackend(Backend):
         with the standard library: what a run asks before its first request (the model, the server's
         flavour, its context) then does not wait for the SDK's ~0.5-s import, which overlaps decoding
         instead. Errors are translated as the SDK's are. A client given to the backend is asked instead."""
+        if self._injected:  # the caller's client (its transport, headers, proxies) asks
+            page = self._client.models.list()
+            return list(page.data if hasattr(page, "data") else page)
         import json
         import urllib.error
         import urllib.request
 
-        if self._injected:  # the caller's client (its transport, headers, proxies) asks
-            page = self._client.models.list()
-            return list(page.data if hasattr(page, "data") else page)
         base = (self.config.base_url or DEFAULT_BASE_URL).rstrip("/")
         request = urllib.request.Request(f"{base}/models", headers={
             "Authorization": f"Bearer {self.config.api_key or 'EMPTY'}", "Accept": "application/json"})
